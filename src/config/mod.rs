@@ -1,0 +1,1 @@
+//! The TOML configuration (DOMAIN.md §2) and its validation.

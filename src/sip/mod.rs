@@ -1,0 +1,1 @@
+//! The SIP wire format: parsing, typed views, edits and validation.
