@@ -1,0 +1,391 @@
+//! URIs: `sip:`, `sips:` and `tel:` decoded into borrowed parts; any other
+//! scheme kept opaque so a proxy can answer `416 Unsupported URI Scheme`.
+//!
+//! ```text
+//! SIP-URI  = "sip:" [ userinfo ] hostport uri-parameters [ headers ]
+//! userinfo = ( user / telephone-subscriber ) [ ":" password ] "@"
+//! hostport = host [ ":" port ]
+//! host     = hostname / IPv4address / IPv6reference
+//! ```
+//!
+//! The user part is kept escaped; [`unescape`] decodes `%HH` once, never
+//! recursively (`value%2541` is `value%41`, RFC 4475 `esc01`), and an escaped
+//! NUL is an ordinary byte that truncates nothing (`escnull`).
+
+use std::borrow::Cow;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use super::params::Params;
+use super::scan::parse_u16;
+
+/// The longest URI Tandem accepts (a `414` beyond it).
+pub const MAX_URI_LEN: usize = 2048;
+
+/// A decoded URI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Uri<'a> {
+    /// `sip:` or `sips:`.
+    Sip(SipUri<'a>),
+    /// `tel:` (RFC 3966).
+    Tel(TelUri<'a>),
+    /// Any other scheme, undecoded.
+    Other {
+        /// The scheme, as written.
+        scheme: &'a [u8],
+        /// Everything after the `:`.
+        rest: &'a [u8],
+    },
+}
+
+/// A `sip:` / `sips:` URI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SipUri<'a> {
+    /// `sips:`.
+    pub secure: bool,
+    /// The user part, still escaped.
+    pub user: Option<&'a [u8]>,
+    /// The password, still escaped.
+    pub password: Option<&'a [u8]>,
+    /// The host.
+    pub host: Host<'a>,
+    /// The port, if written.
+    pub port: Option<u16>,
+    /// URI parameters (`;transport=tcp;lr`).
+    pub params: Params<'a>,
+    /// Escaped headers after `?`, if any.
+    pub headers: Option<&'a [u8]>,
+}
+
+/// A `tel:` URI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TelUri<'a> {
+    /// The number, as written (`+1-201-555-0123`).
+    pub number: &'a [u8],
+    /// Parameters (`;phone-context=...`).
+    pub params: Params<'a>,
+}
+
+/// A host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Host<'a> {
+    /// A domain name.
+    Domain(&'a [u8]),
+    /// An IPv4 address.
+    V4(Ipv4Addr),
+    /// An IPv6 reference (`[...]` in the text).
+    V6(Ipv6Addr),
+}
+
+impl Host<'_> {
+    /// The host as an IP address, if it is one.
+    pub fn ip(&self) -> Option<std::net::IpAddr> {
+        match *self {
+            Host::V4(a) => Some(a.into()),
+            Host::V6(a) => Some(a.into()),
+            Host::Domain(_) => None,
+        }
+    }
+}
+
+/// Why a URI did not parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UriError {
+    /// No `scheme:` prefix, or a scheme with illegal characters.
+    Scheme,
+    /// The user or password contains a character not allowed there, or a
+    /// bad `%` escape.
+    User,
+    /// The host is empty or malformed.
+    Host,
+    /// The port is not a number in 0..=65535.
+    Port,
+    /// A URI parameter is malformed.
+    Params,
+    /// Longer than [`MAX_URI_LEN`].
+    TooLong,
+}
+
+impl<'a> Uri<'a> {
+    /// Decodes a URI.
+    pub fn parse(s: &'a [u8]) -> Result<Uri<'a>, UriError> {
+        if s.len() > MAX_URI_LEN {
+            return Err(UriError::TooLong);
+        }
+        let colon = s.iter().position(|&c| c == b':').ok_or(UriError::Scheme)?;
+        let (scheme, rest) = (&s[..colon], &s[colon + 1..]);
+        let scheme_ok = scheme.first().is_some_and(u8::is_ascii_alphabetic)
+            && scheme
+                .iter()
+                .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'));
+        if !scheme_ok {
+            return Err(UriError::Scheme);
+        }
+        if scheme.eq_ignore_ascii_case(b"sip") {
+            SipUri::parse_rest(rest, false).map(Uri::Sip)
+        } else if scheme.eq_ignore_ascii_case(b"sips") {
+            SipUri::parse_rest(rest, true).map(Uri::Sip)
+        } else if scheme.eq_ignore_ascii_case(b"tel") {
+            TelUri::parse_rest(rest).map(Uri::Tel)
+        } else {
+            if rest.iter().any(|&c| c <= b' ' || c == 0x7f) {
+                return Err(UriError::Scheme);
+            }
+            Ok(Uri::Other { scheme, rest })
+        }
+    }
+
+    /// The SIP URI, if this is one.
+    pub fn as_sip(&self) -> Option<&SipUri<'a>> {
+        match self {
+            Uri::Sip(u) => Some(u),
+            _ => None,
+        }
+    }
+
+    /// The dialled number or user: a SIP URI's user part or a tel number,
+    /// still escaped.
+    pub fn user(&self) -> Option<&'a [u8]> {
+        match self {
+            Uri::Sip(u) => u.user,
+            Uri::Tel(t) => Some(t.number),
+            Uri::Other { .. } => None,
+        }
+    }
+}
+
+impl<'a> SipUri<'a> {
+    fn parse_rest(rest: &'a [u8], secure: bool) -> Result<SipUri<'a>, UriError> {
+        // '@' cannot appear unescaped after the userinfo (not in hostport,
+        // uri-parameters or headers), so the first one ends the userinfo.
+        let (user, password, hostpart) = match rest.iter().position(|&c| c == b'@') {
+            Some(at) => {
+                let info = &rest[..at];
+                let (u, p) = match info.iter().position(|&c| c == b':') {
+                    Some(i) => (&info[..i], Some(&info[i + 1..])),
+                    None => (info, None),
+                };
+                if u.is_empty() || !valid_escaped(u, is_user_char) {
+                    return Err(UriError::User);
+                }
+                if let Some(p) = p {
+                    if !valid_escaped(p, is_password_char) {
+                        return Err(UriError::User);
+                    }
+                }
+                (Some(u), p, &rest[at + 1..])
+            }
+            None => (None, None, rest),
+        };
+        let (before_q, headers) = match hostpart.iter().position(|&c| c == b'?') {
+            Some(q) => (&hostpart[..q], Some(&hostpart[q + 1..])),
+            None => (hostpart, None),
+        };
+        let (hostport, params) = match before_q.iter().position(|&c| c == b';') {
+            Some(i) => (&before_q[..i], Params(&before_q[i + 1..])),
+            None => (before_q, Params(b"")),
+        };
+        let (host, port) = parse_hostport(hostport)?;
+        params.check_uri().map_err(|_| UriError::Params)?;
+        if let Some(h) = headers {
+            if h.is_empty() || !valid_escaped(h, |c| is_user_char(c) || c == b'[' || c == b']' || c == b':' || c == b'@') {
+                return Err(UriError::Params);
+            }
+        }
+        Ok(SipUri {
+            secure,
+            user,
+            password,
+            host,
+            port,
+            params,
+            headers,
+        })
+    }
+
+    /// The user part decoded (`%HH` once).
+    pub fn user_unescaped(&self) -> Option<Cow<'a, [u8]>> {
+        self.user.map(unescape)
+    }
+}
+
+impl<'a> TelUri<'a> {
+    fn parse_rest(rest: &'a [u8]) -> Result<TelUri<'a>, UriError> {
+        let (number, params) = match rest.iter().position(|&c| c == b';') {
+            Some(i) => (&rest[..i], Params(&rest[i + 1..])),
+            None => (rest, Params(b"")),
+        };
+        let ok = !number.is_empty()
+            && number.iter().all(|&c| {
+                c.is_ascii_hexdigit() || matches!(c, b'+' | b'-' | b'.' | b'(' | b')' | b'*' | b'#')
+            });
+        if !ok {
+            return Err(UriError::User);
+        }
+        params.check_uri().map_err(|_| UriError::Params)?;
+        Ok(TelUri { number, params })
+    }
+}
+
+/// Decodes `host [":" port]`.
+pub fn parse_hostport(s: &[u8]) -> Result<(Host<'_>, Option<u16>), UriError> {
+    if s.first() == Some(&b'[') {
+        let close = s.iter().position(|&c| c == b']').ok_or(UriError::Host)?;
+        let ip = std::str::from_utf8(&s[1..close])
+            .ok()
+            .and_then(|t| t.parse::<Ipv6Addr>().ok())
+            .ok_or(UriError::Host)?;
+        let port = match &s[close + 1..] {
+            [] => None,
+            [b':', p @ ..] => Some(parse_u16(p).ok_or(UriError::Port)?),
+            _ => return Err(UriError::Host),
+        };
+        return Ok((Host::V6(ip), port));
+    }
+    let (h, port) = match s.iter().position(|&c| c == b':') {
+        Some(i) => (&s[..i], Some(parse_u16(&s[i + 1..]).ok_or(UriError::Port)?)),
+        None => (s, None),
+    };
+    Ok((parse_host(h)?, port))
+}
+
+/// Decodes a host name or IPv4 address.
+pub fn parse_host(h: &[u8]) -> Result<Host<'_>, UriError> {
+    if h.is_empty() || !h.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.') {
+        return Err(UriError::Host);
+    }
+    if h.iter().all(|&c| c.is_ascii_digit() || c == b'.') {
+        // All digits and dots: it must be a dotted quad (a hostname's top
+        // label starts with a letter, RFC 3261 §25.1).
+        let ip = std::str::from_utf8(h)
+            .ok()
+            .and_then(|t| t.parse::<Ipv4Addr>().ok())
+            .ok_or(UriError::Host)?;
+        return Ok(Host::V4(ip));
+    }
+    Ok(Host::Domain(h))
+}
+
+/// `user = 1*( unreserved / escaped / user-unreserved )`.
+fn is_user_char(c: u8) -> bool {
+    c.is_ascii_alphanumeric()
+        || matches!(
+            c,
+            b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')' // mark
+                | b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/' // user-unreserved
+        )
+}
+
+/// `password = *( unreserved / escaped / "&" / "=" / "+" / "$" / "," )`.
+fn is_password_char(c: u8) -> bool {
+    c.is_ascii_alphanumeric()
+        || matches!(
+            c,
+            b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')' | b'&' | b'=' | b'+' | b'$' | b','
+        )
+}
+
+/// Whether `s` consists of `allowed` characters and well-formed `%HH`.
+fn valid_escaped(s: &[u8], allowed: impl Fn(u8) -> bool) -> bool {
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b'%' {
+            match (s.get(i + 1), s.get(i + 2)) {
+                (Some(a), Some(b)) if a.is_ascii_hexdigit() && b.is_ascii_hexdigit() => i += 3,
+                _ => return false,
+            }
+        } else if allowed(s[i]) {
+            i += 1;
+        } else {
+            return false;
+        }
+    }
+    true
+}
+
+fn hex(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Decodes `%HH` escapes once. Borrows when there is nothing to decode;
+/// a `%` not followed by two hex digits is kept as written.
+pub fn unescape(s: &[u8]) -> Cow<'_, [u8]> {
+    if !s.contains(&b'%') {
+        return Cow::Borrowed(s);
+    }
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b'%' {
+            if let (Some(a), Some(b)) = (
+                s.get(i + 1).copied().and_then(hex),
+                s.get(i + 2).copied().and_then(hex),
+            ) {
+                out.push(a << 4 | b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(s[i]);
+        i += 1;
+    }
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sip(s: &str) -> SipUri<'_> {
+        match Uri::parse(s.as_bytes()).unwrap() {
+            Uri::Sip(u) => u,
+            other => panic!("not sip: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn decodes_parts() {
+        let u = sip("sip:alice:pw@[2001:db8::10]:5070;transport=tcp;lr?Subject=x");
+        assert_eq!(u.user, Some(&b"alice"[..]));
+        assert_eq!(u.password, Some(&b"pw"[..]));
+        assert_eq!(u.host, Host::V6("2001:db8::10".parse().unwrap()));
+        assert_eq!(u.port, Some(5070));
+        assert_eq!(u.params.get(b"transport"), Some(Some(&b"tcp"[..])));
+        assert!(u.params.has(b"lr"));
+        assert_eq!(u.headers, Some(&b"Subject=x"[..]));
+        let u = sip("sips:192.0.2.4");
+        assert!(u.secure);
+        assert_eq!(u.host, Host::V4(Ipv4Addr::new(192, 0, 2, 4)));
+    }
+
+    #[test]
+    fn escapes_decode_once_and_keep_nul() {
+        let u = sip("sip:sips%3Auser%40example.com@example.net");
+        assert_eq!(&*u.user_unescaped().unwrap(), b"sips:user@example.com");
+        assert_eq!(&*unescape(b"value%2541"), b"value%41");
+        assert_eq!(&*unescape(b"null-%00-null"), b"null-\0-null");
+    }
+
+    #[test]
+    fn semicolons_belong_to_the_user_before_at() {
+        let u = sip("sip:user;par=u%40example.net@example.com");
+        assert_eq!(u.user, Some(&b"user;par=u%40example.net"[..]));
+        assert_eq!(u.host, Host::Domain(b"example.com"));
+    }
+
+    #[test]
+    fn other_schemes_are_opaque_and_bad_ones_rejected() {
+        assert!(matches!(
+            Uri::parse(b"nobodyKnowsThisScheme:totallyopaquecontent"),
+            Ok(Uri::Other { .. })
+        ));
+        assert!(matches!(Uri::parse(b"tel:+1-201-555-0123"), Ok(Uri::Tel(_))));
+        for bad in ["<sip:a@b>", "sip:", "sip:a@", "sip:a@b:99999", "sip:a b@c", "sip:%zz@h", "sip:h;;x", "1sip:x"] {
+            assert!(Uri::parse(bad.as_bytes()).is_err(), "{bad}");
+        }
+    }
+}
