@@ -1,1 +1,5 @@
 //! Integration tests: one binary (STYLE.md), one module per area.
+
+mod alloc;
+mod rfc4475;
+mod sip_props;
