@@ -49,7 +49,26 @@ pub enum AddrError {
 }
 
 impl<'a> NameAddr<'a> {
-    /// Decodes one address (one comma-separated element of the header).
+    /// Decodes one address (one comma-separated element of the header) and
+    /// checks its URI and parameters: what validation uses.
+    pub fn parse_strict(v: &'a [u8]) -> Result<NameAddr<'a>, AddrError> {
+        let a = Self::parse(v)?;
+        a.check()?;
+        Ok(a)
+    }
+
+    /// Checks what [`NameAddr::parse`] leaves undecoded: the URI grammar
+    /// and the parameter list.
+    pub fn check(&self) -> Result<(), AddrError> {
+        Uri::parse(self.uri).map_err(AddrError::Uri)?;
+        self.params.check_generic().map_err(|_| AddrError::Params)
+    }
+
+    /// Decodes one address (one comma-separated element of the header):
+    /// display name, URI text and parameter list. The structure is checked
+    /// (quotes, brackets, display-name characters); the URI and parameter
+    /// grammar are left to [`NameAddr::check`], so the fast path reads a
+    /// tag without decoding the whole URI.
     pub fn parse(v: &'a [u8]) -> Result<NameAddr<'a>, AddrError> {
         let v = trim(v);
         if v.is_empty() {
@@ -78,14 +97,12 @@ impl<'a> NameAddr<'a> {
             if uri.is_empty() || uri.iter().any(|&c| is_lws(c)) {
                 return Err(AddrError::Brackets);
             }
-            Uri::parse(uri).map_err(AddrError::Uri)?;
             let after = trim_start(&rest[gt + 1..]);
             let params = match after {
                 [] => Params(b""),
                 [b';', p @ ..] => Params(p),
                 _ => return Err(AddrError::Brackets),
             };
-            params.check_generic().map_err(|_| AddrError::Params)?;
             return Ok(NameAddr { display, uri, params });
         }
 
@@ -98,14 +115,15 @@ impl<'a> NameAddr<'a> {
         if uri.iter().any(|&c| c == b',' || c == b'?' || c == b'>') {
             return Err(AddrError::NeedsBrackets);
         }
-        Uri::parse(uri).map_err(AddrError::Uri)?;
+        if uri.is_empty() {
+            return Err(AddrError::Empty);
+        }
         let after = trim_start(&rest[end..]);
         let params = match after {
             [] => Params(b""),
             [b';', p @ ..] => Params(p),
             _ => return Err(AddrError::Brackets),
         };
-        params.check_generic().map_err(|_| AddrError::Params)?;
         Ok(NameAddr {
             display: None,
             uri,
@@ -113,9 +131,9 @@ impl<'a> NameAddr<'a> {
         })
     }
 
-    /// The decoded URI (already checked by [`NameAddr::parse`]).
-    pub fn parsed_uri(&self) -> Uri<'a> {
-        Uri::parse(self.uri).expect("checked when the address was parsed")
+    /// The decoded URI.
+    pub fn parsed_uri(&self) -> Result<Uri<'a>, UriError> {
+        Uri::parse(self.uri)
     }
 
     /// The `tag` parameter.
@@ -134,12 +152,13 @@ pub enum Contact<'a> {
 }
 
 impl<'a> Contact<'a> {
-    /// Decodes one comma-separated element of a Contact header.
+    /// Decodes one comma-separated element of a Contact header, checking
+    /// the URI and parameters too (see [`NameAddr::parse_strict`]).
     pub fn parse(v: &'a [u8]) -> Result<Contact<'a>, AddrError> {
         if trim(v) == b"*" {
             return Ok(Contact::Wildcard);
         }
-        NameAddr::parse(v).map(Contact::Addr)
+        NameAddr::parse_strict(v).map(Contact::Addr)
     }
 
     /// The `expires` contact parameter, saturated to `u32::MAX` when larger
@@ -198,7 +217,7 @@ mod tests {
         let a = NameAddr::parse(b"sip:vivekg@chair-dnrc.example.com ;   tag    = 1918181833n").unwrap();
         assert_eq!(a.tag(), Some(&b"1918181833n"[..]));
         let a = NameAddr::parse(b"isbn:2983792873").unwrap();
-        assert!(matches!(a.parsed_uri(), Uri::Other { .. }));
+        assert!(matches!(a.parsed_uri(), Ok(Uri::Other { .. })));
     }
 
     #[test]
@@ -212,7 +231,7 @@ mod tests {
             Err(AddrError::DisplayName)
         );
         assert_eq!(
-            NameAddr::parse(b"\"Watson, Thomas\" < sip:t.watson@example.org >"),
+            NameAddr::parse_strict(b"\"Watson, Thomas\" < sip:t.watson@example.org >"),
             Err(AddrError::Brackets)
         );
         assert_eq!(

@@ -106,7 +106,7 @@ impl<'m> Editor<'m> {
             return self;
         };
         let e = head.entries()[i];
-        let value = self.msg.slice(e.value);
+        let value = self.msg.slice(e.value());
         let mut split = CommaSplit::new(value);
         split.next();
         let rest_start = match super::scan::find_unquoted(value, b',') {
@@ -117,14 +117,14 @@ impl<'m> Editor<'m> {
             Some(c) => {
                 let skip = value[c..].iter().take_while(|&&b| super::scan::is_lws(b)).count();
                 let span = Span {
-                    start: e.value.start,
-                    end: e.value.start + (c + skip) as u32,
+                    start: e.value().start,
+                    end: e.value().start + (c + skip) as u32,
                 };
                 self.splice(span, &[]);
             }
             None => {
                 let span = Span {
-                    start: e.line,
+                    start: e.line(),
                     end: head.line_end(i),
                 };
                 self.splice(span, &[]);
@@ -146,7 +146,7 @@ impl<'m> Editor<'m> {
     pub fn replace_header(&mut self, name: HeaderName, value: &[u8]) -> &mut Self {
         match self.msg.head().find(name) {
             Some(e) => {
-                let span = e.value;
+                let span = e.value();
                 self.splice(span, &[value]);
             }
             None => {
@@ -163,7 +163,7 @@ impl<'m> Editor<'m> {
         for (i, e) in head.entries().iter().enumerate() {
             if e.name == name {
                 let span = Span {
-                    start: e.line,
+                    start: e.line(),
                     end: head.line_end(i),
                 };
                 self.splice(span, &[]);
@@ -194,7 +194,7 @@ impl<'m> Editor<'m> {
             let len = (e - s).to_string().into_bytes();
             match head.find(HeaderName::ContentLength) {
                 Some(cl) => {
-                    let span = cl.value;
+                    let span = cl.value();
                     self.splice(span, &[&len]);
                 }
                 None => {
@@ -259,10 +259,10 @@ pub fn response_to(
     for (i, e) in head.entries().iter().enumerate() {
         match e.name {
             HeaderName::Via | HeaderName::From | HeaderName::CallId | HeaderName::CSeq => {
-                out.extend_from_slice(&buf[e.line as usize..head.line_end(i) as usize]);
+                out.extend_from_slice(&buf[e.line() as usize..head.line_end(i) as usize]);
             }
             HeaderName::To => {
-                let value = req.slice(e.value);
+                let value = req.slice(e.value());
                 out.extend_from_slice(b"To: ");
                 out.extend_from_slice(value);
                 let has_tag = super::addr::NameAddr::parse(value)

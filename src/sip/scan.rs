@@ -111,24 +111,19 @@ pub fn quoted_end(s: &[u8]) -> Option<usize> {
 /// Returns `Err(())` on an unterminated quote, so callers can reject the
 /// message instead of guessing.
 pub fn find_unquoted(s: &[u8], delim: u8) -> Result<Option<usize>, ()> {
+    // Jump between the only bytes that matter (memchr3 is SIMD); most
+    // values have no quotes or brackets, so this is one search.
     let mut i = 0;
-    let mut angle = false;
-    while i < s.len() {
-        let c = s[i];
-        if c == b'"' {
-            i += quoted_end(&s[i..]).ok_or(())?;
-            continue;
+    while let Some(j) = memchr::memchr3(delim, b'"', b'<', &s[i..]) {
+        let at = i + j;
+        match s[at] {
+            b'"' => i = at + quoted_end(&s[at..]).ok_or(())?,
+            b'<' => match memchr::memchr(b'>', &s[at..]) {
+                Some(k) => i = at + k + 1,
+                None => return Ok(None),
+            },
+            _ => return Ok(Some(at)),
         }
-        if angle {
-            if c == b'>' {
-                angle = false;
-            }
-        } else if c == b'<' {
-            angle = true;
-        } else if c == delim {
-            return Ok(Some(i));
-        }
-        i += 1;
     }
     Ok(None)
 }

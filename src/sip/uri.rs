@@ -253,16 +253,28 @@ pub fn parse_host(h: &[u8]) -> Result<Host<'_>, UriError> {
     if h.is_empty() || !h.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.') {
         return Err(UriError::Host);
     }
-    if h.iter().all(|&c| c.is_ascii_digit() || c == b'.') {
+    if h[h.len() - 1].is_ascii_digit() && h.iter().all(|&c| c.is_ascii_digit() || c == b'.') {
         // All digits and dots: it must be a dotted quad (a hostname's top
         // label starts with a letter, RFC 3261 §25.1).
-        let ip = std::str::from_utf8(h)
-            .ok()
-            .and_then(|t| t.parse::<Ipv4Addr>().ok())
-            .ok_or(UriError::Host)?;
-        return Ok(Host::V4(ip));
+        return parse_ipv4(h).map(Host::V4).ok_or(UriError::Host);
     }
     Ok(Host::Domain(h))
+}
+
+/// A dotted quad, each part 0..=255 without leading zeros beyond one
+/// digit's worth of ambiguity (`01` is refused, as `std` does).
+fn parse_ipv4(h: &[u8]) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut parts = h.split(|&c| c == b'.');
+    for o in &mut octets {
+        let p = parts.next()?;
+        if p.is_empty() || p.len() > 3 || (p.len() > 1 && p[0] == b'0') {
+            return None;
+        }
+        let v = p.iter().fold(0u16, |a, &c| a * 10 + u16::from(c - b'0'));
+        *o = u8::try_from(v).ok()?;
+    }
+    parts.next().is_none().then_some(Ipv4Addr::from(octets))
 }
 
 /// `user = 1*( unreserved / escaped / user-unreserved )`.

@@ -151,7 +151,7 @@ fn validate_request(msg: &Message) -> Verdict {
         (HeaderName::PAssertedIdentity, "Malformed P-Asserted-Identity header"),
     ] {
         for v in msg.values(h) {
-            match v.map(NameAddr::parse) {
+            match v.map(NameAddr::parse_strict) {
                 Ok(Ok(_)) => {}
                 _ => return bad(reason),
             }
@@ -216,7 +216,7 @@ fn common_headers(msg: &Message) -> Option<Verdict> {
         }
     }
     for v in msg.values(HeaderName::Via) {
-        if v.map(Via::parse).map_or(true, |r| r.is_err()) {
+        if v.map(Via::parse_strict).map_or(true, |r| r.is_err()) {
             return fail("Malformed Via header");
         }
     }
@@ -224,7 +224,7 @@ fn common_headers(msg: &Message) -> Option<Verdict> {
         (HeaderName::From, "Malformed From header"),
         (HeaderName::To, "Malformed To header"),
     ] {
-        if NameAddr::parse(msg.header(h).expect("present")).is_err() {
+        if NameAddr::parse_strict(msg.header(h).expect("present")).is_err() {
             return fail(reason);
         }
     }
