@@ -24,6 +24,8 @@
 //! - [`shell`]: process-level glue (logging; sockets and workers later).
 
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod route;
 pub mod shell;
 pub mod sip;

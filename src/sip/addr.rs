@@ -81,7 +81,7 @@ impl<'a> NameAddr<'a> {
                 return Err(AddrError::Brackets);
             }
             (Some(&v[..end]), rest)
-        } else if let Some(lt) = v.iter().position(|&c| c == b'<') {
+        } else if let Some(lt) = memchr::memchr(b'<', v) {
             let d = trim(&v[..lt]);
             if !d.iter().all(|&c| is_token(c) || is_lws(c)) {
                 return Err(AddrError::DisplayName);
@@ -92,7 +92,7 @@ impl<'a> NameAddr<'a> {
         };
 
         if rest.first() == Some(&b'<') {
-            let gt = rest.iter().position(|&c| c == b'>').ok_or(AddrError::Brackets)?;
+            let gt = memchr::memchr(b'>', rest).ok_or(AddrError::Brackets)?;
             let uri = &rest[1..gt];
             if uri.is_empty() || uri.iter().any(|&c| is_lws(c)) {
                 return Err(AddrError::Brackets);

@@ -2,8 +2,6 @@
 //! long and compact form (RFC 3261 §7.3.3 and later extensions), and `Other`
 //! for everything else (kept verbatim in the message, never lost).
 
-use super::scan::eq_ic;
-
 macro_rules! header_names {
     ($( $variant:ident => $name:literal $(, $compact:literal)? ; )*) => {
         /// A header field name. `Other` covers every header Tandem does not
@@ -120,6 +118,49 @@ const TABLE: [u8; SLOTS] = {
     t
 };
 
+/// The long names in lower case, padded, for [`eq_folded`].
+const LOWER: [[u8; 24]; KNOWN.len()] = {
+    let mut t = [[0u8; 24]; KNOWN.len()];
+    let mut k = 0;
+    while k < KNOWN.len() {
+        let name = KNOWN[k].1.as_bytes();
+        assert!(name.len() <= 24);
+        let mut i = 0;
+        while i < name.len() {
+            assert!(name[i].is_ascii_alphabetic() || name[i] == b'-');
+            t[k][i] = name[i].to_ascii_lowercase();
+            i += 1;
+        }
+        k += 1;
+    }
+    t
+};
+
+/// Whether `input` equals the lower-case known name `lower` ignoring ASCII
+/// case, eight bytes at a time. Exact because known names hold only letters
+/// and `-`: OR-ing `0x20` folds letters, keeps `-`, and maps no other byte
+/// onto a letter or `-` except CR (0x0D), which cannot be in a header name.
+#[inline]
+fn eq_folded(input: &[u8], lower: &[u8; 24]) -> bool {
+    let n = input.len();
+    let mut i = 0;
+    while i + 8 <= n {
+        let a = u64::from_le_bytes(input[i..i + 8].try_into().expect("8 bytes"));
+        let b = u64::from_le_bytes(lower[i..i + 8].try_into().expect("8 bytes"));
+        if a | 0x2020_2020_2020_2020 != b {
+            return false;
+        }
+        i += 8;
+    }
+    while i < n {
+        if input[i] | 0x20 != lower[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
 /// Compact form letter (lower-cased) to header, `a`..=`z`.
 const COMPACT: [HeaderName; 26] = {
     let mut t = [HeaderName::Other; 26];
@@ -155,7 +196,7 @@ impl HeaderName {
                 return HeaderName::Other;
             }
             let (h, long, _) = KNOWN[k as usize - 1];
-            if eq_ic(long.as_bytes(), name) {
+            if long.len() == name.len() && eq_folded(name, &LOWER[k as usize - 1]) {
                 return h;
             }
             slot = (slot + 1) % SLOTS;

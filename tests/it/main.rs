@@ -1,5 +1,6 @@
 //! Integration tests: one binary (STYLE.md), one module per area.
 
 mod alloc;
+mod fuzz;
 mod rfc4475;
 mod sip_props;
