@@ -56,7 +56,13 @@ fn parse(c: &mut Criterion) {
     let raw = MESSAGES[0].1;
     g.throughput(Throughput::Bytes(raw.len() as u64));
     g.bench_function("tandem", |b| {
-        b.iter(|| Message::parse_datagram(Bytes::from_static(black_box(raw))).unwrap().head().entries().len())
+        b.iter(|| {
+            Message::parse_datagram(Bytes::from_static(black_box(raw)))
+                .unwrap()
+                .head()
+                .entries()
+                .len()
+        })
     });
     g.finish();
 }

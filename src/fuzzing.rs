@@ -24,7 +24,11 @@ pub fn message(data: &[u8]) {
         return;
     };
     let out = m.edit().finish();
-    assert_eq!(out, m.as_bytes(), "untouched message must serialise to itself");
+    assert_eq!(
+        out,
+        m.as_bytes(),
+        "untouched message must serialise to itself"
+    );
     let again = Message::parse_datagram(Bytes::from(out)).expect("re-parse of own output");
     assert!(m.fields().eq(again.fields()), "re-parse changed the fields");
     assert_eq!(m.body(), again.body());
@@ -43,7 +47,11 @@ pub fn message(data: &[u8]) {
             .set_max_forwards(69)
             .add_record_route(b"<sip:127.0.0.1;lr>");
         let hop = Message::parse_datagram(Bytes::from(e.finish())).expect("hop parses");
-        assert_eq!(validate(&hop), Verdict::Accept, "a proxy hop broke an accepted message");
+        assert_eq!(
+            validate(&hop),
+            Verdict::Accept,
+            "a proxy hop broke an accepted message"
+        );
         let mut e = hop.edit();
         e.remove_top_via();
         let back = Message::parse_datagram(Bytes::from(e.finish())).expect("back parses");
@@ -56,12 +64,9 @@ pub fn message(data: &[u8]) {
 
 /// URI and address decoding.
 pub fn uri(data: &[u8]) {
-    if let Ok(u) = Uri::parse(data) {
-        if let Uri::Sip(s) = u {
-            let user = s.user_unescaped();
-            if let (Some(raw), Some(decoded)) = (s.user, user) {
-                assert!(decoded.len() <= raw.len());
-            }
+    if let Ok(Uri::Sip(s)) = Uri::parse(data) {
+        if let (Some(raw), Some(decoded)) = (s.user, s.user_unescaped()) {
+            assert!(decoded.len() <= raw.len());
         }
     }
     if let Ok(a) = NameAddr::parse(data) {

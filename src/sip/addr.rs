@@ -103,7 +103,11 @@ impl<'a> NameAddr<'a> {
                 [b';', p @ ..] => Params(p),
                 _ => return Err(AddrError::Brackets),
             };
-            return Ok(NameAddr { display, uri, params });
+            return Ok(NameAddr {
+                display,
+                uri,
+                params,
+            });
         }
 
         // addr-spec: the URI ends at the first ';' or whitespace.
@@ -209,12 +213,16 @@ mod tests {
 
     #[test]
     fn forms() {
-        let a = NameAddr::parse(b"\"J Rosenberg \\\\\\\"\"       <sip:jdrosen@example.com>\r\n  ;\r\n  tag = 98asjd8").unwrap();
+        let a = NameAddr::parse(
+            b"\"J Rosenberg \\\\\\\"\"       <sip:jdrosen@example.com>\r\n  ;\r\n  tag = 98asjd8",
+        )
+        .unwrap();
         assert_eq!(a.uri, b"sip:jdrosen@example.com");
         assert_eq!(a.tag(), Some(&b"98asjd8"[..]));
         let a = NameAddr::parse(b"caller<sip:caller@example.com>;tag=323").unwrap();
         assert_eq!(a.display, Some(&b"caller"[..]));
-        let a = NameAddr::parse(b"sip:vivekg@chair-dnrc.example.com ;   tag    = 1918181833n").unwrap();
+        let a =
+            NameAddr::parse(b"sip:vivekg@chair-dnrc.example.com ;   tag    = 1918181833n").unwrap();
         assert_eq!(a.tag(), Some(&b"1918181833n"[..]));
         let a = NameAddr::parse(b"isbn:2983792873").unwrap();
         assert!(matches!(a.parsed_uri(), Ok(Uri::Other { .. })));
@@ -251,7 +259,9 @@ mod tests {
         assert_eq!(c.q(), Some(330));
         assert_eq!(Contact::parse(b" * ").unwrap(), Contact::Wildcard);
         // cparam01: the parameter belongs to the contact, not the URI.
-        let Contact::Addr(a) = Contact::parse(b"sip:+19725552222@gw1.example.net;unknownparam").unwrap() else {
+        let Contact::Addr(a) =
+            Contact::parse(b"sip:+19725552222@gw1.example.net;unknownparam").unwrap()
+        else {
             panic!()
         };
         assert_eq!(a.uri, b"sip:+19725552222@gw1.example.net");

@@ -60,7 +60,10 @@ impl<'m> Editor<'m> {
     }
 
     fn at(pos: u32) -> Span {
-        Span { start: pos, end: pos }
+        Span {
+            start: pos,
+            end: pos,
+        }
     }
 
     fn first_header_pos(&self) -> u32 {
@@ -115,7 +118,10 @@ impl<'m> Editor<'m> {
         };
         match rest_start {
             Some(c) => {
-                let skip = value[c..].iter().take_while(|&&b| super::scan::is_lws(b)).count();
+                let skip = value[c..]
+                    .iter()
+                    .take_while(|&&b| super::scan::is_lws(b))
+                    .count();
                 let span = Span {
                     start: e.value().start,
                     end: e.value().start + (c + skip) as u32,
@@ -208,7 +214,8 @@ impl<'m> Editor<'m> {
                 seq,
             });
         }
-        self.splices.sort_by_key(|s| (s.span.start, s.span.end != s.span.start, s.seq));
+        self.splices
+            .sort_by_key(|s| (s.span.start, s.span.end != s.span.start, s.seq));
 
         let start = head.msg_start as usize;
         let end = head.body.end as usize;
@@ -329,7 +336,10 @@ abcd";
         assert_eq!(vias.len(), 3);
         assert_eq!(vias[0], b"SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKx");
         assert_eq!(out.header(HeaderName::MaxForwards), Some(&b"69"[..]));
-        assert_eq!(out.header(HeaderName::RecordRoute), Some(&b"<sip:127.0.0.1;lr>"[..]));
+        assert_eq!(
+            out.header(HeaderName::RecordRoute),
+            Some(&b"<sip:127.0.0.1;lr>"[..])
+        );
         assert_eq!(out.body(), b"hello world");
         assert_eq!(out.header(HeaderName::ContentLength), Some(&b"11"[..]));
         assert_eq!(out.header_by_name(b"x-odd"), Some(&b"spaced"[..]));
@@ -360,18 +370,30 @@ abcd";
             .replace_header(HeaderName::Subject, b"hi");
         let out = Message::parse_datagram(Bytes::from(e.finish())).unwrap();
         assert_eq!(out.header_by_name(b"X-Odd"), None);
-        assert_eq!(out.header(HeaderName::To), Some(&b"<sip:carol@example.com>"[..]));
+        assert_eq!(
+            out.header(HeaderName::To),
+            Some(&b"<sip:carol@example.com>"[..])
+        );
         assert_eq!(out.header(HeaderName::Subject), Some(&b"hi"[..]));
     }
 
     #[test]
     fn response_copies_dialog_headers() {
         let m = msg();
-        let r = response_to(&m, StatusCode::BUSY_HERE, "Busy Here", Some(b"abc"), &[("Retry-After", b"5")]);
+        let r = response_to(
+            &m,
+            StatusCode::BUSY_HERE,
+            "Busy Here",
+            Some(b"abc"),
+            &[("Retry-After", b"5")],
+        );
         let r = Message::parse_datagram(Bytes::from(r)).unwrap();
         assert_eq!(r.status(), Some(StatusCode::BUSY_HERE));
         assert_eq!(r.values(HeaderName::Via).count(), 2);
-        assert_eq!(r.header(HeaderName::To), Some(&b"Bob <sip:bob@biloxi.example.com>;tag=abc"[..]));
+        assert_eq!(
+            r.header(HeaderName::To),
+            Some(&b"Bob <sip:bob@biloxi.example.com>;tag=abc"[..])
+        );
         assert_eq!(r.header(HeaderName::CSeq), Some(&b"314159 INVITE"[..]));
         assert_eq!(r.header(HeaderName::RetryAfter), Some(&b"5"[..]));
         assert_eq!(super::super::validate(&r), super::super::Verdict::Accept);

@@ -252,7 +252,13 @@ mod tests {
 
     #[test]
     fn unknown_names_are_other() {
-        for n in [&b"X-Foo"[..], b"q", b"C%6Fntact", b"Vias", b"extensionHeader-!.%*+_`'~"] {
+        for n in [
+            &b"X-Foo"[..],
+            b"q",
+            b"C%6Fntact",
+            b"Vias",
+            b"extensionHeader-!.%*+_`'~",
+        ] {
             assert_eq!(HeaderName::from_bytes(n), HeaderName::Other);
         }
         assert_eq!(HeaderName::Other.as_str(), None);

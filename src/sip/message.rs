@@ -187,7 +187,7 @@ impl Head {
     /// Total length of the message from `msg_start` to the end of its body:
     /// on a stream, how many bytes to take off the buffer (plus `msg_start`).
     #[inline]
-    pub fn len(&self) -> usize {
+    pub fn end(&self) -> usize {
         self.body.end as usize
     }
 
@@ -227,7 +227,11 @@ impl Head {
         let Some(nl) = memchr(b'\n', &window[msg_start..]).map(|i| i + msg_start) else {
             return incomplete(full);
         };
-        let line_end = if nl > msg_start && window[nl - 1] == b'\r' { nl - 1 } else { nl };
+        let line_end = if nl > msg_start && window[nl - 1] == b'\r' {
+            nl - 1
+        } else {
+            nl
+        };
         let start_line = parse_start_line(window, msg_start, line_end)?;
 
         let mut head = Head {
@@ -281,7 +285,11 @@ impl Head {
             let next = nl + 1;
 
             // header-name *(SP / HTAB) ":"
-            let name_end = line + window[line..nl].iter().take_while(|&&c| is_token(c)).count();
+            let name_end = line
+                + window[line..nl]
+                    .iter()
+                    .take_while(|&&c| is_token(c))
+                    .count();
             if name_end == line {
                 return Err(ParseError::BadHeaderLine);
             }
@@ -452,7 +460,10 @@ impl Message {
 
     /// Joins a buffer and the head [`Head::parse`] made of it.
     pub fn from_parts(buf: Bytes, head: Head) -> Message {
-        assert!(head.len() <= buf.len(), "head does not belong to this buffer");
+        assert!(
+            head.end() <= buf.len(),
+            "head does not belong to this buffer"
+        );
         Message { buf, head }
     }
 
@@ -548,7 +559,10 @@ impl Message {
 
     /// Every comma-separated value of every field named `name`, in order
     /// (RFC 3261 §7.3.1: `Via: a, b` equals two Via lines).
-    pub fn values(&self, name: HeaderName) -> impl Iterator<Item = Result<&[u8], ()>> + '_ {
+    pub fn values(
+        &self,
+        name: HeaderName,
+    ) -> impl Iterator<Item = Result<&[u8], scan::Unbalanced>> + '_ {
         self.headers(name).flat_map(scan::CommaSplit::new)
     }
 
@@ -569,7 +583,9 @@ impl Message {
     pub fn header_by_name(&self, name: &[u8]) -> Option<&[u8]> {
         let known = HeaderName::from_bytes(name);
         self.fields()
-            .find(|&(h, n, _)| h == known && (known != HeaderName::Other || n.eq_ignore_ascii_case(name)))
+            .find(|&(h, n, _)| {
+                h == known && (known != HeaderName::Other || n.eq_ignore_ascii_case(name))
+            })
             .map(|(_, _, v)| v)
     }
 

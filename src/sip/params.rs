@@ -12,6 +12,10 @@
 
 use super::scan::{self, find_unquoted, is_token, quoted_end, trim};
 
+/// A parameter list that breaks its grammar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadParams;
+
 /// A parameter list: the raw bytes after the first `;` (may be empty).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Params<'a>(pub &'a [u8]);
@@ -24,7 +28,11 @@ impl<'a> Params<'a> {
     /// The parameters, in order.
     pub fn iter(&self) -> ParamIter<'a> {
         ParamIter {
-            rest: if self.0.is_empty() { None } else { Some(self.0) },
+            rest: if self.0.is_empty() {
+                None
+            } else {
+                Some(self.0)
+            },
         }
     }
 
@@ -44,27 +52,30 @@ impl<'a> Params<'a> {
     /// Checks the list against the `generic-param` grammar: every name a
     /// non-empty token, every value a token, host or quoted string
     /// (RFC 4475 `badinv01`: `;;;;` is not a parameter list).
-    pub fn check_generic(&self) -> Result<(), ()> {
+    pub fn check_generic(&self) -> Result<(), BadParams> {
         if self.0.is_empty() {
             return Ok(());
         }
         // Quotes must balance before splitting means anything.
         let mut rest = self.0;
         loop {
-            let end = find_unquoted(rest, b';')?.unwrap_or(rest.len());
+            let end = find_unquoted(rest, b';')
+                .map_err(|_| BadParams)?
+                .unwrap_or(rest.len());
             let (name, value) = split_param(&rest[..end]);
             if !scan::is_token_str(name) {
-                return Err(());
+                return Err(BadParams);
             }
             if let Some(v) = value {
                 let ok = if v.first() == Some(&b'"') {
                     quoted_end(v) == Some(v.len())
                 } else {
                     !v.is_empty()
-                        && v.iter().all(|&c| is_token(c) || matches!(c, b':' | b'[' | b']'))
+                        && v.iter()
+                            .all(|&c| is_token(c) || matches!(c, b':' | b'[' | b']'))
                 };
                 if !ok {
-                    return Err(());
+                    return Err(BadParams);
                 }
             }
             if end == rest.len() {
@@ -75,7 +86,7 @@ impl<'a> Params<'a> {
     }
 
     /// Checks the list against the `uri-parameter` grammar.
-    pub fn check_uri(&self) -> Result<(), ()> {
+    pub fn check_uri(&self) -> Result<(), BadParams> {
         if self.0.is_empty() {
             return Ok(());
         }
@@ -85,11 +96,11 @@ impl<'a> Params<'a> {
                 None => (part, None),
             };
             if name.is_empty() || !name.iter().all(|&c| is_paramchar(c)) {
-                return Err(());
+                return Err(BadParams);
             }
             if let Some(v) = value {
                 if v.is_empty() || !v.iter().all(|&c| is_paramchar(c)) {
-                    return Err(());
+                    return Err(BadParams);
                 }
             }
         }

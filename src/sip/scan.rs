@@ -108,16 +108,16 @@ pub fn quoted_end(s: &[u8]) -> Option<usize> {
 /// quoted strings and outside `<...>`. Used to split comma-separated header
 /// values and `;` parameters without breaking `"a, b" <sip:x;y>`.
 ///
-/// Returns `Err(())` on an unterminated quote, so callers can reject the
-/// message instead of guessing.
-pub fn find_unquoted(s: &[u8], delim: u8) -> Result<Option<usize>, ()> {
+/// Returns `Err(Unbalanced)` on an unterminated quote, so callers can
+/// reject the message instead of guessing.
+pub fn find_unquoted(s: &[u8], delim: u8) -> Result<Option<usize>, Unbalanced> {
     // Jump between the only bytes that matter (memchr3 is SIMD); most
     // values have no quotes or brackets, so this is one search.
     let mut i = 0;
     while let Some(j) = memchr::memchr3(delim, b'"', b'<', &s[i..]) {
         let at = i + j;
         match s[at] {
-            b'"' => i = at + quoted_end(&s[at..]).ok_or(())?,
+            b'"' => i = at + quoted_end(&s[at..]).ok_or(Unbalanced)?,
             b'<' => match memchr::memchr(b'>', &s[at..]) {
                 Some(k) => i = at + k + 1,
                 None => return Ok(None),
@@ -127,6 +127,10 @@ pub fn find_unquoted(s: &[u8], delim: u8) -> Result<Option<usize>, ()> {
     }
     Ok(None)
 }
+
+/// A quoted string that is never closed (RFC 4475 `quotbal`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unbalanced;
 
 /// Iterator over the comma-separated elements of a header value, split
 /// outside quotes and angle brackets. Elements are trimmed; an empty element
@@ -145,7 +149,7 @@ impl<'a> CommaSplit<'a> {
 
 impl<'a> Iterator for CommaSplit<'a> {
     /// One element, or `Err` on an unterminated quoted string.
-    type Item = Result<&'a [u8], ()>;
+    type Item = Result<&'a [u8], Unbalanced>;
 
     fn next(&mut self) -> Option<Self::Item> {
         let rest = self.rest?;
@@ -158,9 +162,9 @@ impl<'a> Iterator for CommaSplit<'a> {
                 self.rest = None;
                 Some(Ok(trim(rest)))
             }
-            Err(()) => {
+            Err(e) => {
                 self.rest = None;
-                Some(Err(()))
+                Some(Err(e))
             }
         }
     }

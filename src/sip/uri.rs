@@ -187,7 +187,11 @@ impl<'a> SipUri<'a> {
         let (host, port) = parse_hostport(hostport)?;
         params.check_uri().map_err(|_| UriError::Params)?;
         if let Some(h) = headers {
-            if h.is_empty() || !valid_escaped(h, |c| is_user_char(c) || c == b'[' || c == b']' || c == b':' || c == b'@') {
+            if h.is_empty()
+                || !valid_escaped(h, |c| {
+                    is_user_char(c) || c == b'[' || c == b']' || c == b':' || c == b'@'
+                })
+            {
                 return Err(UriError::Params);
             }
         }
@@ -250,7 +254,11 @@ pub fn parse_hostport(s: &[u8]) -> Result<(Host<'_>, Option<u16>), UriError> {
 
 /// Decodes a host name or IPv4 address.
 pub fn parse_host(h: &[u8]) -> Result<Host<'_>, UriError> {
-    if h.is_empty() || !h.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.') {
+    if h.is_empty()
+        || !h
+            .iter()
+            .all(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.')
+    {
         return Err(UriError::Host);
     }
     if h[h.len() - 1].is_ascii_digit() && h.iter().all(|&c| c.is_ascii_digit() || c == b'.') {
@@ -292,7 +300,19 @@ fn is_password_char(c: u8) -> bool {
     c.is_ascii_alphanumeric()
         || matches!(
             c,
-            b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')' | b'&' | b'=' | b'+' | b'$' | b','
+            b'-' | b'_'
+                | b'.'
+                | b'!'
+                | b'~'
+                | b'*'
+                | b'\''
+                | b'('
+                | b')'
+                | b'&'
+                | b'='
+                | b'+'
+                | b'$'
+                | b','
         )
 }
 
@@ -395,8 +415,20 @@ mod tests {
             Uri::parse(b"nobodyKnowsThisScheme:totallyopaquecontent"),
             Ok(Uri::Other { .. })
         ));
-        assert!(matches!(Uri::parse(b"tel:+1-201-555-0123"), Ok(Uri::Tel(_))));
-        for bad in ["<sip:a@b>", "sip:", "sip:a@", "sip:a@b:99999", "sip:a b@c", "sip:%zz@h", "sip:h;;x", "1sip:x"] {
+        assert!(matches!(
+            Uri::parse(b"tel:+1-201-555-0123"),
+            Ok(Uri::Tel(_))
+        ));
+        for bad in [
+            "<sip:a@b>",
+            "sip:",
+            "sip:a@",
+            "sip:a@b:99999",
+            "sip:a b@c",
+            "sip:%zz@h",
+            "sip:h;;x",
+            "1sip:x",
+        ] {
             assert!(Uri::parse(bad.as_bytes()).is_err(), "{bad}");
         }
     }

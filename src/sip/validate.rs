@@ -26,8 +26,8 @@ use super::method::Method;
 use super::status::StatusCode;
 use super::uri::{Host, Uri, UriError};
 use super::values::{
-    is_valid_call_id, option_tags, parse_expires, parse_max_forwards, AuthValue, CSeq,
-    ContentType, Via,
+    is_valid_call_id, option_tags, parse_expires, parse_max_forwards, AuthValue, CSeq, ContentType,
+    Via,
 };
 
 /// What a proxy must do with a message.
@@ -148,7 +148,10 @@ fn validate_request(msg: &Message) -> Verdict {
     for (h, reason) in [
         (HeaderName::Route, "Malformed Route header"),
         (HeaderName::RecordRoute, "Malformed Record-Route header"),
-        (HeaderName::PAssertedIdentity, "Malformed P-Asserted-Identity header"),
+        (
+            HeaderName::PAssertedIdentity,
+            "Malformed P-Asserted-Identity header",
+        ),
     ] {
         for v in msg.values(h) {
             match v.map(NameAddr::parse_strict) {
@@ -159,7 +162,10 @@ fn validate_request(msg: &Message) -> Verdict {
     }
     for (h, reason) in [
         (HeaderName::Authorization, "Malformed Authorization header"),
-        (HeaderName::ProxyAuthorization, "Malformed Proxy-Authorization header"),
+        (
+            HeaderName::ProxyAuthorization,
+            "Malformed Proxy-Authorization header",
+        ),
     ] {
         if msg.headers(h).any(|v| AuthValue::parse(v).is_err()) {
             return bad(reason);
@@ -200,7 +206,13 @@ fn validate_request(msg: &Message) -> Verdict {
 /// and each of them decodable. Returns the verdict for the first problem.
 fn common_headers(msg: &Message) -> Option<Verdict> {
     let request = msg.is_request();
-    let fail = |reason| Some(if request { bad(reason) } else { Verdict::Drop { reason } });
+    let fail = |reason| {
+        Some(if request {
+            bad(reason)
+        } else {
+            Verdict::Drop { reason }
+        })
+    };
 
     for (h, reason) in REQUIRED {
         if msg.header(h).is_none() {
@@ -276,7 +288,9 @@ fn validate_response(msg: &Message) -> Verdict {
             .and_then(|r| r.parse::<std::net::IpAddr>().ok());
         let target = received.or_else(|| via.host.ip());
         let bad_target = match target {
-            Some(std::net::IpAddr::V4(a)) => a.is_broadcast() || a.is_multicast() || a.is_unspecified(),
+            Some(std::net::IpAddr::V4(a)) => {
+                a.is_broadcast() || a.is_multicast() || a.is_unspecified()
+            }
             Some(std::net::IpAddr::V6(a)) => a.is_multicast() || a.is_unspecified(),
             None => false,
         };

@@ -277,7 +277,7 @@ impl<'a> AuthValue<'a> {
             let (item, next) = match find_unquoted(r, b',') {
                 Ok(Some(i)) => (&r[..i], Some(&r[i + 1..])),
                 Ok(None) => (r, None),
-                Err(()) => {
+                Err(_) => {
                     rest = None;
                     return Some(Err(AuthError));
                 }
@@ -325,7 +325,10 @@ mod tests {
         assert_eq!(v.host, Host::V4("192.0.2.2".parse().unwrap()));
         assert_eq!(v.branch(), Some(&b"390skdjuw"[..]));
         assert!(!v.has_rfc3261_branch());
-        let v = Via::parse(b"SIP  / 2.0  / TCP     spindle.example.com   ;\r\n  branch  =   z9hG4bK9ikj8").unwrap();
+        let v = Via::parse(
+            b"SIP  / 2.0  / TCP     spindle.example.com   ;\r\n  branch  =   z9hG4bK9ikj8",
+        )
+        .unwrap();
         assert_eq!(v.host_text, b"spindle.example.com");
         assert_eq!(v.branch(), Some(&b"z9hG4bK9ikj8"[..]));
         let v = Via::parse(b"SIP/2.0/UDP [2001:db8::9:1]:5070;rport;received=192.0.2.1").unwrap();
@@ -338,8 +341,18 @@ mod tests {
 
     #[test]
     fn via_rejects_garbage() {
-        for bad in [&b"SIP/2.0/UDP 192.0.2.15;;"[..], b"SIP/2.0/UDP", b"SIP/2.0 host", b"SIP/2.0/UDP host:port", b""] {
-            assert!(Via::parse_strict(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        for bad in [
+            &b"SIP/2.0/UDP 192.0.2.15;;"[..],
+            b"SIP/2.0/UDP",
+            b"SIP/2.0 host",
+            b"SIP/2.0/UDP host:port",
+            b"",
+        ] {
+            assert!(
+                Via::parse_strict(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
@@ -370,7 +383,10 @@ mod tests {
 
     #[test]
     fn content_type() {
-        let c = ContentType::parse(b"multipart/signed;protocol=\"application/pkcs7-signature\"; micalg=sha1").unwrap();
+        let c = ContentType::parse(
+            b"multipart/signed;protocol=\"application/pkcs7-signature\"; micalg=sha1",
+        )
+        .unwrap();
         assert!(c.is("Multipart", "SIGNED"));
         assert!(ContentType::parse(b"application").is_none());
     }

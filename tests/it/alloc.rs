@@ -54,7 +54,10 @@ fn decode(m: &Message) -> usize {
             n += a.tag().map_or(0, <[u8]>::len);
         }
     }
-    n += m.header(HeaderName::CSeq).and_then(CSeq::parse).map_or(0, |c| c.seq as usize);
+    n += m
+        .header(HeaderName::CSeq)
+        .and_then(CSeq::parse)
+        .map_or(0, |c| c.seq as usize);
     n += m.header(HeaderName::CallId).map_or(0, <[u8]>::len);
     if let Some(u) = m.request_uri().and_then(|u| Uri::parse(u).ok()) {
         n += u.user().map_or(0, <[u8]>::len);

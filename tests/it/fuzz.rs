@@ -6,7 +6,9 @@ use std::path::Path;
 
 fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
     for e in entries {
         let path = e.unwrap().path();
         if path.is_file() && path.extension().is_none_or(|x| x != "md") {
@@ -21,7 +23,11 @@ fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
 fn seeds_hold_every_invariant() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut n = 0;
-    for dir in ["tests/data/rfc4475", "tests/data/rfc4475/non-rfc", "benches/data"] {
+    for dir in [
+        "tests/data/rfc4475",
+        "tests/data/rfc4475/non-rfc",
+        "benches/data",
+    ] {
         for (_, data) in files(&root.join(dir)) {
             tandem::fuzzing::message(&data);
             // Every line is also fed to the value decoders.

@@ -156,7 +156,9 @@ fn untouched_messages_serialise_to_identical_bytes() {
 fn stream_framing_waits_for_the_whole_message() {
     for &(name, _) in CASES {
         let raw = data(name);
-        let Ok(dgram) = Message::parse_datagram(raw.clone()) else { continue };
+        let Ok(dgram) = Message::parse_datagram(raw.clone()) else {
+            continue;
+        };
         if dgram.header(HeaderName::ContentLength).is_none() {
             continue; // on a stream, a missing Content-Length means no body
         }
@@ -186,7 +188,10 @@ fn stream_framing_of_bad_lengths() {
         Ok(tandem::sip::Status::Partial)
     ));
     for name in ["ncl", "mcl01"] {
-        assert!(tandem::sip::Head::parse(&data(name), Framing::Stream).is_err(), "{name}");
+        assert!(
+            tandem::sip::Head::parse(&data(name), Framing::Stream).is_err(),
+            "{name}"
+        );
     }
 }
 
@@ -210,24 +215,39 @@ fn valid_messages_decode_to_the_right_values() {
     assert_eq!(addr(&m, HeaderName::To).tag(), Some(&b"1918181833n"[..]));
     assert_eq!(addr(&m, HeaderName::From).tag(), Some(&b"98asjd8"[..]));
     assert_eq!(m.values(HeaderName::Via).count(), 3);
-    assert_eq!(m.header_by_name(b"UnknownHeaderWithUnusualValue"), Some(&b";;,,;;,;"[..]));
+    assert_eq!(
+        m.header_by_name(b"UnknownHeaderWithUnusualValue"),
+        Some(&b";;,,;;,;"[..])
+    );
     assert_eq!(m.body().len(), 150);
 
     // intmeth: an unknown method kept byte for byte.
     let m = accepted("intmeth");
     let method = m.method().unwrap();
     assert!(!method.is_known());
-    assert_eq!(method.as_bytes(), b"!interesting-Method0123456789_*+`.%indeed'~");
+    assert_eq!(
+        method.as_bytes(),
+        b"!interesting-Method0123456789_*+`.%indeed'~"
+    );
 
     // esc01: %-escapes decoded once.
     let m = accepted("esc01");
     let uri = Uri::parse(m.request_uri().unwrap()).unwrap();
-    assert_eq!(&*uri.as_sip().unwrap().user_unescaped().unwrap(), b"sips:user@example.com");
+    assert_eq!(
+        &*uri.as_sip().unwrap().user_unescaped().unwrap(),
+        b"sips:user@example.com"
+    );
 
     // escnull: %00 does not truncate.
     let m = accepted("escnull");
     let to = addr(&m, HeaderName::To);
-    let user = Uri::parse(to.uri).unwrap().as_sip().unwrap().user_unescaped().unwrap().into_owned();
+    let user = Uri::parse(to.uri)
+        .unwrap()
+        .as_sip()
+        .unwrap()
+        .user_unescaped()
+        .unwrap()
+        .into_owned();
     assert_eq!(user, b"null-\0-null");
     assert_eq!(m.values(HeaderName::Contact).count(), 2);
 
@@ -251,7 +271,12 @@ fn valid_messages_decode_to_the_right_values() {
     let m = accepted("transports");
     let ts: Vec<Vec<u8>> = m
         .values(HeaderName::Via)
-        .map(|v| tandem::sip::Via::parse(v.unwrap()).unwrap().transport.to_vec())
+        .map(|v| {
+            tandem::sip::Via::parse(v.unwrap())
+                .unwrap()
+                .transport
+                .to_vec()
+        })
         .collect();
     assert_eq!(ts, [&b"UDP"[..], b"SCTP", b"TLS", b"UNKNOWN", b"TCP"]);
 
@@ -278,19 +303,34 @@ fn valid_messages_decode_to_the_right_values() {
         panic!("wildcard")
     };
     assert!(c.params.has(b"unknownparam"));
-    assert!(!Uri::parse(c.uri).unwrap().as_sip().unwrap().params.has(b"unknownparam"));
+    assert!(!Uri::parse(c.uri)
+        .unwrap()
+        .as_sip()
+        .unwrap()
+        .params
+        .has(b"unknownparam"));
     // cparam02: here it is a URI parameter.
     let m = accepted("cparam02");
     let Contact::Addr(c) = Contact::parse(m.header(HeaderName::Contact).unwrap()).unwrap() else {
         panic!("wildcard")
     };
-    assert!(Uri::parse(c.uri).unwrap().as_sip().unwrap().params.has(b"unknownparam"));
+    assert!(Uri::parse(c.uri)
+        .unwrap()
+        .as_sip()
+        .unwrap()
+        .params
+        .has(b"unknownparam"));
     // regescrt: the escaped Route header stays in the contact URI.
     let m = accepted("regescrt");
     let Contact::Addr(c) = Contact::parse(m.header(HeaderName::Contact).unwrap()).unwrap() else {
         panic!("wildcard")
     };
-    assert!(Uri::parse(c.uri).unwrap().as_sip().unwrap().headers.is_some());
+    assert!(Uri::parse(c.uri)
+        .unwrap()
+        .as_sip()
+        .unwrap()
+        .headers
+        .is_some());
 
     // inv2543: no branch, no Content-Length: the body is the rest.
     let m = accepted("inv2543");

@@ -19,7 +19,18 @@ impl Rng {
     }
 }
 
-const NAMES: &[&str] = &["Via", "v", "VIA", "Route", "X-Custom", "Subject", "s", "Supported", "k", "Record-Route"];
+const NAMES: &[&str] = &[
+    "Via",
+    "v",
+    "VIA",
+    "Route",
+    "X-Custom",
+    "Subject",
+    "s",
+    "Supported",
+    "k",
+    "Record-Route",
+];
 
 fn generated(rng: &mut Rng) -> Vec<u8> {
     let mut m = b"INVITE sip:+34944000100@acme.example.com;user=phone SIP/2.0\r\n".to_vec();
@@ -34,7 +45,9 @@ fn generated(rng: &mut Rng) -> Vec<u8> {
         };
         m.extend_from_slice(format!("{name}{sep}{value}\r\n").as_bytes());
     }
-    m.extend_from_slice(b"From: \"A, B\" <sip:alice@acme.example.com>;tag=9\r\nTo: <sip:bob@acme.example.com>\r\n");
+    m.extend_from_slice(
+        b"From: \"A, B\" <sip:alice@acme.example.com>;tag=9\r\nTo: <sip:bob@acme.example.com>\r\n",
+    );
     m.extend_from_slice(b"Call-ID: gen@127.0.0.1\r\nCSeq: 7 INVITE\r\nMax-Forwards: 70\r\n");
     let body = "v=0\r\n".repeat(rng.below(5));
     m.extend_from_slice(format!("Content-Length: {}\r\n\r\n{body}", body.len()).as_bytes());
@@ -47,7 +60,12 @@ fn generated_messages_round_trip_and_edit_cleanly() {
     for _ in 0..500 {
         let raw = generated(&mut rng);
         let m = Message::parse_datagram(Bytes::from(raw.clone())).unwrap();
-        assert_eq!(validate(&m), Verdict::Accept, "{}", String::from_utf8_lossy(&raw));
+        assert_eq!(
+            validate(&m),
+            Verdict::Accept,
+            "{}",
+            String::from_utf8_lossy(&raw)
+        );
         assert_eq!(m.edit().finish(), raw);
 
         // A proxy hop: new Via on top, Max-Forwards down, Record-Route.
@@ -57,10 +75,16 @@ fn generated_messages_round_trip_and_edit_cleanly() {
             .add_record_route(b"<sip:127.0.0.1;lr>");
         let hop = Message::parse_datagram(Bytes::from(e.finish())).unwrap();
         assert_eq!(validate(&hop), Verdict::Accept);
-        assert_eq!(hop.values(HeaderName::Via).count(), m.values(HeaderName::Via).count() + 1);
+        assert_eq!(
+            hop.values(HeaderName::Via).count(),
+            m.values(HeaderName::Via).count() + 1
+        );
         assert_eq!(hop.body(), m.body());
         // Every field of the original is still there, in order.
-        let before: Vec<_> = m.fields().filter(|f| f.0 != HeaderName::MaxForwards).collect();
+        let before: Vec<_> = m
+            .fields()
+            .filter(|f| f.0 != HeaderName::MaxForwards)
+            .collect();
         let after: Vec<_> = hop
             .fields()
             .filter(|f| f.0 != HeaderName::MaxForwards && f.2 != b"<sip:127.0.0.1;lr>")
