@@ -26,6 +26,7 @@
 pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod proxy;
 pub mod route;
 pub mod shell;
 pub mod sip;

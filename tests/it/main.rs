@@ -2,5 +2,6 @@
 
 mod alloc;
 mod fuzz;
+mod proxy;
 mod rfc4475;
 mod sip_props;

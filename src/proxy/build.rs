@@ -1,0 +1,131 @@
+//! Messages the proxy writes itself: forwarded requests, the hop-by-hop ACK
+//! and CANCEL of a branch, and answers to requests that cannot be parsed.
+
+use crate::sip::{HeaderName, Message};
+
+/// Parameters of one forwarded copy of a request (RFC 3261 §16.6).
+#[derive(Debug)]
+pub struct Forward<'a> {
+    /// Our Via value, with its branch.
+    pub via: &'a [u8],
+    /// A new Request-URI, if the routing decision rewrote it.
+    pub request_uri: Option<&'a [u8]>,
+    /// The decremented Max-Forwards (70 when the request had none).
+    pub max_forwards: u8,
+    /// Our Record-Route value, on dialog-creating requests.
+    pub record_route: Option<&'a [u8]>,
+    /// Whether the top Route named us and is removed (loose routing).
+    pub pop_route: bool,
+}
+
+/// Writes the forwarded copy of `req`.
+pub fn forward(req: &Message, f: &Forward<'_>) -> Vec<u8> {
+    let mut e = req.edit();
+    if f.pop_route {
+        e.remove_first_value(HeaderName::Route);
+    }
+    if let Some(rr) = f.record_route {
+        e.add_record_route(rr);
+    }
+    e.push_via(f.via);
+    if let Some(uri) = f.request_uri {
+        e.set_request_uri(uri);
+    }
+    e.set_max_forwards(f.max_forwards);
+    e.finish()
+}
+
+/// Writes a request derived from a request we sent on a branch, as RFC 3261
+/// prescribes for CANCEL (§9.1) and for the ACK of a non-2xx final response
+/// (§17.1.1.3): same Request-URI, our Via only, same From, Call-ID, CSeq
+/// number and Route set; `to` replaces the To header (the response's, with
+/// its tag, for an ACK).
+pub fn derived_request(sent: &Message, method: &str, to: Option<&[u8]>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(sent.as_bytes().len().min(1024));
+    out.extend_from_slice(method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(sent.request_uri().unwrap_or(b""));
+    out.extend_from_slice(b" SIP/2.0\r\n");
+    if let Some(Ok(via)) = sent.values(HeaderName::Via).next() {
+        push_header(&mut out, "Via", via);
+    }
+    push_header(&mut out, "Max-Forwards", b"70");
+    for (h, name) in [(HeaderName::From, "From"), (HeaderName::CallId, "Call-ID")] {
+        if let Some(v) = sent.header(h) {
+            push_header(&mut out, name, v);
+        }
+    }
+    if let Some(v) = to.or_else(|| sent.header(HeaderName::To)) {
+        push_header(&mut out, "To", v);
+    }
+    if let Some(cseq) = sent
+        .header(HeaderName::CSeq)
+        .and_then(crate::sip::CSeq::parse)
+    {
+        let v = format!("{} {method}", cseq.seq);
+        push_header(&mut out, "CSeq", v.as_bytes());
+    }
+    for r in sent.headers(HeaderName::Route) {
+        push_header(&mut out, "Route", r);
+    }
+    out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+    out
+}
+
+fn push_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Answers a request that could not be framed (RFC 4475 `ncl`, `mcl01`,
+/// `clerr`...): finds its Via, From, To, Call-ID and CSeq lines leniently
+/// and echoes them in a response with `status` and `reason`. Returns `None`
+/// when there is nothing to answer: a response, or no Via line to send it
+/// back along.
+pub fn answer_unparsable(raw: &[u8], status: u16, reason: &str) -> Option<Vec<u8>> {
+    let raw = &raw[raw
+        .iter()
+        .take_while(|&&c| c == b'\r' || c == b'\n')
+        .count()..];
+    if raw.len() < 4 || raw[..4].eq_ignore_ascii_case(b"SIP/") {
+        return None;
+    }
+    let head_end = memchr::memmem::find(raw, b"\r\n\r\n").unwrap_or(raw.len());
+    let mut out = format!("SIP/2.0 {status} {reason}\r\n").into_bytes();
+    let mut has_via = false;
+    let mut first = true;
+    for line in raw[..head_end].split(|&c| c == b'\n') {
+        if first {
+            first = false;
+            continue;
+        }
+        let line = crate::sip::scan::trim_end(line);
+        let Some(colon) = line.iter().position(|&c| c == b':') else {
+            continue;
+        };
+        let name = HeaderName::from_bytes(crate::sip::scan::trim(&line[..colon]));
+        let canonical = match name {
+            HeaderName::Via => {
+                has_via = true;
+                "Via"
+            }
+            HeaderName::From => "From",
+            HeaderName::To => "To",
+            HeaderName::CallId => "Call-ID",
+            HeaderName::CSeq => "CSeq",
+            _ => continue,
+        };
+        let value = crate::sip::scan::trim(&line[colon + 1..]);
+        if value.is_empty() || value.iter().any(|&c| c < b' ' && c != b'\t') {
+            continue;
+        }
+        push_header(&mut out, canonical, value);
+    }
+    if !has_via {
+        return None;
+    }
+    out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+    Some(out)
+}

@@ -1,0 +1,469 @@
+//! The proxy core on a simulated clock, without sockets: call flows,
+//! retransmissions, timers, CANCEL, forking, loops and overload.
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tandem::proxy::{
+    timer::TimerConfig, Peer, Proxy, ProxyConfig, Router, Routing, Source, Target, Transmit,
+};
+use tandem::sip::{HeaderName, Message, StatusCode, Uri, Via};
+
+const A: &str = "127.0.0.10:5070";
+const B: &str = "127.0.0.20:5080";
+const C: &str = "127.0.0.30:5090";
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+/// Routes by the dialled user: `fork` to B and C, `nobody` rejected, the
+/// rest to B.
+struct TestRouter;
+
+impl Router for TestRouter {
+    fn route(&self, _req: &Message, uri: &Uri<'_>, _from: &Peer) -> Routing {
+        let target = |a: &str| Target {
+            peer: Peer::udp(addr(a)),
+            request_uri: Some(format!(
+                "sip:{}@{a}",
+                String::from_utf8_lossy(uri.user().unwrap_or(b""))
+            )),
+        };
+        match uri.user() {
+            Some(b"nobody") => Routing::Reject {
+                status: StatusCode::NOT_FOUND,
+                reason: Cow::Borrowed("Not Found"),
+            },
+            Some(b"fork") => Routing::Forward(vec![target(B), target(C)]),
+            _ => Routing::Forward(vec![target(B)]),
+        }
+    }
+}
+
+struct Harness {
+    proxy: Proxy,
+    now: Instant,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        Self::with_limit(1000)
+    }
+
+    fn with_limit(max_transactions: usize) -> Harness {
+        Harness {
+            proxy: Proxy::new(ProxyConfig {
+                advertised_host: "127.0.0.1".into(),
+                listen_port: 5060,
+                worker_port: 40000,
+                worker: 0,
+                max_transactions,
+                timers: TimerConfig::default(),
+                seed: 0xfeed,
+            }),
+            now: Instant::now(),
+        }
+    }
+
+    fn recv(&mut self, from: &str, text: &str) -> Vec<(SocketAddr, Source, Message)> {
+        self.proxy.handle(
+            self.now,
+            Bytes::from(text.replace('\n', "\r\n")),
+            Peer::udp(addr(from)),
+            &TestRouter,
+        );
+        self.drain()
+    }
+
+    fn recv_raw(&mut self, from: &str, raw: Vec<u8>) -> Vec<(SocketAddr, Source, Message)> {
+        self.proxy.handle(
+            self.now,
+            Bytes::from(raw),
+            Peer::udp(addr(from)),
+            &TestRouter,
+        );
+        self.drain()
+    }
+
+    fn advance(&mut self, d: Duration) -> Vec<(SocketAddr, Source, Message)> {
+        let end = self.now + d;
+        let mut out = Vec::new();
+        while let Some(t) = self.proxy.poll_timeout().filter(|&t| t <= end) {
+            self.now = t.max(self.now);
+            self.proxy.handle_timeout(self.now);
+            out.extend(self.drain());
+        }
+        self.now = end;
+        out
+    }
+
+    fn drain(&mut self) -> Vec<(SocketAddr, Source, Message)> {
+        let mut out = Vec::new();
+        while let Some(Transmit { peer, source, data }) = self.proxy.poll_transmit() {
+            let m = Message::parse_datagram(Bytes::from(data))
+                .expect("the proxy sends parsable messages");
+            out.push((peer.addr, source, m));
+        }
+        out
+    }
+}
+
+fn invite(user: &str, branch: &str) -> String {
+    format!(
+        "INVITE sip:{user}@acme.example.com SIP/2.0
+Via: SIP/2.0/UDP {A};branch={branch}
+Max-Forwards: 70
+From: <sip:alice@acme.example.com>;tag=a1
+To: <sip:{user}@acme.example.com>
+Call-ID: call-{branch}
+CSeq: 1 INVITE
+Contact: <sip:alice@{A}>
+Content-Length: 0
+
+"
+    )
+}
+
+/// A response from B to the request `req` that the proxy forwarded.
+fn answer(req: &Message, code: u16, to_tag: Option<&str>) -> Vec<u8> {
+    let tag = to_tag.map(|t| t.as_bytes());
+    let mut extra: Vec<(&str, &[u8])> = Vec::new();
+    let contact = format!("<sip:bob@{B}>");
+    if code == 200 {
+        extra.push(("Contact", contact.as_bytes()));
+    }
+    let mut r = tandem::sip::response_to(req, StatusCode(code), "X", tag, &extra);
+    // response_to copies Record-Route only via the request's lines: add it
+    // like a UAS would for a 2xx.
+    if let Some(rr) = req.header(HeaderName::RecordRoute) {
+        let at = r.windows(2).position(|w| w == b"\r\n").unwrap() + 2;
+        let line = format!("Record-Route: {}\r\n", String::from_utf8_lossy(rr));
+        r.splice(at..at, line.into_bytes());
+    }
+    r
+}
+
+fn status(m: &Message) -> u16 {
+    m.status().expect("a response").0
+}
+
+fn top_branch(m: &Message) -> String {
+    let v = Via::parse(m.values(HeaderName::Via).next().unwrap().unwrap()).unwrap();
+    String::from_utf8_lossy(v.branch().unwrap()).into_owned()
+}
+
+#[test]
+fn call_setup_and_teardown() {
+    let mut h = Harness::new();
+    let out = h.recv(A, &invite("bob", "z9hG4bK-a1"));
+    assert_eq!(out.len(), 2);
+    let (to_a, src, trying) = &out[0];
+    assert_eq!(
+        (*to_a, *src, status(trying)),
+        (addr(A), Source::Listen, 100)
+    );
+    let (to_b, src, fwd) = &out[1];
+    assert_eq!((*to_b, *src), (addr(B), Source::Worker));
+    assert_eq!(fwd.request_uri(), Some(format!("sip:bob@{B}").as_bytes()));
+    assert_eq!(fwd.values(HeaderName::Via).count(), 2);
+    assert!(top_branch(fwd).starts_with("z9hG4bK"));
+    assert!(
+        String::from_utf8_lossy(fwd.values(HeaderName::Via).next().unwrap().unwrap())
+            .contains("127.0.0.1:40000")
+    );
+    assert_eq!(fwd.header(HeaderName::MaxForwards), Some(&b"69"[..]));
+    assert_eq!(
+        fwd.header(HeaderName::RecordRoute),
+        Some(&b"<sip:127.0.0.1:5060;lr>"[..])
+    );
+
+    let out = h.recv_raw(B, answer(fwd, 180, Some("b1")));
+    assert_eq!(out.len(), 1);
+    assert_eq!((out[0].0, status(&out[0].2)), (addr(A), 180));
+    assert_eq!(
+        out[0].2.values(HeaderName::Via).count(),
+        1,
+        "our Via is removed"
+    );
+
+    let out = h.recv_raw(B, answer(fwd, 200, Some("b1")));
+    assert_eq!((out[0].0, status(&out[0].2)), (addr(A), 200));
+    // A 2xx retransmission passes too (RFC 6026).
+    let out = h.recv_raw(B, answer(fwd, 200, Some("b1")));
+    assert_eq!((out[0].0, status(&out[0].2)), (addr(A), 200));
+
+    // ACK for the 2xx: a new transaction, routed by the Route set.
+    let ack = format!(
+        "ACK sip:bob@{B} SIP/2.0
+Via: SIP/2.0/UDP {A};branch=z9hG4bK-ack1
+Route: <sip:127.0.0.1:5060;lr>
+Max-Forwards: 70
+From: <sip:alice@acme.example.com>;tag=a1
+To: <sip:bob@acme.example.com>;tag=b1
+Call-ID: call-z9hG4bK-a1
+CSeq: 1 ACK
+Content-Length: 0
+
+"
+    );
+    let out = h.recv(A, &ack);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].0, addr(B));
+    assert_eq!(
+        out[0].2.header(HeaderName::Route),
+        None,
+        "our Route is popped"
+    );
+
+    // BYE from B back to A through the Record-Route.
+    let bye = format!(
+        "BYE sip:alice@{A} SIP/2.0
+Via: SIP/2.0/UDP {B};branch=z9hG4bK-bye1
+Route: <sip:127.0.0.1:5060;lr>
+Max-Forwards: 70
+From: <sip:bob@acme.example.com>;tag=b1
+To: <sip:alice@acme.example.com>;tag=a1
+Call-ID: call-z9hG4bK-a1
+CSeq: 1 BYE
+Content-Length: 0
+
+"
+    );
+    let out = h.recv(B, &bye);
+    assert_eq!(out.len(), 1);
+    let (to, _, fwd_bye) = &out[0];
+    assert_eq!(*to, addr(A));
+    let resp = answer(fwd_bye, 200, None);
+    let out = h.recv_raw(A, resp);
+    assert_eq!((out[0].0, status(&out[0].2)), (addr(B), 200));
+}
+
+#[test]
+fn retransmissions_are_absorbed_and_timers_retransmit() {
+    let mut h = Harness::new();
+    let out = h.recv(A, &invite("bob", "z9hG4bK-r1"));
+    assert_eq!(out.len(), 2);
+    let fwd = out[1].2.clone();
+    // The caller retransmits: one request went through, the caller gets
+    // 100 again.
+    for _ in 0..2 {
+        let out = h.recv(A, &invite("bob", "z9hG4bK-r1"));
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].0, status(&out[0].2)), (addr(A), 100));
+    }
+    assert_eq!(h.proxy.stats().forwarded, 1);
+    assert_eq!(h.proxy.stats().absorbed, 2);
+    // Timer A: retransmit to B at 500 ms, then 1 s later.
+    let out = h.advance(Duration::from_millis(1600));
+    assert_eq!(out.len(), 2);
+    assert!(out
+        .iter()
+        .all(|(to, _, m)| *to == addr(B) && top_branch(m) == top_branch(&fwd)));
+    // A provisional stops timer A.
+    h.recv_raw(B, answer(&fwd, 180, Some("b")));
+    assert!(h.advance(Duration::from_secs(10)).is_empty());
+}
+
+#[test]
+fn no_answer_times_out_with_408() {
+    let mut h = Harness::new();
+    h.recv(A, &invite("bob", "z9hG4bK-t1"));
+    let out = h.advance(Duration::from_secs(40));
+    let finals: Vec<_> = out
+        .iter()
+        .filter(|(to, _, m)| *to == addr(A) && !m.is_request())
+        .collect();
+    // The 408, then its timer-G retransmissions while no ACK comes.
+    assert!(!finals.is_empty());
+    assert!(finals.iter().all(|f| status(&f.2) == 408));
+    // 6 retransmissions to B before timer B (0.5+1+2+4+8+16 s < 32 s).
+    assert_eq!(out.iter().filter(|(to, _, _)| *to == addr(B)).count(), 6);
+}
+
+#[test]
+fn busy_is_acked_hop_by_hop_and_relayed() {
+    let mut h = Harness::new();
+    let out = h.recv(A, &invite("bob", "z9hG4bK-b1"));
+    let fwd = out[1].2.clone();
+    let out = h.recv_raw(B, answer(&fwd, 486, Some("b")));
+    assert_eq!(out.len(), 2);
+    let ack = out
+        .iter()
+        .find(|(to, _, m)| *to == addr(B) && m.is_request())
+        .expect("ACK to B");
+    assert_eq!(ack.2.method(), Some(tandem::sip::Method::ACK));
+    assert_eq!(top_branch(&ack.2), top_branch(&fwd));
+    let busy = out
+        .iter()
+        .find(|(to, _, _)| *to == addr(A))
+        .expect("486 to A");
+    assert_eq!(status(&busy.2), 486);
+    // A's retransmitted INVITE gets the 486 again; B's retransmitted 486 is
+    // ACKed again but not relayed twice.
+    let out = h.recv(A, &invite("bob", "z9hG4bK-b1"));
+    assert_eq!(status(&out[0].2), 486);
+    let out = h.recv_raw(B, answer(&fwd, 486, Some("b")));
+    assert_eq!(out.len(), 1);
+    assert!(out[0].2.is_request());
+    // Timer G retransmits the 486 until A's ACK arrives.
+    let out = h.advance(Duration::from_millis(600));
+    assert_eq!(
+        out.iter()
+            .filter(|(to, _, m)| *to == addr(A) && status(m) == 486)
+            .count(),
+        1
+    );
+    let ack = invite("bob", "z9hG4bK-b1")
+        .replace("INVITE sip", "ACK sip")
+        .replace("1 INVITE", "1 ACK")
+        .replace(
+            "To: <sip:bob@acme.example.com>",
+            "To: <sip:bob@acme.example.com>;tag=b",
+        );
+    assert!(
+        h.recv(A, &ack).is_empty(),
+        "the ACK of a non-2xx is absorbed"
+    );
+    assert!(h
+        .advance(Duration::from_secs(2))
+        .iter()
+        .all(|(to, _, _)| *to != addr(A)));
+}
+
+#[test]
+fn cancel_before_answer() {
+    let mut h = Harness::new();
+    let out = h.recv(A, &invite("bob", "z9hG4bK-c1"));
+    let fwd = out[1].2.clone();
+    h.recv_raw(B, answer(&fwd, 180, Some("b")));
+    let cancel = invite("bob", "z9hG4bK-c1")
+        .replace("INVITE sip", "CANCEL sip")
+        .replace("1 INVITE", "1 CANCEL");
+    let out = h.recv(A, &cancel);
+    assert_eq!(out.len(), 2);
+    let ok = out.iter().find(|(to, _, _)| *to == addr(A)).unwrap();
+    assert_eq!(status(&ok.2), 200);
+    let fwd_cancel = &out.iter().find(|(to, _, _)| *to == addr(B)).unwrap().2;
+    assert_eq!(fwd_cancel.method(), Some(tandem::sip::Method::CANCEL));
+    assert_eq!(top_branch(fwd_cancel), top_branch(&fwd));
+    assert_eq!(fwd_cancel.request_uri(), fwd.request_uri());
+    let out = h.recv_raw(B, answer(&fwd, 487, Some("b")));
+    assert!(out
+        .iter()
+        .any(|(to, _, m)| *to == addr(A) && status(m) == 487));
+    // A CANCEL for nothing: 481.
+    let out = h.recv(A, &cancel.replace("z9hG4bK-c1", "z9hG4bK-none"));
+    assert_eq!(status(&out[0].2), 481);
+}
+
+#[test]
+fn forking_picks_the_best_final_and_cancels_on_2xx() {
+    let mut h = Harness::new();
+    let out = h.recv(A, &invite("fork", "z9hG4bK-f1"));
+    assert_eq!(out.len(), 3);
+    let to_b = out
+        .iter()
+        .find(|(to, _, _)| *to == addr(B))
+        .unwrap()
+        .2
+        .clone();
+    let to_c = out
+        .iter()
+        .find(|(to, _, _)| *to == addr(C))
+        .unwrap()
+        .2
+        .clone();
+    assert_ne!(top_branch(&to_b), top_branch(&to_c));
+    let out = h.recv_raw(B, answer(&to_b, 486, Some("b")));
+    assert!(
+        out.iter().all(|(to, _, _)| *to != addr(A)),
+        "wait for the other branch"
+    );
+    let out = h.recv_raw(C, answer(&to_c, 404, Some("c")));
+    let up: Vec<_> = out.iter().filter(|(to, _, _)| *to == addr(A)).collect();
+    assert_eq!(up.len(), 1);
+    assert_eq!(status(&up[0].2), 404, "lowest class, then lowest code");
+
+    let out = h.recv(A, &invite("fork", "z9hG4bK-f2"));
+    let to_b = out
+        .iter()
+        .find(|(to, _, _)| *to == addr(B))
+        .unwrap()
+        .2
+        .clone();
+    let to_c = out
+        .iter()
+        .find(|(to, _, _)| *to == addr(C))
+        .unwrap()
+        .2
+        .clone();
+    h.recv_raw(C, answer(&to_c, 180, Some("c")));
+    let out = h.recv_raw(B, answer(&to_b, 200, Some("b")));
+    assert!(out
+        .iter()
+        .any(|(to, _, m)| *to == addr(A) && status(m) == 200));
+    let cancel = out
+        .iter()
+        .find(|(to, _, _)| *to == addr(C))
+        .expect("CANCEL to the other branch");
+    assert_eq!(cancel.2.method(), Some(tandem::sip::Method::CANCEL));
+}
+
+#[test]
+fn hop_limits_loops_rejections_and_strays() {
+    let mut h = Harness::new();
+    let out = h.recv(
+        A,
+        &invite("bob", "z9hG4bK-m1").replace("Max-Forwards: 70", "Max-Forwards: 0"),
+    );
+    assert_eq!(status(&out[0].2), 483);
+    let out = h.recv(A, &invite("nobody", "z9hG4bK-n1"));
+    assert_eq!(status(&out[0].2), 404);
+
+    // A forwarded request coming back: the first return has a new
+    // Request-URI, so it is a spiral (RFC 3261 §16.3 step 4) and goes on;
+    // when it comes back unchanged, it is a loop.
+    let out = h.recv(A, &invite("bob", "z9hG4bK-l1"));
+    let fwd = out[1].2.clone();
+    let out = h.recv_raw(B, fwd.as_bytes().to_vec());
+    assert_eq!(out.len(), 2, "spiral: 100 and forwarded");
+    let again = out[1].2.clone();
+    let out = h.recv_raw(B, again.as_bytes().to_vec());
+    assert_eq!(out.len(), 1);
+    assert_eq!((out[0].0, status(&out[0].2)), (addr(B), 482));
+
+    // A response matching no transaction is dropped.
+    let stray = answer(&fwd, 200, Some("x"))
+        .iter()
+        .copied()
+        .collect::<Vec<u8>>();
+    let stray = String::from_utf8(stray)
+        .unwrap()
+        .replace(&top_branch(&fwd), "z9hG4bK-unknown");
+    assert!(h.recv(B, &stray).is_empty());
+
+    // Unparsable requests are answered 400 with the problem named.
+    let out = h.recv(
+        A,
+        &invite("bob", "z9hG4bK-p1").replace("Content-Length: 0", "Content-Length: -1"),
+    );
+    assert_eq!(status(&out[0].2), 400);
+    assert_eq!(out[0].2.reason(), Some(&b"Invalid Content-Length"[..]));
+}
+
+#[test]
+fn overload_answers_503_with_retry_after() {
+    let mut h = Harness::with_limit(2);
+    h.recv(A, &invite("bob", "z9hG4bK-o1"));
+    h.recv(A, &invite("bob", "z9hG4bK-o2"));
+    let out = h.recv(A, &invite("bob", "z9hG4bK-o3"));
+    assert_eq!(status(&out[0].2), 503);
+    assert_eq!(out[0].2.header(HeaderName::RetryAfter), Some(&b"5"[..]));
+    assert_eq!(h.proxy.transactions(), 2);
+    // Transactions end and the table empties.
+    h.advance(Duration::from_secs(300));
+    assert_eq!(h.proxy.transactions(), 0);
+}
