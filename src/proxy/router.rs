@@ -1,0 +1,149 @@
+//! The routing table seen from the proxy: who is calling, what the
+//! decision is, and which next hop and Request-URI it gives.
+//!
+//! Caller identification (until digest authentication lands): a request
+//! from a carrier's source network is a carrier call (DDI routing); any
+//! other request is identified by its From `user@domain`: the domain names
+//! the company, the user part a friend or a user's terminal. Carrier calls
+//! are normalised with the numbering of the company named by the
+//! Request-URI host, else of the first company (DDIs are then looked up
+//! platform-wide, so the choice only matters for non-E.164 numbers).
+//!
+//! Next hops are IP literals: Tandem does no DNS on the hot path, and a
+//! direct friend or carrier configured by name gets `503` here.
+
+use std::borrow::Cow;
+use std::net::{IpAddr, SocketAddr};
+
+use super::{Peer, Router, Routing, Target, Transport};
+use crate::route::{Caller, Decision, FriendConnection, Proto, RoutingTable, Target as To};
+use crate::sip::{unescape, HeaderName, Message, NameAddr, StatusCode, Uri};
+
+/// A [`Router`] over one version of the routing table.
+#[derive(Debug)]
+pub struct TableRouter<'t> {
+    table: &'t RoutingTable,
+}
+
+impl<'t> TableRouter<'t> {
+    /// Routes with `table`.
+    pub fn new(table: &'t RoutingTable) -> Self {
+        TableRouter { table }
+    }
+}
+
+fn reject(status: StatusCode, reason: &'static str) -> Routing {
+    Routing::Reject {
+        status,
+        reason: Cow::Borrowed(reason),
+    }
+}
+
+fn peer(proto: Proto, host: &str, port: u16) -> Option<Peer> {
+    let ip: IpAddr = host.parse().ok()?;
+    Some(Peer {
+        addr: SocketAddr::new(ip, port),
+        transport: match proto {
+            Proto::Udp => Transport::Udp,
+            Proto::Tcp => Transport::Tcp,
+        },
+        conn: None,
+    })
+}
+
+fn target(peer: Option<Peer>, user: &str) -> Routing {
+    match peer {
+        Some(p) => Routing::Forward(vec![Target {
+            request_uri: Some(match p.addr {
+                SocketAddr::V4(a) => format!("sip:{user}@{a}"),
+                SocketAddr::V6(a) => format!("sip:{user}@[{}]:{}", a.ip(), a.port()),
+            }),
+            peer: p,
+        }]),
+        None => reject(StatusCode::SERVICE_UNAVAILABLE, "Next hop not resolvable"),
+    }
+}
+
+/// The user part of a name-addr header value, unescaped.
+fn user_of(v: &[u8]) -> Option<String> {
+    let a = NameAddr::parse(v).ok()?;
+    let u = a.parsed_uri().ok()?.user()?;
+    String::from_utf8(unescape(u).into_owned()).ok()
+}
+
+impl Router for TableRouter<'_> {
+    fn route(&self, req: &Message, uri: &Uri<'_>, from: &Peer) -> Routing {
+        let t = self.table;
+        let Some(dialled) = uri.user().map(unescape) else {
+            return reject(StatusCode::NOT_FOUND, "No number dialled");
+        };
+        let Ok(dialled) = std::str::from_utf8(&dialled) else {
+            return reject(StatusCode::NOT_FOUND, "Not Found");
+        };
+        let uri_host = uri.as_sip().and_then(|u| match u.host {
+            crate::sip::Host::Domain(d) => std::str::from_utf8(d).ok(),
+            _ => None,
+        });
+
+        let (company, caller) = if let Some(carrier) = t.carrier_for_source(from.addr.ip()) {
+            let company = uri_host.and_then(|h| t.company(h)).or_else(|| t.companies().first());
+            let Some(company) = company else {
+                return reject(StatusCode::NOT_FOUND, "Not Found");
+            };
+            (company, Caller::Carrier(carrier))
+        } else {
+            let Some(from_uri) = req.header(HeaderName::From).and_then(|v| NameAddr::parse(v).ok()) else {
+                return reject(StatusCode::FORBIDDEN, "Unknown caller");
+            };
+            let Ok(Uri::Sip(fu)) = from_uri.parsed_uri() else {
+                return reject(StatusCode::FORBIDDEN, "Unknown caller");
+            };
+            let (Some(user), crate::sip::Host::Domain(domain)) = (fu.user, fu.host) else {
+                return reject(StatusCode::FORBIDDEN, "Unknown caller");
+            };
+            let (Ok(user), Ok(domain)) = (std::str::from_utf8(user), std::str::from_utf8(domain)) else {
+                return reject(StatusCode::FORBIDDEN, "Unknown caller");
+            };
+            let Some(company) = t.company(domain) else {
+                return reject(StatusCode::FORBIDDEN, "Unknown company");
+            };
+            let caller = match (company.friend_id(user), company.user_by_terminal(user)) {
+                (Some(f), _) => Caller::Friend(f),
+                (None, Some(u)) => Caller::User(u),
+                (None, None) => return reject(StatusCode::FORBIDDEN, "Unknown caller"),
+            };
+            (company, caller)
+        };
+
+        let presented = req
+            .header(HeaderName::PAssertedIdentity)
+            .and_then(user_of)
+            .or_else(|| req.header(HeaderName::From).and_then(user_of));
+        let decision = t.decide(company, &caller, dialled, presented.as_deref());
+        let to_target = |target: &To<'_>, user: &str| match target {
+            To::User(..) => reject(StatusCode::TEMPORARILY_UNAVAILABLE, "Not registered"),
+            To::Friend(_, f) => match &f.connection {
+                FriendConnection::Register => reject(StatusCode::TEMPORARILY_UNAVAILABLE, "Friend not registered"),
+                FriendConnection::Direct { proto, host, port } => target(peer(*proto, host, *port), user),
+            },
+        };
+        match &decision {
+            Decision::Extension { number, target } => to_target(target, number),
+            Decision::Friend { id, friend, .. } => to_target(&To::Friend(*id, friend), dialled),
+            Decision::Ddi { number, target, .. } => {
+                let local = match target {
+                    To::Friend(_, f) => f.numbering.to_local(number.as_str()).to_string(),
+                    To::User(..) => number.to_string(),
+                };
+                to_target(target, &local)
+            }
+            Decision::External { number, carrier, .. } => {
+                target(peer(carrier.proto, &carrier.host, carrier.port), number.as_str())
+            }
+            Decision::Denied { .. } => reject(StatusCode::FORBIDDEN, "Forbidden by call ACL"),
+            Decision::NoIdentity => reject(StatusCode::FORBIDDEN, "No outgoing identity"),
+            Decision::NotFound => reject(StatusCode::NOT_FOUND, "Not Found"),
+            Decision::NotDialable => reject(StatusCode::NOT_FOUND, "Not dialable"),
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! One worker: a tokio-uring runtime on its own thread, its own
+//! `SO_REUSEPORT` sockets, and one [`Proxy`].
+//!
+//! Tasks on the worker share the proxy through `Rc<RefCell<..>>`: the
+//! runtime is single-threaded and no borrow is held across an `.await`, so
+//! the cell never contends. Received datagrams are copied out of one reused
+//! receive buffer into a `Bytes` sized to the message.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::Notify;
+use tokio_uring::net::{TcpListener, TcpStream, UdpSocket};
+
+use super::Listen;
+use crate::proxy::{Peer, Proxy, ProxyConfig, Source, Transmit, Transport};
+use crate::route::Reader;
+use crate::sip::{Framing, Head, Status, MAX_MESSAGE_LEN};
+
+/// A TCP connection with no complete message for this long is closed.
+const TCP_IDLE: Duration = Duration::from_secs(300);
+
+struct Worker {
+    proxy: RefCell<Proxy>,
+    reader: RefCell<Reader>,
+    udp_listen: Vec<Rc<UdpSocket>>,
+    udp_own: Rc<UdpSocket>,
+    conns: RefCell<HashMap<u64, Rc<TcpStream>>>,
+    conn_by_addr: RefCell<HashMap<SocketAddr, u64>>,
+    next_conn: std::cell::Cell<u64>,
+    wake: Notify,
+    index: usize,
+}
+
+/// Builds a UDP socket bound to `addr` with `SO_REUSEPORT`, so every worker
+/// binds the same address and the kernel spreads datagrams by 4-tuple.
+pub fn reuseport_udp(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    let s = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::DGRAM, None)?;
+    s.set_reuse_port(true)?;
+    s.set_reuse_address(true)?;
+    // Bursts of load arrive faster than one worker drains them.
+    let _ = s.set_recv_buffer_size(4 << 20);
+    let _ = s.set_send_buffer_size(4 << 20);
+    s.bind(&addr.into())?;
+    s.set_nonblocking(true)?;
+    Ok(s.into())
+}
+
+/// A TCP listener on `addr` with `SO_REUSEPORT`, one per worker.
+pub fn reuseport_tcp(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let s = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    s.set_reuse_port(true)?;
+    s.set_reuse_address(true)?;
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    s.set_nonblocking(true)?;
+    Ok(s.into())
+}
+
+/// Runs worker `index` until the process exits.
+pub fn run(index: usize, listen: Vec<Listen>, mut cfg: ProxyConfig, reader: Reader) -> io::Result<()> {
+    tokio_uring::start(async move {
+        let mut udp_listen = Vec::new();
+        let mut tcp_listen = Vec::new();
+        for l in &listen {
+            match l.transport {
+                Transport::Udp => udp_listen.push(Rc::new(UdpSocket::from_std(reuseport_udp(l.addr)?))),
+                Transport::Tcp => tcp_listen.push(TcpListener::from_std(reuseport_tcp(l.addr)?)),
+            }
+        }
+        let first = listen.first().map(|l| l.addr).ok_or_else(|| io::Error::other("nothing to listen on"))?;
+        // The worker's own socket: same IP, a port of its own that goes in
+        // its Via (see the proxy's module docs on worker affinity).
+        let own_std = std::net::UdpSocket::bind(SocketAddr::new(first.ip(), 0))?;
+        own_std.set_nonblocking(true)?;
+        cfg.worker_port = own_std.local_addr()?.port();
+        tracing::info!(worker = index, port = cfg.worker_port, "worker started");
+        let udp_own = Rc::new(UdpSocket::from_std(own_std));
+        let w = Rc::new(Worker {
+            proxy: RefCell::new(Proxy::new(cfg)),
+            reader: RefCell::new(reader),
+            udp_listen,
+            udp_own,
+            conns: RefCell::new(HashMap::new()),
+            conn_by_addr: RefCell::new(HashMap::new()),
+            next_conn: std::cell::Cell::new(1),
+            wake: Notify::new(),
+            index,
+        });
+        for s in w.udp_listen.clone() {
+            tokio_uring::spawn(udp_loop(w.clone(), s));
+        }
+        tokio_uring::spawn(udp_loop(w.clone(), w.udp_own.clone()));
+        for l in tcp_listen {
+            tokio_uring::spawn(accept_loop(w.clone(), l));
+        }
+        timer_loop(w).await;
+        Ok(())
+    })
+}
+
+async fn udp_loop(w: Rc<Worker>, sock: Rc<UdpSocket>) {
+    let mut buf = Vec::with_capacity(MAX_MESSAGE_LEN + 1);
+    loop {
+        let (res, b) = sock.recv_from(buf).await;
+        buf = b;
+        match res {
+            Ok((n, from)) => {
+                let data = Bytes::copy_from_slice(&buf[..n]);
+                buf.clear();
+                w.handle(data, Peer::udp(from)).await;
+            }
+            Err(e) => {
+                buf.clear();
+                tracing::warn!(worker = w.index, error = %e, "UDP receive failed");
+            }
+        }
+    }
+}
+
+async fn timer_loop(w: Rc<Worker>) {
+    loop {
+        let next = w.proxy.borrow().poll_timeout();
+        let sleep = match next {
+            Some(t) => tokio::time::sleep_until(t.into()),
+            None => tokio::time::sleep(Duration::from_secs(3600)),
+        };
+        tokio::select! {
+            _ = sleep => {
+                w.proxy.borrow_mut().handle_timeout(Instant::now());
+                w.flush().await;
+            }
+            _ = w.wake.notified() => {}
+        }
+    }
+}
+
+async fn accept_loop(w: Rc<Worker>, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, addr)) => {
+                let id = w.add_conn(stream, addr);
+                tokio_uring::spawn(read_loop(w.clone(), id, addr));
+            }
+            Err(e) => tracing::warn!(worker = w.index, error = %e, "TCP accept failed"),
+        }
+    }
+}
+
+/// Reads one TCP connection: frames messages with the parser's `Partial`,
+/// bounded by [`MAX_MESSAGE_LEN`], closed when idle or on a framing error
+/// (RFC 4475 `ncl`, `mcl01`: a stream cannot be resynchronised).
+async fn read_loop(w: Rc<Worker>, id: u64, addr: SocketAddr) {
+    let Some(stream) = w.conns.borrow().get(&id).cloned() else { return };
+    let mut pending = BytesMut::with_capacity(8192);
+    let mut buf = vec![0u8; 16384];
+    loop {
+        let read = tokio::time::timeout(TCP_IDLE, stream.read(buf));
+        let (res, b) = match read.await {
+            Ok(r) => r,
+            Err(_) => break, // idle
+        };
+        buf = b;
+        let n = match res {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        pending.extend_from_slice(&buf[..n]);
+        loop {
+            // RFC 5626 §3.5.1: a CRLFCRLF ping is answered with CRLF.
+            if pending.starts_with(b"\r\n\r\n") {
+                let _ = pending.split_to(4);
+                let (r, _) = stream.write_all(b"\r\n".to_vec()).await;
+                if r.is_err() {
+                    break;
+                }
+                continue;
+            }
+            match Head::parse(&pending, Framing::Stream) {
+                Ok(Status::Complete(head)) => {
+                    let msg = pending.split_to(head.end()).freeze();
+                    let peer = Peer { addr, transport: Transport::Tcp, conn: Some(id) };
+                    w.handle(msg, peer).await;
+                }
+                Ok(Status::Partial) => break,
+                Err(e) => {
+                    tracing::debug!(worker = w.index, %addr, error = %e, "TCP framing error, closing");
+                    if let Some(r) = crate::proxy::answer_unparsable(&pending, 400, e.reason()) {
+                        let _ = stream.write_all(r).await;
+                    }
+                    w.drop_conn(id, addr);
+                    return;
+                }
+            }
+        }
+    }
+    w.drop_conn(id, addr);
+}
+
+impl Worker {
+    fn add_conn(&self, stream: TcpStream, addr: SocketAddr) -> u64 {
+        let id = self.next_conn.get();
+        self.next_conn.set(id + 1);
+        let _ = stream.set_nodelay(true);
+        self.conns.borrow_mut().insert(id, Rc::new(stream));
+        self.conn_by_addr.borrow_mut().insert(addr, id);
+        id
+    }
+
+    fn drop_conn(&self, id: u64, addr: SocketAddr) {
+        self.conns.borrow_mut().remove(&id);
+        let mut by = self.conn_by_addr.borrow_mut();
+        if by.get(&addr) == Some(&id) {
+            by.remove(&addr);
+        }
+    }
+
+    async fn handle(self: &Rc<Self>, data: Bytes, from: Peer) {
+        let before = self.proxy.borrow().poll_timeout();
+        {
+            let mut reader = self.reader.borrow_mut();
+            let table = reader.table();
+            let router = crate::proxy::router::TableRouter::new(table);
+            self.proxy.borrow_mut().handle(Instant::now(), data, from, &router);
+        }
+        let after = self.proxy.borrow().poll_timeout();
+        if after.is_some() && (before.is_none() || after < before) {
+            self.wake.notify_one();
+        }
+        self.flush().await;
+    }
+
+    async fn flush(self: &Rc<Self>) {
+        loop {
+            let t = self.proxy.borrow_mut().poll_transmit();
+            let Some(t) = t else { break };
+            self.transmit(t).await;
+        }
+    }
+
+    async fn transmit(self: &Rc<Self>, t: Transmit) {
+        match t.peer.transport {
+            Transport::Udp => {
+                let sock = match t.source {
+                    Source::Worker => &self.udp_own,
+                    Source::Listen => self.udp_listen.first().unwrap_or(&self.udp_own),
+                };
+                let (r, _) = sock.send_to(t.data, t.peer.addr).await;
+                if let Err(e) = r {
+                    tracing::debug!(worker = self.index, peer = %t.peer.addr, error = %e, "UDP send failed");
+                }
+            }
+            Transport::Tcp => {
+                let id = t.peer.conn.or_else(|| self.conn_by_addr.borrow().get(&t.peer.addr).copied());
+                let stream = id.and_then(|id| self.conns.borrow().get(&id).cloned());
+                let stream = match stream {
+                    Some(s) => s,
+                    None => match TcpStream::connect(t.peer.addr).await {
+                        Ok(s) => {
+                            let id = self.add_conn(s, t.peer.addr);
+                            tokio_uring::spawn(read_loop(self.clone(), id, t.peer.addr));
+                            match self.conns.borrow().get(&id).cloned() {
+                                Some(s) => s,
+                                None => return,
+                            }
+                        }
+                        Err(e) => {
+                            tracing::info!(worker = self.index, peer = %t.peer.addr, error = %e, "TCP connect failed");
+                            return;
+                        }
+                    },
+                };
+                let (r, _) = stream.write_all(t.data).await;
+                if let Err(e) = r {
+                    tracing::debug!(worker = self.index, peer = %t.peer.addr, error = %e, "TCP send failed");
+                }
+            }
+        }
+    }
+}
