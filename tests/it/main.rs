@@ -1,1 +1,3 @@
 //! Integration tests: one binary (STYLE.md), one module per area.
+mod config;
+mod route;
