@@ -189,9 +189,101 @@ pub fn regex_syntax() -> regex_automata::util::syntax::Config {
     regex_automata::util::syntax::Config::new().unicode(false).utf8(false)
 }
 
+/// A pattern of the common shape `LITERAL TAIL`: a literal of digits, `#`
+/// and `\+`, then digits only (`[0-9]` or `\d` items, each optionally
+/// repeated), e.g. `\+34944[0-9]{6}`, `2\d\d\d`, `0034[0-9]+`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimplePattern {
+    /// The literal the input must start with.
+    pub literal: Vec<u8>,
+    /// Fewest digits after the literal.
+    pub min: u32,
+    /// Most digits after the literal (`None`: unbounded).
+    pub max: Option<u32>,
+}
+
+/// Recognises a [`SimplePattern`] with a strict hand-written grammar, so
+/// the common case needs neither the regex parser nor a DFA (see
+/// `route::matcher`). Anything outside the grammar returns `None` and goes
+/// through the full regex engine, which gives the same whole-string
+/// meaning. Every string accepted here is also a valid regex.
+pub fn simple_pattern(pattern: &str) -> Option<SimplePattern> {
+    let b = pattern.as_bytes();
+    let mut i = 0;
+    let mut literal = Vec::new();
+    loop {
+        match b.get(i) {
+            Some(&c @ (b'0'..=b'9' | b'#')) => {
+                literal.push(c);
+                i += 1;
+            }
+            Some(b'\\') if b.get(i + 1) == Some(&b'+') => {
+                literal.push(b'+');
+                i += 2;
+            }
+            _ => break,
+        }
+    }
+    let (mut min, mut max) = (0u32, Some(0u32));
+    while i < b.len() {
+        if b[i..].starts_with(b"[0-9]") {
+            i += 5;
+        } else if b[i..].starts_with(b"\\d") {
+            i += 2;
+        } else {
+            return None;
+        }
+        let (lo, hi) = quantifier(b, &mut i)?;
+        min = min.checked_add(lo)?;
+        max = match (max, hi) {
+            (Some(a), Some(b)) => Some(a.checked_add(b)?),
+            _ => None,
+        };
+    }
+    Some(SimplePattern { literal, min, max })
+}
+
+/// Parses an optional greedy quantifier at `b[*i..]`: `{n}`, `{n,}`,
+/// `{n,m}`, `?`, `*`, `+`. `None` for anything unusual (lazy `??`, n > m,
+/// huge counts), which then takes the regex engine's path.
+fn quantifier(b: &[u8], i: &mut usize) -> Option<(u32, Option<u32>)> {
+    let q = match b.get(*i) {
+        Some(b'?') => (0, Some(1)),
+        Some(b'*') => (0, None),
+        Some(b'+') => (1, None),
+        Some(b'{') => {
+            let close = b[*i..].iter().position(|&c| c == b'}')? + *i;
+            let body = std::str::from_utf8(&b[*i + 1..close]).ok()?;
+            let num = |s: &str| -> Option<u32> {
+                (!s.is_empty() && s.len() <= 3 && s.bytes().all(|c| c.is_ascii_digit()))
+                    .then(|| s.parse().ok())?
+            };
+            let q = match body.split_once(',') {
+                None => (num(body)?, Some(num(body)?)),
+                Some((lo, "")) => (num(lo)?, None),
+                Some((lo, hi)) => (num(lo)?, Some(num(hi)?)),
+            };
+            if q.1.is_some_and(|hi| hi < q.0) {
+                return None;
+            }
+            *i = close;
+            q
+        }
+        _ => return Some((1, Some(1))),
+    };
+    *i += 1;
+    if matches!(b.get(*i), Some(b'?' | b'+' | b'*' | b'{')) {
+        return None;
+    }
+    Some(q)
+}
+
 /// Parses `pattern` in the dialect of [`regex_syntax`]; the error is the
 /// engine's message on one line, with the column of the problem.
 pub fn check_regex(pattern: &str) -> Result<(), String> {
+    if simple_pattern(pattern).is_some() {
+        return Ok(());
+    }
     let result = regex_syntax::ParserBuilder::new()
         .unicode(false)
         .utf8(false)
@@ -256,5 +348,39 @@ mod tests {
         assert!(parse_address("udp:bad host:5060").is_err());
         assert!(check_regex("2[0-9]{3}").is_ok());
         assert!(check_regex("2[0-9").unwrap_err().contains("column"));
+    }
+
+    #[test]
+    fn simple_pattern_table() {
+        let s = |lit: &str, min, max| Some(SimplePattern { literal: lit.into(), min, max });
+        for (pattern, want) in [
+            ("2[0-9]{3}", s("2", 3, Some(3))),
+            ("\\+34944[0-9]{6}", s("+34944", 6, Some(6))),
+            ("0034[0-9]{9}", s("0034", 9, Some(9))),
+            ("2\\d\\d\\d", s("2", 3, Some(3))),
+            ("9[0-9]{2,4}[0-9]", s("9", 3, Some(5))),
+            ("00[0-9]+", s("00", 1, None)),
+            ("1[0-9]*", s("1", 0, None)),
+            ("1[0-9]?", s("1", 0, Some(1))),
+            ("1[0-9]{2,}", s("1", 2, None)),
+            ("#31#", s("#31#", 0, Some(0))),
+            ("", s("", 0, Some(0))),
+            ("2[0-9]{3}5", None),
+            ("2{3}", None),
+            ("2[0-9]{3}?", None),
+            ("2[0-9]{4,3}", None),
+            ("2[0-9]{1000}", None),
+            ("[2-9][0-9]{8}", None),
+            ("^2[0-9]{3}$", None),
+            ("2[0-9", None),
+            ("+34", None),
+            ("(2|3)[0-9]{3}", None),
+        ] {
+            assert_eq!(simple_pattern(pattern), want, "{pattern}");
+            if want.is_some() {
+                // Every simple pattern is also a regex of the same meaning.
+                assert!(regex_syntax::ParserBuilder::new().unicode(false).utf8(false).build().parse(pattern).is_ok());
+            }
+        }
     }
 }

@@ -40,6 +40,8 @@ use regex_automata::{Anchored, MatchKind};
 
 use crate::config::values;
 
+use super::prefix::PrefixTrie;
+
 /// Default cap on the memory of one compiled DFA (and of its construction).
 pub const DEFAULT_SIZE_LIMIT: usize = 256 << 20;
 
@@ -56,21 +58,40 @@ pub enum MatcherError {
 /// Compiled whole-string regexes; see the module doc.
 #[derive(Debug, Clone)]
 pub struct PatternSet {
+    /// Simple patterns (literal then digits), by their global id.
+    trie: PrefixTrie,
+    /// The other patterns; DFA pattern `j` is global id `dfa_ids[j]`.
     dfa: Option<(dense::DFA<Vec<u32>>, StateID)>,
+    dfa_ids: Vec<u32>,
     len: usize,
 }
 
 impl PatternSet {
     /// A set that matches nothing.
     pub fn empty() -> PatternSet {
-        PatternSet { dfa: None, len: 0 }
+        PatternSet { trie: PrefixTrie::default(), dfa: None, dfa_ids: Vec::new(), len: 0 }
     }
 
     /// Compiles `patterns`; pattern `i` is reported as ID `i`.
     pub fn build<P: AsRef<str>>(patterns: &[P], size_limit: usize) -> Result<PatternSet, MatcherError> {
-        if patterns.is_empty() {
-            return Ok(PatternSet::empty());
+        let mut simple = Vec::new();
+        let mut complex: Vec<&str> = Vec::new();
+        let mut dfa_ids = Vec::new();
+        for (i, p) in patterns.iter().enumerate() {
+            match values::simple_pattern(p.as_ref()) {
+                Some(sp) => simple.push((i as u32, sp)),
+                None => {
+                    complex.push(p.as_ref());
+                    dfa_ids.push(i as u32);
+                }
+            }
         }
+        let trie = if simple.is_empty() { PrefixTrie::default() } else { PrefixTrie::build(&simple) };
+        let dfa = if complex.is_empty() { None } else { Some(Self::build_dfa(&complex, size_limit)?) };
+        Ok(PatternSet { trie, dfa, dfa_ids, len: patterns.len() })
+    }
+
+    fn build_dfa(patterns: &[&str], size_limit: usize) -> Result<(dense::DFA<Vec<u32>>, StateID), MatcherError> {
         let too_large = || {
             MatcherError::TooLarge(format!(
                 "{} patterns exceed the {} MiB limit",
@@ -112,7 +133,7 @@ impl PatternSet {
         let start = dfa
             .start_state(&start::Config::new().anchored(Anchored::Yes))
             .map_err(|e| MatcherError::Pattern(e.to_string()))?;
-        Ok(PatternSet { dfa: Some((dfa, start)), len: patterns.len() })
+        Ok((dfa, start))
     }
 
     /// Number of patterns.
@@ -127,13 +148,27 @@ impl PatternSet {
 
     /// Heap bytes used by the DFA.
     pub fn memory_usage(&self) -> usize {
-        self.dfa.as_ref().map_or(0, |(d, _)| d.memory_usage())
+        self.trie.memory_usage()
+            + self.dfa_ids.capacity() * 4
+            + self.dfa.as_ref().map_or(0, |(d, _)| d.memory_usage())
     }
 
     /// The lowest pattern ID that matches the whole of `input` and for
     /// which `accept` returns true; `None` when there is none.
     #[inline]
     pub fn best_match(&self, input: &[u8], mut accept: impl FnMut(usize) -> bool) -> Option<usize> {
+        let mut accept = |id: u32| accept(id as usize);
+        let best = self.trie.best_match(input, None, &mut accept);
+        match self.dfa_best(input, best, &mut accept) {
+            Some(id) => Some(id as usize),
+            None => best.map(|id| id as usize),
+        }
+    }
+
+    /// The DFA half of [`PatternSet::best_match`]: the lowest accepted id
+    /// below `bound`.
+    #[inline]
+    fn dfa_best(&self, input: &[u8], bound: Option<u32>, accept: &mut impl FnMut(u32) -> bool) -> Option<u32> {
         let (dfa, start) = self.dfa.as_ref()?;
         let mut state = *start;
         for &byte in input {
@@ -150,14 +185,16 @@ impl PatternSet {
         }
         // The EOI state's matches are exactly the patterns ending at the end
         // of input; the start is anchored, so they cover the whole input.
-        let mut best: Option<usize> = None;
+        let mut best = bound;
+        let mut found = None;
         for i in 0..dfa.match_len(state) {
-            let id = dfa.match_pattern(state, i).as_usize();
+            let id = self.dfa_ids[dfa.match_pattern(state, i).as_usize()];
             if best.map_or(true, |b| id < b) && accept(id) {
                 best = Some(id);
+                found = Some(id);
             }
         }
-        best
+        found
     }
 
     /// Every pattern ID matching the whole of `input`, ascending (for
@@ -191,12 +228,17 @@ mod tests {
 
     #[test]
     fn whole_string_and_all_matches() {
-        let set = PatternSet::build(&["2[0-9]{3}", "2[0-9]{3}", "20[0-9]+", "\\d+"], DEFAULT_SIZE_LIMIT)
-            .unwrap();
+        // Ids 0, 2, 3 are simple (trie); 1 and 4 go through the DFA.
+        let set = PatternSet::build(
+            &["2[0-9]{3}", "(2)[0-9]{3}", "20[0-9]+", "\\d+", "[0-9]{5}"],
+            DEFAULT_SIZE_LIMIT,
+        )
+        .unwrap();
         for (input, want) in [
             ("2001", vec![0, 1, 2, 3]),
-            ("12001", vec![3]),
-            ("20011", vec![2, 3]),
+            ("12001", vec![3, 4]),
+            ("20011", vec![2, 3, 4]),
+            ("2a01", vec![]),
             ("2x01", vec![]),
             ("", vec![]),
         ] {
@@ -204,15 +246,59 @@ mod tests {
         }
         assert_eq!(set.best_match(b"2001", |id| id != 0), Some(1));
         assert_eq!(set.best_match(b"2001", |id| id > 2), Some(3));
+        assert_eq!(set.best_match(b"2001", |id| id > 0), Some(1));
+        assert_eq!(set.best_match(b"12001", |id| id != 3), Some(4));
         assert_eq!(PatternSet::empty().best_match(b"2001", |_| true), None);
+    }
+
+    /// The trie and the DFA must agree on every input: the same patterns
+    /// wrapped in `(?:…)` take the DFA path.
+    #[test]
+    fn trie_agrees_with_dfa() {
+        let mut x: u64 = 42;
+        let mut next = move |n: u64| {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (x >> 33) % n
+        };
+        let digits = |k: u64, next: &mut dyn FnMut(u64) -> u64| -> String {
+            (0..k).map(|_| char::from(b'0' + next(3) as u8)).collect()
+        };
+        let mut patterns = Vec::new();
+        for _ in 0..300 {
+            let lit = digits(next(4), &mut next);
+            let plus = if next(3) == 0 { "\\+" } else { "" };
+            let quant = match next(6) {
+                0 => String::new(),
+                1 => "+".into(),
+                2 => "*".into(),
+                3 => "?".into(),
+                4 => format!("{{{}}}", next(4)),
+                _ => format!("{{{},{}}}", next(2), 2 + next(3)),
+            };
+            let class = if next(2) == 0 { "[0-9]" } else { "\\d" };
+            patterns.push(format!("{plus}{lit}{class}{quant}"));
+        }
+        let fast = PatternSet::build(&patterns, DEFAULT_SIZE_LIMIT).unwrap();
+        assert_eq!(fast.dfa_ids.len(), 0, "all simple");
+        let wrapped: Vec<String> = patterns.iter().map(|p| format!("(?:{p})")).collect();
+        let slow = PatternSet::build(&wrapped, DEFAULT_SIZE_LIMIT).unwrap();
+        assert_eq!(slow.dfa_ids.len(), patterns.len(), "all through the DFA");
+        for _ in 0..3000 {
+            let plus = if next(4) == 0 { "+" } else { "" };
+            let input = format!("{plus}{}", digits(next(8), &mut next));
+            let input = if next(20) == 0 { format!("{input}x") } else { input };
+            assert_eq!(fast.all_matches(input.as_bytes()), slow.all_matches(input.as_bytes()), "{input}");
+        }
     }
 
     #[test]
     fn size_limit_is_an_error() {
-        let patterns: Vec<String> = (0..200).map(|i| format!("{i}[0-9]{{6}}")).collect();
+        // Parenthesised, so they take the DFA path (the trie has no limit
+        // to hit: it is linear in the patterns' length).
+        let patterns: Vec<String> = (0..200).map(|i| format!("({i})[0-9]{{6}}")).collect();
         match PatternSet::build(&patterns, 1 << 10) {
             Err(MatcherError::TooLarge(_)) => {}
-            other => panic!("{other:?}"),
+            other => panic!("{:?}", other.err()),
         }
     }
 }

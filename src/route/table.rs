@@ -6,6 +6,8 @@
 //! decision itself lives in `route::decide`.
 
 use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -169,11 +171,11 @@ pub struct CompiledCompany {
     pub friends: Vec<FriendEntry>,
     /// Call ACLs.
     pub acls: Vec<CompiledAcl>,
-    pub(crate) user_by_name: HashMap<Box<str>, UserId>,
-    pub(crate) user_by_terminal: HashMap<Box<str>, UserId>,
-    pub(crate) friend_by_name: HashMap<Box<str>, FriendId>,
-    pub(crate) extensions: HashMap<Box<str>, TargetId>,
-    pub(crate) ddis: HashMap<Box<str>, DdiTarget>,
+    pub(crate) user_by_name: FxHashMap<Box<str>, UserId>,
+    pub(crate) user_by_terminal: FxHashMap<Box<str>, UserId>,
+    pub(crate) friend_by_name: FxHashMap<Box<str>, FriendId>,
+    pub(crate) extensions: FxHashMap<Box<str>, TargetId>,
+    pub(crate) ddis: FxHashMap<Box<str>, DdiTarget>,
     /// All friends' patterns, ordered by (priority, friend, pattern index):
     /// the lowest matching pattern ID is the best friend.
     pub(crate) patterns: PatternSet,
@@ -249,18 +251,18 @@ impl CompiledCompany {
             })
             .collect();
 
-        let user_by_name: HashMap<Box<str>, UserId> =
+        let user_by_name: FxHashMap<Box<str>, UserId> =
             users.iter().enumerate().map(|(i, u)| (u.name.clone(), UserId(i as u32))).collect();
         let user_by_terminal =
             users.iter().enumerate().map(|(i, u)| (u.terminal.clone(), UserId(i as u32))).collect();
-        let friend_by_name: HashMap<Box<str>, FriendId> =
+        let friend_by_name: FxHashMap<Box<str>, FriendId> =
             friends.iter().enumerate().map(|(i, f)| (f.name.clone(), FriendId(i as u32))).collect();
         let target = |user: &Option<String>, friend: &Option<String>| match (user, friend) {
             (Some(u), _) => user_by_name.get(u.as_str()).map(|&id| TargetId::User(id)),
             (None, Some(f)) => friend_by_name.get(f.as_str()).map(|&id| TargetId::Friend(id)),
             (None, None) => None,
         };
-        let extensions: HashMap<Box<str>, TargetId> = c
+        let extensions: FxHashMap<Box<str>, TargetId> = c
             .extension
             .iter()
             .filter_map(|e| Some((e.number.as_str().into(), target(&e.user, &e.friend)?)))
@@ -416,10 +418,10 @@ impl Default for BuildOptions {
 #[derive(Debug)]
 pub struct RoutingTable {
     pub(crate) companies: Vec<Arc<CompiledCompany>>,
-    pub(crate) by_domain: HashMap<Box<str>, u32>,
-    pub(crate) by_name: HashMap<Box<str>, u32>,
+    pub(crate) by_domain: FxHashMap<Box<str>, u32>,
+    pub(crate) by_name: FxHashMap<Box<str>, u32>,
     /// DDI → owning company index.
-    pub(crate) ddis: HashMap<Box<str>, u32>,
+    pub(crate) ddis: FxHashMap<Box<str>, u32>,
     pub(crate) carriers: Vec<CarrierEntry>,
     pub(crate) sources: Vec<(Cidr, CarrierId)>,
     /// `[server]` and `[auth]` of the configuration (for the shell).
@@ -500,9 +502,11 @@ impl RoutingTable {
     }
 
     fn assemble(config: &Config, companies: Vec<Arc<CompiledCompany>>) -> RoutingTable {
-        let mut by_domain = HashMap::with_capacity(companies.len());
-        let mut by_name = HashMap::with_capacity(companies.len());
-        let mut ddis = HashMap::new();
+        let mut by_domain = FxHashMap::default();
+        let mut by_name = FxHashMap::default();
+        let mut ddis = FxHashMap::default();
+        by_domain.reserve(companies.len());
+        by_name.reserve(companies.len());
         for (i, c) in companies.iter().enumerate() {
             by_domain.insert(c.domain.clone(), i as u32);
             by_name.insert(c.name.clone(), i as u32);
