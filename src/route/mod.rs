@@ -29,16 +29,19 @@
 //! - [`table`]: compiled companies, carriers and indexes.
 //! - [`decide`]: [`Decision`] and [`RoutingTable::decide`] (§3, §4.3).
 //! - [`publish`]: the live table behind `ArcSwap`, and reload.
+//! - `update`: replacing or removing one company without a full diff.
 //!
 //! This module does not depend on `crate::sip`: it takes numbers as `&str`
 //! and returns decisions; the proxy does the SIP.
 
 pub mod decide;
+mod index;
 pub mod matcher;
 pub mod numbering;
 pub mod prefix;
 pub mod publish;
 pub mod table;
+mod update;
 
 pub use decide::{Caller, Decision, Target};
 pub use numbering::{NumberBuf, Numbering, E164};

@@ -82,6 +82,18 @@ impl fmt::Display for E164 {
     }
 }
 
+/// `s` without `prefix`; a byte loop, because these prefixes are one to
+/// four bytes and a `memcmp` call costs more than the comparison.
+#[inline]
+fn strip<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let (s, p) = (s.as_bytes(), prefix.as_bytes());
+    if s.len() < p.len() || s.iter().zip(p).any(|(a, b)| a != b) {
+        return None;
+    }
+    // Digits only (validated config), so `p.len()` is a char boundary.
+    std::str::from_utf8(&s[p.len()..]).ok()
+}
+
 fn all_digits(s: &str) -> bool {
     s.bytes().all(|b| b.is_ascii_digit())
 }
@@ -126,10 +138,12 @@ impl Numbering {
         if dialled.is_empty() || !all_digits(dialled) {
             return None;
         }
-        let candidate = if let Some(rest) = dialled.strip_prefix(&*self.intl) {
+        // `dialled` is all digits from here on, so every candidate is `+`
+        // and digits: only its length remains to be checked.
+        let candidate = if let Some(rest) = strip(dialled, &self.intl) {
             NumberBuf::from_parts(&["+", rest])
         } else if let Some(rest) =
-            dialled.strip_prefix(&*self.trunk).filter(|r| !self.trunk.is_empty() && r.len() == self.len)
+            strip(dialled, &self.trunk).filter(|r| !self.trunk.is_empty() && r.len() == self.len)
         {
             NumberBuf::from_parts(&["+", &self.cc, rest])
         } else if dialled.len() == self.len {
@@ -142,13 +156,13 @@ impl Numbering {
                 _ => None,
             }
         }?;
-        E164::parse(candidate.as_str())
+        (2..=16).contains(&candidate.len).then_some(E164(candidate))
     }
 
     /// Outbound: `+cc N` → `trunk N`; any other `+D…` → `intl D…`.
     pub fn to_local(&self, e164: &str) -> NumberBuf {
         let digits = e164.strip_prefix('+').unwrap_or(e164);
-        let parts: [&str; 2] = match digits.strip_prefix(&*self.cc) {
+        let parts: [&str; 2] = match strip(digits, &self.cc) {
             Some(national) => [&self.trunk, national],
             None => [&self.intl, digits],
         };

@@ -93,6 +93,26 @@ impl Publisher {
         Ok(stats)
     }
 
+    /// Replaces (or adds) the one company called `company.name`, leaving
+    /// every other company and the rest of the configuration as they are;
+    /// see `RoutingTable::with_company`. On a problem nothing changes.
+    pub fn update_company(&self, company: &config::Company) -> Result<(), ConfigErrors> {
+        let _guard = self.reload.lock().unwrap_or_else(|e| e.into_inner());
+        let next = self.live.load().with_company(company, self.options)?;
+        self.live.store(Arc::new(next));
+        Ok(())
+    }
+
+    /// Removes the company called `name`; false if there is none.
+    pub fn remove_company(&self, name: &str) -> bool {
+        let _guard = self.reload.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(next) = self.live.load().without_company(name) else {
+            return false;
+        };
+        self.live.store(Arc::new(next));
+        true
+    }
+
     /// [`Publisher::reload`] from TOML text.
     pub fn reload_text(&self, text: &str) -> Result<ReloadStats, ConfigErrors> {
         self.reload(&config::parse_unvalidated(text)?)

@@ -15,6 +15,7 @@ use crate::config::validate::{company_place, validate_company, validate_global};
 use crate::config::values::{self, Cidr, Proto};
 use crate::config::{self, Config, ConfigErrors, ErrorKind, Policy};
 
+use super::index::{ddi_key, StrIndex};
 use super::matcher::{MatcherError, PatternSet, DEFAULT_SIZE_LIMIT};
 use super::numbering::{Numbering, E164};
 
@@ -414,15 +415,17 @@ impl Default for BuildOptions {
 }
 
 /// The whole compiled routing table. Immutable; publish it with
-/// `route::Publisher` and share it with `Arc`.
-#[derive(Debug)]
+/// `route::Publisher` and share it with `Arc`. Cloning it is shallow:
+/// companies are shared, indexes are flat integer tables.
+#[derive(Debug, Clone)]
 pub struct RoutingTable {
     pub(crate) companies: Vec<Arc<CompiledCompany>>,
-    pub(crate) by_domain: FxHashMap<Box<str>, u32>,
-    pub(crate) by_name: FxHashMap<Box<str>, u32>,
-    /// DDI → owning company index.
-    pub(crate) ddis: FxHashMap<Box<str>, u32>,
+    pub(crate) by_domain: StrIndex,
+    pub(crate) by_name: StrIndex,
+    /// DDI (packed by `index::ddi_key`) → owning company index.
+    pub(crate) ddis: FxHashMap<u64, u32>,
     pub(crate) carriers: Vec<CarrierEntry>,
+    pub(crate) carrier_configs: Vec<config::Carrier>,
     pub(crate) sources: Vec<(Cidr, CarrierId)>,
     /// `[server]` and `[auth]` of the configuration (for the shell).
     pub server: config::Server,
@@ -501,17 +504,17 @@ impl RoutingTable {
         Ok(Self::assemble(config, companies))
     }
 
-    fn assemble(config: &Config, companies: Vec<Arc<CompiledCompany>>) -> RoutingTable {
-        let mut by_domain = FxHashMap::default();
-        let mut by_name = FxHashMap::default();
+    pub(crate) fn assemble(config: &Config, companies: Vec<Arc<CompiledCompany>>) -> RoutingTable {
+        let mut by_domain = StrIndex::default();
+        let mut by_name = StrIndex::default();
         let mut ddis = FxHashMap::default();
-        by_domain.reserve(companies.len());
-        by_name.reserve(companies.len());
         for (i, c) in companies.iter().enumerate() {
-            by_domain.insert(c.domain.clone(), i as u32);
-            by_name.insert(c.name.clone(), i as u32);
+            by_domain.insert(&c.domain, i as u32);
+            by_name.insert(&c.name, i as u32);
             for number in c.ddis.keys() {
-                ddis.insert(number.clone(), i as u32);
+                if let Some(key) = ddi_key(number) {
+                    ddis.insert(key, i as u32);
+                }
             }
         }
         let carriers: Vec<CarrierEntry> = config.carrier.iter().map(CarrierEntry::compile).collect();
@@ -531,6 +534,7 @@ impl RoutingTable {
             by_name,
             ddis,
             carriers,
+            carrier_configs: config.carrier.clone(),
             sources,
             server: config.server.clone(),
             auth: config.auth.clone(),
@@ -540,7 +544,8 @@ impl RoutingTable {
     /// The company whose SIP domain is `domain` (ASCII case-insensitive).
     #[inline]
     pub fn company(&self, domain: &str) -> Option<&Arc<CompiledCompany>> {
-        if let Some(&i) = self.by_domain.get(domain) {
+        let key = |i: u32| &*self.companies[i as usize].domain;
+        if let Some(i) = self.by_domain.get(domain, key) {
             return Some(&self.companies[i as usize]);
         }
         // Slow path for mixed case; host names are at most 253 bytes.
@@ -550,14 +555,16 @@ impl RoutingTable {
             lower.copy_from_slice(domain.as_bytes());
             lower.make_ascii_lowercase();
             let lower = std::str::from_utf8(lower).ok()?;
-            return self.by_domain.get(lower).map(|&i| &self.companies[i as usize]);
+            return self.by_domain.get(lower, key).map(|i| &self.companies[i as usize]);
         }
         None
     }
 
     /// The company configured with `name`.
     pub fn company_by_name(&self, name: &str) -> Option<&Arc<CompiledCompany>> {
-        self.by_name.get(name).map(|&i| &self.companies[i as usize])
+        self.by_name
+            .get(name, |i| &self.companies[i as usize].name)
+            .map(|i| &self.companies[i as usize])
     }
 
     /// All companies, in configuration order.
@@ -583,7 +590,7 @@ impl RoutingTable {
 
     /// The company owning the DDI `e164`.
     pub fn ddi_owner(&self, e164: &str) -> Option<&Arc<CompiledCompany>> {
-        self.ddis.get(e164).map(|&i| &self.companies[i as usize])
+        self.ddis.get(&ddi_key(e164)?).map(|&i| &self.companies[i as usize])
     }
 
     /// Heap bytes of every company's DFAs.

@@ -353,3 +353,52 @@ fn shipped_configs_compile() {
         RoutingTable::build(&cfg).unwrap_or_else(|e| panic!("{path}:\n{e}"));
     }
 }
+
+#[test]
+fn update_and_remove_one_company() {
+    let cfg = config::parse(PLATFORM).unwrap();
+    let publisher = Publisher::new(&cfg).unwrap();
+    let before = publisher.table();
+
+    // Conflicts with the rest of the platform are refused, nothing changes.
+    let mut beta = cfg.company[1].clone();
+    beta.domain = "ACME.example.com".into();
+    beta.ddi[0].number = "+34944000100".into();
+    beta.carrier = Some("nope".into());
+    let text = publisher.update_company(&beta).unwrap_err().to_string();
+    assert!(text.contains("company[beta].carrier: unknown carrier \"nope\""), "{text}");
+    assert!(text.contains("company[beta].domain: duplicate company domain"), "{text}");
+    assert!(text.contains("company[beta].ddi[+34944000100]: DDI +34944000100 is owned twice (also by company acme)"), "{text}");
+    assert!(Arc::ptr_eq(&before, &publisher.table()));
+
+    // Replace beta: acme keeps its Arc; beta's old DDI is gone, the new one routes.
+    let mut beta = cfg.company[1].clone();
+    beta.ddi[0].number = "+34955000999".into();
+    publisher.update_company(&beta).unwrap();
+    let after = publisher.table();
+    assert!(Arc::ptr_eq(before.company_by_name("acme").unwrap(), after.company_by_name("acme").unwrap()));
+    assert!(after.ddi_owner("+34955000100").is_none());
+    assert_eq!(&*after.ddi_owner("+34955000999").unwrap().name, "beta");
+
+    // Add a third company, then remove the first: the moved one still resolves.
+    let mut gamma = cfg.company[1].clone();
+    gamma.name = "gamma".into();
+    gamma.domain = "gamma.example.net".into();
+    gamma.ddi[0].number = "+34966000100".into();
+    publisher.update_company(&gamma).unwrap();
+    assert!(publisher.remove_company("acme"));
+    assert!(!publisher.remove_company("acme"));
+    let last = publisher.table();
+    assert!(last.company("acme.example.com").is_none());
+    assert!(last.ddi_owner("+34944000100").is_none());
+    let gamma = last.company("gamma.example.net").expect("moved company still indexed");
+    assert_eq!(&*gamma.name, "gamma");
+    assert_eq!(&*last.company_by_name("gamma").unwrap().domain, "gamma.example.net");
+    assert_eq!(&*last.ddi_owner("+34966000100").unwrap().name, "gamma");
+    let pstn = last.caller_by_name(gamma, "carrier:pstn").unwrap();
+    assert_eq!(
+        last.decide(gamma, &pstn, "+34966000100", None).to_string(),
+        "ddi +34966000100 -> user dave"
+    );
+    assert_eq!(last.companies().len(), 2);
+}
