@@ -20,11 +20,16 @@ struct Rng(u64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         self.0 >> 33
     }
     fn digits(&mut self, n: usize) -> String {
-        (0..n).map(|_| char::from(b'0' + (self.next() % 10) as u8)).collect()
+        (0..n)
+            .map(|_| char::from(b'0' + (self.next() % 10) as u8))
+            .collect()
     }
 }
 
@@ -38,27 +43,41 @@ fn pattern(rng: &mut Rng) -> (String, String) {
             let width = 3 + (rng.next() % 6) as usize;
             let prefix = rng.digits(width);
             let tail = 9 - width;
-            (format!("\\+34{prefix}[0-9]{{{tail}}}"), format!("+34{prefix}{}", rng.digits(tail)))
+            (
+                format!("\\+34{prefix}[0-9]{{{tail}}}"),
+                format!("+34{prefix}{}", rng.digits(tail)),
+            )
         }
         6 | 7 => {
             let cc = 1 + rng.next() % 98;
             let width = (rng.next() % 4) as usize;
             let prefix = rng.digits(width);
             let tail = 9 - width;
-            (format!("00{cc}{prefix}[0-9]{{{tail}}}"), format!("00{cc}{prefix}{}", rng.digits(tail)))
+            (
+                format!("00{cc}{prefix}[0-9]{{{tail}}}"),
+                format!("00{cc}{prefix}{}", rng.digits(tail)),
+            )
         }
         _ => {
             let width = 1 + (rng.next() % 3) as usize;
             let prefix = format!("{}{}", 1 + rng.next() % 9, rng.digits(width - 1));
             let tail = 4 - width;
-            (format!("{prefix}[0-9]{{{tail}}}"), format!("{prefix}{}", rng.digits(tail)))
+            (
+                format!("{prefix}[0-9]{{{tail}}}"),
+                format!("{prefix}{}", rng.digits(tail)),
+            )
         }
     }
 }
 
 /// One company with `patterns` friend patterns, `per_friend` per friend,
 /// and numbers to dial (half matching some pattern, half external).
-fn company(index: usize, patterns: usize, per_friend: usize, rng: &mut Rng) -> (Company, Vec<String>) {
+fn company(
+    index: usize,
+    patterns: usize,
+    per_friend: usize,
+    rng: &mut Rng,
+) -> (Company, Vec<String>) {
     let mut friends = Vec::new();
     let mut numbers = Vec::new();
     let mut left = patterns;
@@ -153,12 +172,22 @@ fn timed<T>(label: &str, f: impl FnOnce() -> T) -> T {
 
 /// The timed path of a new call: company by domain, then the decision
 /// (the caller is friend f1, so its own patterns are skipped).
-fn bench_decide(c: &mut Criterion, name: &str, table: &RoutingTable, domain: &str, numbers: &[String]) {
+fn bench_decide(
+    c: &mut Criterion,
+    name: &str,
+    table: &RoutingTable,
+    domain: &str,
+    numbers: &[String],
+) {
     let mut group = c.benchmark_group("decide");
     group.throughput(Throughput::Elements(1));
-    let caller = Caller::Friend(table.company(domain).unwrap().friend_id("f1").unwrap_or(
-        table.company(domain).unwrap().friend_id("f0").unwrap(),
-    ));
+    let caller = Caller::Friend(
+        table
+            .company(domain)
+            .unwrap()
+            .friend_id("f1")
+            .unwrap_or(table.company(domain).unwrap().friend_id("f0").unwrap()),
+    );
     let mut i = 0;
     group.bench_function(BenchmarkId::from_parameter(name), |b| {
         b.iter(|| {
@@ -167,7 +196,12 @@ fn bench_decide(c: &mut Criterion, name: &str, table: &RoutingTable, domain: &st
                 i = 0;
             }
             let company = table.company(black_box(domain)).unwrap();
-            let d = table.decide(company, &caller, black_box(&numbers[i]), Some("+34944000000"));
+            let d = table.decide(
+                company,
+                &caller,
+                black_box(&numbers[i]),
+                Some("+34944000000"),
+            );
             black_box(d.is_routed())
         })
     });
@@ -180,21 +214,38 @@ fn one_company(c: &mut Criterion) {
         let table = timed(&format!("build: 1 company x {patterns} patterns"), || {
             RoutingTable::build(&config).unwrap()
         });
-        println!("  DFA memory: {} KiB", table.dfa_memory() >> 10);
-        bench_decide(c, &format!("1 company x {patterns} patterns"), &table, "c0.example.com", &numbers);
+        println!("  pattern memory: {} KiB", table.pattern_memory() >> 10);
+        bench_decide(
+            c,
+            &format!("1 company x {patterns} patterns"),
+            &table,
+            "c0.example.com",
+            &numbers,
+        );
     }
 }
 
 fn big_company(c: &mut Criterion) {
     let (config, numbers) = platform(1, 100_000, 10);
-    let table = timed("build: 1 company x 100000 patterns", || RoutingTable::build(&config).unwrap());
-    println!("  DFA memory: {} MiB", table.dfa_memory() >> 20);
-    bench_decide(c, "1 company x 100000 patterns", &table, "c0.example.com", &numbers);
+    let table = timed("build: 1 company x 100000 patterns", || {
+        RoutingTable::build(&config).unwrap()
+    });
+    println!("  pattern memory: {} MiB", table.pattern_memory() >> 20);
+    bench_decide(
+        c,
+        "1 company x 100000 patterns",
+        &table,
+        "c0.example.com",
+        &numbers,
+    );
 }
 
 fn platform_10k(c: &mut Criterion) {
     let (config, _) = platform(10_000, 30, 3);
-    let one = BuildOptions { threads: 1, ..BuildOptions::default() };
+    let one = BuildOptions {
+        threads: 1,
+        ..BuildOptions::default()
+    };
     timed("build: 10000 companies x 30 patterns (1 thread)", || {
         RoutingTable::build_with(&config, None, one).unwrap()
     });
@@ -202,7 +253,7 @@ fn platform_10k(c: &mut Criterion) {
         Publisher::new(&config).unwrap()
     });
     let table = publisher.table();
-    println!("  DFA memory: {} MiB", table.dfa_memory() >> 20);
+    println!("  pattern memory: {} MiB", table.pattern_memory() >> 20);
 
     // Swap after one company changes: validate + compile one company +
     // reassemble the indexes + store. Several rounds, median printed.
@@ -216,7 +267,25 @@ fn platform_10k(c: &mut Criterion) {
         assert_eq!(stats.compiled, 1);
     }
     times.sort();
-    println!("swap after one company changed (median of 9): {:.2} ms", times[4].as_secs_f64() * 1e3);
+    println!(
+        "swap after one company changed, full reload with diff (median of 9): {:.2} ms",
+        times[4].as_secs_f64() * 1e3
+    );
+
+    // The same change through the one-company path (admin API shape).
+    let mut times = Vec::new();
+    for round in 0..9 {
+        let mut company = changed.company[round * 1000 + 1].clone();
+        company.friend[0].patterns[0] = format!("8{round}[0-9]{{2}}");
+        let start = Instant::now();
+        publisher.update_company(&company).unwrap();
+        times.push(start.elapsed());
+    }
+    times.sort();
+    println!(
+        "swap after one company changed, update_company (median of 9): {:.3} ms",
+        times[4].as_secs_f64() * 1e3
+    );
 
     // Lookups spread over many companies.
     let table = publisher.table();
@@ -226,7 +295,11 @@ fn platform_10k(c: &mut Criterion) {
             let f = &company.friend[k % company.friend.len()];
             let p = &f.patterns[0];
             // A number matching the pattern, or an external one.
-            let number = if k % 2 == 0 { sample(p) } else { format!("9{:08}", k) };
+            let number = if k % 2 == 0 {
+                sample(p)
+            } else {
+                format!("9{:08}", k)
+            };
             (company.domain.clone(), number)
         })
         .collect();
@@ -240,7 +313,12 @@ fn platform_10k(c: &mut Criterion) {
             }
             let (domain, number) = &calls[i];
             let company = table.company(black_box(domain)).unwrap();
-            let d = table.decide(company, &Caller::Friend(tandem::route::table::FriendId(0)), number, None);
+            let d = table.decide(
+                company,
+                &Caller::Friend(tandem::route::table::FriendId(0)),
+                number,
+                None,
+            );
             black_box(d.is_routed())
         })
     });

@@ -64,13 +64,17 @@ fn main() -> ExitCode {
     tandem::shell::init_logging();
     match Cli::parse().command {
         Command::Run { config } => {
-            let Some(cfg) = load(&config) else { return ExitCode::from(1) };
+            let Some(cfg) = load(&config) else {
+                return ExitCode::from(1);
+            };
             println!("{}: {}", config.display(), cfg.summary());
             println!("tandem run: the SIP wire layer is not built yet; exiting");
             ExitCode::SUCCESS
         }
         Command::Check { config } => {
-            let Some(cfg) = load(&config) else { return ExitCode::from(1) };
+            let Some(cfg) = load(&config) else {
+                return ExitCode::from(1);
+            };
             match RoutingTable::build(&cfg) {
                 Ok(_) => {
                     println!("{}: ok: {}", config.display(), cfg.summary());
@@ -82,8 +86,16 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Route { config, company, from, presented, number } => {
-            let Some(cfg) = load(&config) else { return ExitCode::from(1) };
+        Command::Route {
+            config,
+            company,
+            from,
+            presented,
+            number,
+        } => {
+            let Some(cfg) = load(&config) else {
+                return ExitCode::from(1);
+            };
             let table = match RoutingTable::build(&cfg) {
                 Ok(t) => t,
                 Err(errors) => {
@@ -102,7 +114,10 @@ fn main() -> ExitCode {
                 );
                 return ExitCode::from(2);
             };
-            println!("{}", table.decide(company, &caller, &number, presented.as_deref()));
+            println!(
+                "{}",
+                table.decide(company, &caller, &number, presented.as_deref())
+            );
             ExitCode::SUCCESS
         }
     }

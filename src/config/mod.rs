@@ -110,7 +110,10 @@ pub struct Summary {
 impl Config {
     /// Counts what this configuration defines.
     pub fn summary(&self) -> Summary {
-        let mut s = Summary { companies: self.company.len(), ..Summary::default() };
+        let mut s = Summary {
+            companies: self.company.len(),
+            ..Summary::default()
+        };
         for c in &self.company {
             s.users += c.user.len();
             s.friends += c.friend.len();

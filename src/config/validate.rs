@@ -77,7 +77,10 @@ pub fn validate_global(config: &Config, errors: &mut ConfigErrors) {
         }
         let domain = company.domain.to_ascii_lowercase();
         if !domain.is_empty() && !domains.insert(domain) {
-            errors.push(place.field("domain"), dup("company domain", &company.domain));
+            errors.push(
+                place.field("domain"),
+                dup("company domain", &company.domain),
+            );
         }
         match &company.carrier {
             Some(c) if !carriers.contains(c.as_str()) => {
@@ -114,7 +117,10 @@ fn validate_server(config: &Config, errors: &mut ConfigErrors) {
         match values::parse_listen(listen) {
             Ok(addr) => {
                 if !seen.insert(addr) {
-                    errors.push(place.field("listen").index(i), dup("listen address", listen));
+                    errors.push(
+                        place.field("listen").index(i),
+                        dup("listen address", listen),
+                    );
                 }
             }
             Err(m) => errors.push(place.field("listen").index(i), ErrorKind::Invalid(m)),
@@ -160,7 +166,10 @@ fn validate_auth(config: &Config, errors: &mut ConfigErrors) {
         ("failure_window_s", auth.failure_window_s),
     ] {
         if value == 0 {
-            errors.push(place.field(key), ErrorKind::Invalid("must be at least 1".into()));
+            errors.push(
+                place.field(key),
+                ErrorKind::Invalid("must be at least 1".into()),
+            );
         }
     }
 }
@@ -351,7 +360,9 @@ fn validate_friend(f: &Friend, at: &Place, acls: &HashSet<&str>, errors: &mut Co
         Connection::Direct => match &f.address {
             None => errors.push(
                 at.field("connection"),
-                ErrorKind::Conflict("a direct friend needs address (and optionally transport, port)".into()),
+                ErrorKind::Conflict(
+                    "a direct friend needs address (and optionally transport, port)".into(),
+                ),
             ),
             Some(a) if !values::is_host(a) => errors.push(
                 at.field("address"),
@@ -393,7 +404,10 @@ fn validate_friend(f: &Friend, at: &Place, acls: &HashSet<&str>, errors: &mut Co
         }
         for (j, c) in codecs.iter().enumerate() {
             if !values::is_codec(c) {
-                errors.push(at.field("allowed_codecs").index(j), ErrorKind::UnknownCodec(c.clone()));
+                errors.push(
+                    at.field("allowed_codecs").index(j),
+                    ErrorKind::UnknownCodec(c.clone()),
+                );
             }
         }
     }
@@ -421,12 +435,18 @@ fn check_numbering(
     };
     if let Some(cc) = cc {
         if !digits(cc, 1, 3) {
-            errors.push(at.field("country_code"), ErrorKind::Invalid(format!("{cc:?} is not 1 to 3 digits")));
+            errors.push(
+                at.field("country_code"),
+                ErrorKind::Invalid(format!("{cc:?} is not 1 to 3 digits")),
+            );
         }
     }
     if let Some(area) = area {
         if !digits(area, 1, 14) {
-            errors.push(at.field("area_code"), ErrorKind::Invalid(format!("{area:?} is not 1 to 14 digits")));
+            errors.push(
+                at.field("area_code"),
+                ErrorKind::Invalid(format!("{area:?} is not 1 to 14 digits")),
+            );
         }
     }
     if let Some(intl) = intl {
@@ -439,12 +459,18 @@ fn check_numbering(
     }
     if let Some(trunk) = trunk {
         if !digits(trunk, 0, 4) {
-            errors.push(at.field("trunk_prefix"), ErrorKind::Invalid(format!("{trunk:?} is not 0 to 4 digits")));
+            errors.push(
+                at.field("trunk_prefix"),
+                ErrorKind::Invalid(format!("{trunk:?} is not 0 to 4 digits")),
+            );
         }
     }
     if let Some(len) = len {
         if !(1..=14).contains(&len) {
-            errors.push(at.field("national_length"), ErrorKind::Invalid(format!("{len} is not between 1 and 14")));
+            errors.push(
+                at.field("national_length"),
+                ErrorKind::Invalid(format!("{len} is not between 1 and 14")),
+            );
         }
     }
 }
@@ -484,11 +510,17 @@ fn item_place(parent: &Place, kind: &str, name: &str, index: usize) -> Place {
 }
 
 fn dup(what: &'static str, value: &str) -> ErrorKind {
-    ErrorKind::Duplicate { what, value: value.to_string() }
+    ErrorKind::Duplicate {
+        what,
+        value: value.to_string(),
+    }
 }
 
 fn dangling(what: &'static str, name: &str) -> ErrorKind {
-    ErrorKind::Dangling { what, name: name.to_string() }
+    ErrorKind::Dangling {
+        what,
+        name: name.to_string(),
+    }
 }
 
 fn exactly_one(keys: &str) -> ErrorKind {

@@ -12,11 +12,52 @@ pub const DIGEST_ALGORITHMS: &[&str] = &["SHA-256", "MD5"];
 /// SDP encoding names (RFC 3551 and the IANA "RTP Payload Format media
 /// types" registry) accepted in `allowed_codecs`, compared case-insensitively.
 pub const CODECS: &[&str] = &[
-    "PCMU", "PCMA", "G722", "G723", "G728", "G729", "G729D", "G729E", "G726-16", "G726-24",
-    "G726-32", "G726-40", "G7221", "G719", "GSM", "GSM-EFR", "GSM-HR-08", "iLBC", "opus",
-    "speex", "AMR", "AMR-WB", "EVS", "SILK", "iSAC", "DVI4", "L8", "L16", "LPC", "QCELP",
-    "MPA", "CN", "red", "telephone-event", "t140", "H261", "H263", "H263-1998", "H263-2000",
-    "H264", "H265", "VP8", "VP9", "AV1", "MP4V-ES", "JPEG",
+    "PCMU",
+    "PCMA",
+    "G722",
+    "G723",
+    "G728",
+    "G729",
+    "G729D",
+    "G729E",
+    "G726-16",
+    "G726-24",
+    "G726-32",
+    "G726-40",
+    "G7221",
+    "G719",
+    "GSM",
+    "GSM-EFR",
+    "GSM-HR-08",
+    "iLBC",
+    "opus",
+    "speex",
+    "AMR",
+    "AMR-WB",
+    "EVS",
+    "SILK",
+    "iSAC",
+    "DVI4",
+    "L8",
+    "L16",
+    "LPC",
+    "QCELP",
+    "MPA",
+    "CN",
+    "red",
+    "telephone-event",
+    "t140",
+    "H261",
+    "H263",
+    "H263-1998",
+    "H263-2000",
+    "H264",
+    "H265",
+    "VP8",
+    "VP9",
+    "AV1",
+    "MP4V-ES",
+    "JPEG",
 ];
 
 /// A SIP transport named in an address.
@@ -87,9 +128,7 @@ impl Cidr {
             v4 => v4,
         };
         match (self.addr, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                mask32(u32::from(ip), self.len) == u32::from(net)
-            }
+            (IpAddr::V4(net), IpAddr::V4(ip)) => mask32(u32::from(ip), self.len) == u32::from(net),
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
                 mask128(u128::from(ip), self.len) == u128::from(net)
             }
@@ -138,7 +177,9 @@ pub fn parse_cidr(s: &str) -> Result<Cidr, String> {
         IpAddr::V6(v6) => IpAddr::V6(mask128(u128::from(v6), len).into()),
     };
     if net != addr {
-        return Err(format!("{s:?} has host bits set (did you mean {net}/{len}?)"));
+        return Err(format!(
+            "{s:?} has host bits set (did you mean {net}/{len}?)"
+        ));
     }
     Ok(Cidr { addr, len })
 }
@@ -151,14 +192,17 @@ pub fn is_e164(s: &str) -> bool {
 
 /// True for an extension: 1 to 15 characters of `0-9 * #`.
 pub fn is_extension(s: &str) -> bool {
-    (1..=15).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit() || b == b'*' || b == b'#')
+    (1..=15).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || b == b'*' || b == b'#')
 }
 
 /// True for a name usable as a digest username and in error places:
 /// letters, digits, `.`, `_`, `-`.
 pub fn is_name(s: &str) -> bool {
     !s.is_empty()
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// True for an IP address or a DNS host name.
@@ -173,7 +217,9 @@ pub fn is_host(s: &str) -> bool {
                 && label.len() <= 63
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
 }
 
@@ -186,7 +232,9 @@ pub fn is_codec(s: &str) -> bool {
 /// `[0-9]`, `.` is any byte but `\n`), because dialled numbers are ASCII and
 /// Unicode classes would multiply DFA sizes for nothing.
 pub fn regex_syntax() -> regex_automata::util::syntax::Config {
-    regex_automata::util::syntax::Config::new().unicode(false).utf8(false)
+    regex_automata::util::syntax::Config::new()
+        .unicode(false)
+        .utf8(false)
 }
 
 /// A pattern of the common shape `LITERAL TAIL`: a literal of digits, `#`
@@ -352,7 +400,13 @@ mod tests {
 
     #[test]
     fn simple_pattern_table() {
-        let s = |lit: &str, min, max| Some(SimplePattern { literal: lit.into(), min, max });
+        let s = |lit: &str, min, max| {
+            Some(SimplePattern {
+                literal: lit.into(),
+                min,
+                max,
+            })
+        };
         for (pattern, want) in [
             ("2[0-9]{3}", s("2", 3, Some(3))),
             ("\\+34944[0-9]{6}", s("+34944", 6, Some(6))),
@@ -379,7 +433,12 @@ mod tests {
             assert_eq!(simple_pattern(pattern), want, "{pattern}");
             if want.is_some() {
                 // Every simple pattern is also a regex of the same meaning.
-                assert!(regex_syntax::ParserBuilder::new().unicode(false).utf8(false).build().parse(pattern).is_ok());
+                assert!(regex_syntax::ParserBuilder::new()
+                    .unicode(false)
+                    .utf8(false)
+                    .build()
+                    .parse(pattern)
+                    .is_ok());
             }
         }
     }

@@ -134,20 +134,35 @@ impl fmt::Display for Decision<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Decision::Extension { number, target } => write!(f, "extension {number} -> {target}"),
-            Decision::Friend { friend, pattern, .. } => write!(
+            Decision::Friend {
+                friend, pattern, ..
+            } => write!(
                 f,
                 "friend {} (pattern {pattern}, priority {})",
                 friend.name, friend.priority
             ),
-            Decision::External { number, carrier, presented } => {
+            Decision::External {
+                number,
+                carrier,
+                presented,
+            } => {
                 write!(f, "external {number} via {} as {presented}", carrier.name)
             }
-            Decision::Ddi { number, extension, target, .. } => match extension {
+            Decision::Ddi {
+                number,
+                extension,
+                target,
+                ..
+            } => match extension {
                 Some(x) => write!(f, "ddi {number} -> extension {x} -> {target}"),
                 None => write!(f, "ddi {number} -> {target}"),
             },
-            Decision::Denied { acl, rule: Some(r), .. } => write!(f, "denied by acl {acl} (rule {r})"),
-            Decision::Denied { acl, rule: None, .. } => write!(f, "denied by acl {acl} (default)"),
+            Decision::Denied {
+                acl, rule: Some(r), ..
+            } => write!(f, "denied by acl {acl} (rule {r})"),
+            Decision::Denied {
+                acl, rule: None, ..
+            } => write!(f, "denied by acl {acl} (default)"),
             Decision::NotFound => f.write_str("not found"),
             Decision::NotDialable => f.write_str("not dialable"),
             Decision::NoIdentity => f.write_str("no identity"),
@@ -186,7 +201,10 @@ impl RoutingTable {
 
         // §3.1: extensions always win.
         if let Some((number, &id)) = company.extensions.get_key_value(dialled) {
-            return Decision::Extension { number, target: Target::resolve(company, id) };
+            return Decision::Extension {
+                number,
+                target: Target::resolve(company, id),
+            };
         }
 
         // §3.2: lowest-priority friend, never the caller itself.
@@ -213,11 +231,19 @@ impl RoutingTable {
         if let Some(acl) = acl {
             let acl = &company.acls[acl as usize];
             if let (Policy::Deny, rule) = acl.check(number.as_str()) {
-                return Decision::Denied { acl: &acl.name, rule, number };
+                return Decision::Denied {
+                    acl: &acl.name,
+                    rule,
+                    number,
+                };
             }
         }
         match presented_identity(company, numbering, presented, fallback) {
-            Some(presented) => Decision::External { number, carrier: &company.carrier, presented },
+            Some(presented) => Decision::External {
+                number,
+                carrier: &company.carrier,
+                presented,
+            },
             None => Decision::NoIdentity,
         }
     }

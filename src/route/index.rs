@@ -33,16 +33,20 @@ impl StrIndex {
         if key(i) == s {
             return Some(i);
         }
-        self.collisions.iter().find(|&&(ch, ci)| ch == h && key(ci) == s).map(|&(_, ci)| ci)
+        self.collisions
+            .iter()
+            .find(|&&(ch, ci)| ch == h && key(ci) == s)
+            .map(|&(_, ci)| ci)
     }
 
     /// Adds `s` → `i` (the caller guarantees `s` is not present).
     pub(crate) fn insert(&mut self, s: &str, i: u32) {
         let h = hash(s);
-        if self.map.contains_key(&h) {
-            self.collisions.push((h, i));
-        } else {
-            self.map.insert(h, i);
+        match self.map.entry(h) {
+            std::collections::hash_map::Entry::Occupied(_) => self.collisions.push((h, i)),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(i);
+            }
         }
     }
 
@@ -102,7 +106,11 @@ mod tests {
         let all = ["a.example", "b.example", "c.example", "x.example"];
         let key = |i: u32| all[i as usize];
         assert_eq!(idx.get("b.example", key), Some(1));
-        assert_eq!(idx.get("x.example", key), None, "x's hash is not in the map");
+        assert_eq!(
+            idx.get("x.example", key),
+            None,
+            "x's hash is not in the map"
+        );
         idx.remove("b.example", 1);
         assert_eq!(idx.get("b.example", key), None);
         idx.renumber("c.example", 2, 1);
@@ -114,7 +122,10 @@ mod tests {
     fn ddi_keys_are_distinct() {
         assert_eq!(ddi_key("+34944000100"), Some(34944000100 * 16 + 11));
         assert_ne!(ddi_key("+0123"), ddi_key("+123"));
-        assert_eq!(ddi_key("+999999999999999"), Some(999_999_999_999_999 * 16 + 15));
+        assert_eq!(
+            ddi_key("+999999999999999"),
+            Some(999_999_999_999_999 * 16 + 15)
+        );
         assert_eq!(ddi_key("+1234567890123456"), None);
         assert_eq!(ddi_key("34944000100"), None);
         assert_eq!(ddi_key("+34a"), None);

@@ -1,36 +1,44 @@
-//! A set of whole-string regexes compiled into one anchored multi-pattern DFA
-//! that reports *every* pattern matching the whole input.
+//! A set of whole-string regexes that reports *every* pattern matching the
+//! whole input, built in time linear in the patterns for the common shape.
 //!
-//! # Why this construction
+//! # Semantics
 //!
 //! Routing needs "the lowest-priority friend among all fully matching
 //! patterns, skipping the caller", so leftmost-first semantics (which
-//! report one pattern) are not enough. The set is compiled with
-//! [`MatchKind::All`]; a lookup walks the whole input from the anchored
-//! start state, takes the end-of-input transition, and reads the pattern
-//! IDs of that final match state: exactly the patterns matching the whole
-//! string. Callers order patterns so that a lower ID is a better answer.
+//! report one pattern) are not enough. Callers number patterns so that a
+//! lower ID is a better answer; [`PatternSet::best_match`] returns the
+//! lowest ID that matches the whole input and that the caller accepts.
 //!
-//! The DFA is dense and built eagerly with three choices that decide
-//! whether 100,000 patterns build in seconds or never:
+//! # Construction: a literal-prefix trie, and a DFA for the rest
 //!
-//! - **anchored start only** ([`StartKind::Anchored`]). An unanchored start
-//!   adds a `(?s:.)*?` prefix under which every pattern can start at every
-//!   position, and with `MatchKind::All` the subset construction explodes:
-//!   10,000 realistic patterns did not build within 120 s with the default
-//!   `StartKind::Both`, versus 0.13 s anchored only (release build, this
-//!   machine; see docs/routing.md).
-//! - **ASCII classes** (see `config::values::regex_syntax`): `\d` is
-//!   `[0-9]`, not the ~60 Unicode digit ranges.
-//! - **no capture states** in the NFA: they only slow determinization.
+//! Patterns of the shape `LITERAL DIGITS` (`\+34944[0-9]{6}`, `2[0-9]{3}`,
+//! `0034[0-9]{9}`, `00[0-9]+`; recognised by `config::values::simple_pattern`)
+//! go into a [`PrefixTrie`]. Everything else is compiled into one anchored
+//! multi-pattern dense DFA with [`MatchKind::All`]: a lookup walks the whole
+//! input from the anchored start state, takes the end-of-input transition
+//! and reads the pattern IDs of that final match state, which are exactly
+//! the patterns matching the whole string. Both halves run and the lower
+//! ID wins; a test checks they agree on random patterns and inputs.
 //!
-//! With these, 100,000 patterns of realistic shape build in about 2 s into
-//! ~17 MiB, and a lookup is a dozen table reads. Explicit size limits turn a
-//! pathological pattern set into a configuration error instead of an OOM.
-//! A lazy DFA (`hybrid`) was rejected: it needs a mutable cache per thread
-//! on the hot path, and its first lookups recompute states over the whole
-//! NFA; a partition by literal prefix was not needed once the start was
-//! anchored.
+//! Measured on this 2-core machine (release, `benches/route.rs`):
+//!
+//! | construction | 10,000 patterns | 100,000 patterns |
+//! |---|---|---|
+//! | dense DFA, default `StartKind::Both` | > 120 s (stopped) | — |
+//! | dense DFA, anchored start only | 0.13–0.25 s, 2–4 MiB | 1.7–4 s, 17–32 MiB |
+//! | trie (+ DFA for non-simple patterns) | 0.009 s, 0.6 MiB | 0.08 s, 3 MiB |
+//!
+//! An unanchored start adds a `(?s:.)*?` prefix under which every pattern
+//! can start at every position, and with `MatchKind::All` the subset
+//! construction explodes; so the DFA here is anchored only, uses ASCII
+//! classes (`\d` is `[0-9]`), and has no capture states. Even so,
+//! determinization dominated the profile of 10,000 companies × 30
+//! patterns (4 s on two cores), which the trie brought to 0.35 s. Lookup
+//! costs are alike (a dozen memory reads). A lazy DFA (`hybrid`) was
+//! rejected: it needs a mutable cache per thread on the hot path, and its
+//! first lookups after a reload pay the determinization. Explicit size
+//! limits turn a pathological non-simple pattern set into a configuration
+//! error instead of an OOM.
 
 use regex_automata::dfa::{dense, Automaton, StartKind};
 use regex_automata::nfa::thompson;
@@ -69,11 +77,19 @@ pub struct PatternSet {
 impl PatternSet {
     /// A set that matches nothing.
     pub fn empty() -> PatternSet {
-        PatternSet { trie: PrefixTrie::default(), dfa: None, dfa_ids: Vec::new(), len: 0 }
+        PatternSet {
+            trie: PrefixTrie::default(),
+            dfa: None,
+            dfa_ids: Vec::new(),
+            len: 0,
+        }
     }
 
     /// Compiles `patterns`; pattern `i` is reported as ID `i`.
-    pub fn build<P: AsRef<str>>(patterns: &[P], size_limit: usize) -> Result<PatternSet, MatcherError> {
+    pub fn build<P: AsRef<str>>(
+        patterns: &[P],
+        size_limit: usize,
+    ) -> Result<PatternSet, MatcherError> {
         let mut simple = Vec::new();
         let mut complex: Vec<&str> = Vec::new();
         let mut dfa_ids = Vec::new();
@@ -86,12 +102,28 @@ impl PatternSet {
                 }
             }
         }
-        let trie = if simple.is_empty() { PrefixTrie::default() } else { PrefixTrie::build(&simple) };
-        let dfa = if complex.is_empty() { None } else { Some(Self::build_dfa(&complex, size_limit)?) };
-        Ok(PatternSet { trie, dfa, dfa_ids, len: patterns.len() })
+        let trie = if simple.is_empty() {
+            PrefixTrie::default()
+        } else {
+            PrefixTrie::build(&simple)
+        };
+        let dfa = if complex.is_empty() {
+            None
+        } else {
+            Some(Self::build_dfa(&complex, size_limit)?)
+        };
+        Ok(PatternSet {
+            trie,
+            dfa,
+            dfa_ids,
+            len: patterns.len(),
+        })
     }
 
-    fn build_dfa(patterns: &[&str], size_limit: usize) -> Result<(dense::DFA<Vec<u32>>, StateID), MatcherError> {
+    fn build_dfa(
+        patterns: &[&str],
+        size_limit: usize,
+    ) -> Result<(dense::DFA<Vec<u32>>, StateID), MatcherError> {
         let too_large = || {
             MatcherError::TooLarge(format!(
                 "{} patterns exceed the {} MiB limit",
@@ -168,7 +200,12 @@ impl PatternSet {
     /// The DFA half of [`PatternSet::best_match`]: the lowest accepted id
     /// below `bound`.
     #[inline]
-    fn dfa_best(&self, input: &[u8], bound: Option<u32>, accept: &mut impl FnMut(u32) -> bool) -> Option<u32> {
+    fn dfa_best(
+        &self,
+        input: &[u8],
+        bound: Option<u32>,
+        accept: &mut impl FnMut(u32) -> bool,
+    ) -> Option<u32> {
         let (dfa, start) = self.dfa.as_ref()?;
         let mut state = *start;
         for &byte in input {
@@ -257,7 +294,9 @@ mod tests {
     fn trie_agrees_with_dfa() {
         let mut x: u64 = 42;
         let mut next = move |n: u64| {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (x >> 33) % n
         };
         let digits = |k: u64, next: &mut dyn FnMut(u64) -> u64| -> String {
@@ -286,8 +325,16 @@ mod tests {
         for _ in 0..3000 {
             let plus = if next(4) == 0 { "+" } else { "" };
             let input = format!("{plus}{}", digits(next(8), &mut next));
-            let input = if next(20) == 0 { format!("{input}x") } else { input };
-            assert_eq!(fast.all_matches(input.as_bytes()), slow.all_matches(input.as_bytes()), "{input}");
+            let input = if next(20) == 0 {
+                format!("{input}x")
+            } else {
+                input
+            };
+            assert_eq!(
+                fast.all_matches(input.as_bytes()),
+                slow.all_matches(input.as_bytes()),
+                "{input}"
+            );
         }
     }
 

@@ -21,7 +21,10 @@ pub struct NumberBuf {
 }
 
 impl NumberBuf {
-    const EMPTY: NumberBuf = NumberBuf { len: 0, buf: [0; 24] };
+    const EMPTY: NumberBuf = NumberBuf {
+        len: 0,
+        buf: [0; 24],
+    };
 
     /// Builds a number from parts; `None` when longer than 24 bytes.
     fn from_parts(parts: &[&str]) -> Option<NumberBuf> {

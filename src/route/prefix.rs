@@ -88,7 +88,11 @@ impl PrefixTrie {
                 ids.sort_unstable();
                 let i0 = trie.ids.len() as u32;
                 trie.ids.extend(ids);
-                trie.entries.push(Entry { min, max, ids: (i0, trie.ids.len() as u32) });
+                trie.entries.push(Entry {
+                    min,
+                    max,
+                    ids: (i0, trie.ids.len() as u32),
+                });
             }
             trie.nodes.push(Node {
                 edges: (e0, trie.edge_bytes.len() as u32),
@@ -110,13 +114,23 @@ impl PrefixTrie {
     /// The lowest id below `bound` of a pattern matching the whole of
     /// `input` and accepted by `accept`.
     #[inline]
-    pub fn best_match(&self, input: &[u8], bound: Option<u32>, accept: &mut impl FnMut(u32) -> bool) -> Option<u32> {
+    pub fn best_match(
+        &self,
+        input: &[u8],
+        bound: Option<u32>,
+        accept: &mut impl FnMut(u32) -> bool,
+    ) -> Option<u32> {
         if self.nodes.is_empty() {
             return None;
         }
         // The tail after a literal must be all digits: find where the
         // final run of digits starts.
-        let digits_from = input.len() - input.iter().rev().take_while(|b| b.is_ascii_digit()).count();
+        let digits_from = input.len()
+            - input
+                .iter()
+                .rev()
+                .take_while(|b| b.is_ascii_digit())
+                .count();
         let mut best = bound;
         let mut found = None;
         let mut node = 0usize;

@@ -73,7 +73,9 @@ impl Publisher {
 
     /// A per-thread reader of the live table.
     pub fn reader(&self) -> Reader {
-        Reader { cache: Cache::new(Arc::clone(&self.live)) }
+        Reader {
+            cache: Cache::new(Arc::clone(&self.live)),
+        }
     }
 
     /// Replaces the live table with one compiled from `config`, reusing
@@ -86,9 +88,15 @@ impl Publisher {
         let reused = table
             .companies()
             .iter()
-            .filter(|c| old.company_by_name(&c.name).is_some_and(|o| Arc::ptr_eq(o, c)))
+            .filter(|c| {
+                old.company_by_name(&c.name)
+                    .is_some_and(|o| Arc::ptr_eq(o, c))
+            })
             .count();
-        let stats = ReloadStats { compiled: table.companies().len() - reused, reused };
+        let stats = ReloadStats {
+            compiled: table.companies().len() - reused,
+            reused,
+        };
         self.live.store(Arc::new(table));
         Ok(stats)
     }

@@ -48,7 +48,12 @@ impl CarrierEntry {
     fn compile(c: &config::Carrier) -> CarrierEntry {
         let (proto, host, port) =
             values::parse_address(&c.address).unwrap_or((Proto::Udp, String::new(), 0));
-        CarrierEntry { name: c.name.as_str().into(), proto, host: host.into(), port }
+        CarrierEntry {
+            name: c.name.as_str().into(),
+            proto,
+            host: host.into(),
+            port,
+        }
     }
 }
 
@@ -203,9 +208,14 @@ impl CompiledCompany {
             &c.trunk_prefix,
             c.national_length,
         );
-        let acl_index: HashMap<&str, u32> =
-            c.call_acl.iter().enumerate().map(|(i, a)| (a.name.as_str(), i as u32)).collect();
-        let acl_of = |name: &Option<String>| name.as_deref().and_then(|n| acl_index.get(n).copied());
+        let acl_index: HashMap<&str, u32> = c
+            .call_acl
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.name.as_str(), i as u32))
+            .collect();
+        let acl_of =
+            |name: &Option<String>| name.as_deref().and_then(|n| acl_index.get(n).copied());
         let e164 = |v: &Option<String>| v.as_deref().and_then(E164::parse);
 
         let users: Vec<UserEntry> = c
@@ -240,7 +250,9 @@ impl CompiledCompany {
                 numbering: Numbering::new(
                     f.country_code.as_deref().unwrap_or(&c.country_code),
                     f.area_code.as_deref().or(c.area_code.as_deref()),
-                    f.international_prefix.as_deref().unwrap_or(&c.international_prefix),
+                    f.international_prefix
+                        .as_deref()
+                        .unwrap_or(&c.international_prefix),
                     f.trunk_prefix.as_deref().unwrap_or(&c.trunk_prefix),
                     f.national_length.unwrap_or(c.national_length),
                 ),
@@ -252,15 +264,26 @@ impl CompiledCompany {
             })
             .collect();
 
-        let user_by_name: FxHashMap<Box<str>, UserId> =
-            users.iter().enumerate().map(|(i, u)| (u.name.clone(), UserId(i as u32))).collect();
-        let user_by_terminal =
-            users.iter().enumerate().map(|(i, u)| (u.terminal.clone(), UserId(i as u32))).collect();
-        let friend_by_name: FxHashMap<Box<str>, FriendId> =
-            friends.iter().enumerate().map(|(i, f)| (f.name.clone(), FriendId(i as u32))).collect();
+        let user_by_name: FxHashMap<Box<str>, UserId> = users
+            .iter()
+            .enumerate()
+            .map(|(i, u)| (u.name.clone(), UserId(i as u32)))
+            .collect();
+        let user_by_terminal = users
+            .iter()
+            .enumerate()
+            .map(|(i, u)| (u.terminal.clone(), UserId(i as u32)))
+            .collect();
+        let friend_by_name: FxHashMap<Box<str>, FriendId> = friends
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.name.clone(), FriendId(i as u32)))
+            .collect();
         let target = |user: &Option<String>, friend: &Option<String>| match (user, friend) {
             (Some(u), _) => user_by_name.get(u.as_str()).map(|&id| TargetId::User(id)),
-            (None, Some(f)) => friend_by_name.get(f.as_str()).map(|&id| TargetId::Friend(id)),
+            (None, Some(f)) => friend_by_name
+                .get(f.as_str())
+                .map(|&id| TargetId::Friend(id)),
             (None, None) => None,
         };
         let extensions: FxHashMap<Box<str>, TargetId> = c
@@ -273,7 +296,9 @@ impl CompiledCompany {
             .iter()
             .filter_map(|d| {
                 let t = match &d.extension {
-                    Some(x) => DdiTarget::Extension(x.as_str().into(), *extensions.get(x.as_str())?),
+                    Some(x) => {
+                        DdiTarget::Extension(x.as_str().into(), *extensions.get(x.as_str())?)
+                    }
                     None => DdiTarget::Direct(target(&d.user, &d.friend)?),
                 };
                 Some((d.number.as_str().into(), t))
@@ -314,7 +339,12 @@ impl CompiledCompany {
                     PatternSet::empty()
                 }
             };
-            acls.push(CompiledAcl { name: acl.name.as_str().into(), default: acl.default, rules, set });
+            acls.push(CompiledAcl {
+                name: acl.name.as_str().into(),
+                default: acl.default,
+                rules,
+                set,
+            });
         }
 
         errors.into_result(CompiledCompany {
@@ -378,13 +408,23 @@ impl CompiledCompany {
         self.owners.len()
     }
 
-    /// Heap bytes of the company's DFAs (friend patterns and ACLs).
-    pub fn dfa_memory(&self) -> usize {
-        self.patterns.memory_usage() + self.acls.iter().map(|a| a.set.memory_usage()).sum::<usize>()
+    /// Heap bytes of the company's pattern matchers (tries and DFAs of
+    /// friend patterns and ACLs).
+    pub fn pattern_memory(&self) -> usize {
+        self.patterns.memory_usage()
+            + self
+                .acls
+                .iter()
+                .map(|a| a.set.memory_usage())
+                .sum::<usize>()
     }
 
     /// True when this was compiled from exactly `company` and `carrier`.
-    pub(crate) fn compiled_from(&self, company: &config::Company, carrier: Option<&config::Carrier>) -> bool {
+    pub(crate) fn compiled_from(
+        &self,
+        company: &config::Company,
+        carrier: Option<&config::Carrier>,
+    ) -> bool {
         self.source == *company && self.source_carrier.as_ref() == carrier
     }
 }
@@ -450,7 +490,9 @@ impl RoutingTable {
         let mut errors = ConfigErrors::new();
         validate_global(config, &mut errors);
         let carrier_of = |c: &config::Company| {
-            c.carrier.as_deref().and_then(|n| config.carrier.iter().find(|k| k.name == n))
+            c.carrier
+                .as_deref()
+                .and_then(|n| config.carrier.iter().find(|k| k.name == n))
         };
 
         // Reuse or mark for compilation.
@@ -483,7 +525,9 @@ impl RoutingTable {
                 std::thread::scope(|s| {
                     let handles: Vec<_> = todo
                         .chunks(chunk)
-                        .map(|part| s.spawn(move || part.iter().map(|&i| compile(i)).collect::<Vec<_>>()))
+                        .map(|part| {
+                            s.spawn(move || part.iter().map(|&i| compile(i)).collect::<Vec<_>>())
+                        })
                         .collect();
                     handles
                         .into_iter()
@@ -517,7 +561,8 @@ impl RoutingTable {
                 }
             }
         }
-        let carriers: Vec<CarrierEntry> = config.carrier.iter().map(CarrierEntry::compile).collect();
+        let carriers: Vec<CarrierEntry> =
+            config.carrier.iter().map(CarrierEntry::compile).collect();
         let mut sources: Vec<(Cidr, CarrierId)> = Vec::new();
         for (i, c) in config.carrier.iter().enumerate() {
             for s in &c.sources {
@@ -527,7 +572,7 @@ impl RoutingTable {
             }
         }
         // Longest prefix first, so the first containing network wins.
-        sources.sort_by(|a, b| b.0.len.cmp(&a.0.len));
+        sources.sort_by_key(|s| std::cmp::Reverse(s.0.len));
         RoutingTable {
             companies,
             by_domain,
@@ -555,7 +600,10 @@ impl RoutingTable {
             lower.copy_from_slice(domain.as_bytes());
             lower.make_ascii_lowercase();
             let lower = std::str::from_utf8(lower).ok()?;
-            return self.by_domain.get(lower, key).map(|i| &self.companies[i as usize]);
+            return self
+                .by_domain
+                .get(lower, key)
+                .map(|i| &self.companies[i as usize]);
         }
         None
     }
@@ -574,7 +622,10 @@ impl RoutingTable {
 
     /// The carrier called `name`.
     pub fn carrier_id(&self, name: &str) -> Option<CarrierId> {
-        self.carriers.iter().position(|c| &*c.name == name).map(|i| CarrierId(i as u32))
+        self.carriers
+            .iter()
+            .position(|c| &*c.name == name)
+            .map(|i| CarrierId(i as u32))
     }
 
     /// The carrier with this id. Panics if the id is not of this table.
@@ -585,16 +636,21 @@ impl RoutingTable {
     /// The carrier whose `sources` contain `ip` (longest prefix wins), so
     /// requests from it are carrier traffic.
     pub fn carrier_for_source(&self, ip: IpAddr) -> Option<CarrierId> {
-        self.sources.iter().find(|(net, _)| net.contains(ip)).map(|&(_, id)| id)
+        self.sources
+            .iter()
+            .find(|(net, _)| net.contains(ip))
+            .map(|&(_, id)| id)
     }
 
     /// The company owning the DDI `e164`.
     pub fn ddi_owner(&self, e164: &str) -> Option<&Arc<CompiledCompany>> {
-        self.ddis.get(&ddi_key(e164)?).map(|&i| &self.companies[i as usize])
+        self.ddis
+            .get(&ddi_key(e164)?)
+            .map(|&i| &self.companies[i as usize])
     }
 
-    /// Heap bytes of every company's DFAs.
-    pub fn dfa_memory(&self) -> usize {
-        self.companies.iter().map(|c| c.dfa_memory()).sum()
+    /// Heap bytes of every company's pattern matchers.
+    pub fn pattern_memory(&self) -> usize {
+        self.companies.iter().map(|c| c.pattern_memory()).sum()
     }
 }

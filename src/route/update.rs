@@ -36,7 +36,10 @@ impl RoutingTable {
         match (&company.carrier, carrier) {
             (Some(name), None) => errors.push(
                 place.field("carrier"),
-                ErrorKind::Dangling { what: "carrier", name: name.clone() },
+                ErrorKind::Dangling {
+                    what: "carrier",
+                    name: name.clone(),
+                },
             ),
             (None, _) => errors.push(
                 place.field("carrier"),
@@ -48,7 +51,10 @@ impl RoutingTable {
             if *owner.name != *company.name {
                 errors.push(
                     place.field("domain"),
-                    ErrorKind::Duplicate { what: "company domain", value: company.domain.clone() },
+                    ErrorKind::Duplicate {
+                        what: "company domain",
+                        value: company.domain.clone(),
+                    },
                 );
             }
         }
@@ -68,10 +74,17 @@ impl RoutingTable {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let compiled = Arc::new(CompiledCompany::compile(company, carrier, options.size_limit)?);
+        let compiled = Arc::new(CompiledCompany::compile(
+            company,
+            carrier,
+            options.size_limit,
+        )?);
 
         let mut next = self.clone();
-        let index = match next.by_name.get(&company.name, |i| &self.companies[i as usize].name) {
+        let index = match next
+            .by_name
+            .get(&company.name, |i| &self.companies[i as usize].name)
+        {
             Some(i) => {
                 next.unindex(i);
                 next.companies[i as usize] = compiled;
@@ -91,7 +104,9 @@ impl RoutingTable {
     /// A new table without the company called `name`; `None` if there is
     /// no such company.
     pub fn without_company(&self, name: &str) -> Option<RoutingTable> {
-        let i = self.by_name.get(name, |i| &self.companies[i as usize].name)?;
+        let i = self
+            .by_name
+            .get(name, |i| &self.companies[i as usize].name)?;
         let mut next = self.clone();
         next.unindex(i);
         next.by_name.remove(name, i);
@@ -100,7 +115,8 @@ impl RoutingTable {
         if i != last {
             // The last company moved into slot `i`.
             next.unindex_at(i, last);
-            next.by_name.renumber(&next.companies[i as usize].name.clone(), last, i);
+            next.by_name
+                .renumber(&next.companies[i as usize].name.clone(), last, i);
             next.index(i);
         }
         Some(next)

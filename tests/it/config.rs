@@ -143,7 +143,11 @@ const CASES: &[(&str, &str)] = &[
 
 #[test]
 fn each_error_kind_is_reported_with_its_place() {
-    assert!(config::parse(BASE).is_ok(), "{}", config::parse(BASE).unwrap_err());
+    assert!(
+        config::parse(BASE).is_ok(),
+        "{}",
+        config::parse(BASE).unwrap_err()
+    );
     let mut failures = Vec::new();
     for &(snippet, want) in CASES {
         let text = format!("{BASE}{}", snippet.replace("{BETA}", BETA));
@@ -228,7 +232,12 @@ fn defaults_and_summary() {
         "1 companies, 1 users, 1 friends, 1 patterns, 1 DDIs"
     );
     let missing = config::load("does/not/exist.toml").unwrap_err();
-    assert!(missing.to_string().starts_with("does/not/exist.toml: cannot read: "), "{missing}");
+    assert!(
+        missing
+            .to_string()
+            .starts_with("does/not/exist.toml: cannot read: "),
+        "{missing}"
+    );
 }
 
 fn tandem(args: &[&str]) -> (i32, String, String) {
@@ -283,15 +292,50 @@ fn cli_route_and_run() {
         tandem(&args)
     };
     for (from, number, presented, want) in [
-        ("alice", "2001", None, "friend branch (pattern 2[0-9]{3}, priority 10)"),
-        ("branch", "2001", None, "friend legacy (pattern 2[0-9]{3}, priority 20)"),
+        (
+            "alice",
+            "2001",
+            None,
+            "friend branch (pattern 2[0-9]{3}, priority 10)",
+        ),
+        (
+            "branch",
+            "2001",
+            None,
+            "friend legacy (pattern 2[0-9]{3}, priority 20)",
+        ),
         ("alice", "101", None, "extension 101 -> user alice"),
         ("alice", "102", None, "extension 102 -> friend branch"),
-        ("branch", "944123456", None, "external +34944123456 via pstn as +34944000200"),
-        ("branch", "944123456", Some("+34944000100"), "external +34944123456 via pstn as +34944000100"),
-        ("alice", "905123456", None, "denied by acl national (rule 2)"),
-        ("carrier:pstn", "+34944000100", None, "ddi +34944000100 -> user alice"),
-        ("carrier:pstn", "+34944000101", None, "ddi +34944000101 -> extension 101 -> user alice"),
+        (
+            "branch",
+            "944123456",
+            None,
+            "external +34944123456 via pstn as +34944000200",
+        ),
+        (
+            "branch",
+            "944123456",
+            Some("+34944000100"),
+            "external +34944123456 via pstn as +34944000100",
+        ),
+        (
+            "alice",
+            "905123456",
+            None,
+            "denied by acl national (rule 2)",
+        ),
+        (
+            "carrier:pstn",
+            "+34944000100",
+            None,
+            "ddi +34944000100 -> user alice",
+        ),
+        (
+            "carrier:pstn",
+            "+34944000101",
+            None,
+            "ddi +34944000101 -> extension 101 -> user alice",
+        ),
         ("carrier:pstn", "+34944999999", None, "not found"),
     ] {
         let (code, out, err) = route(from, number, presented);
@@ -301,14 +345,24 @@ fn cli_route_and_run() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("unknown caller \"mallory\""), "{err}");
     let (code, _, err) = tandem(&[
-        "route", "--config", "config/tandem.toml", "--company", "nope.example.com", "--from", "alice", "2001",
+        "route",
+        "--config",
+        "config/tandem.toml",
+        "--company",
+        "nope.example.com",
+        "--from",
+        "alice",
+        "2001",
     ]);
     assert_eq!(code, 2);
     assert!(err.contains("unknown company domain"), "{err}");
 
     let (code, out, _) = tandem(&["run"]);
     assert_eq!(code, 0);
-    assert!(out.contains("1 companies, 1 users, 2 friends, 3 patterns, 3 DDIs"), "{out}");
+    assert!(
+        out.contains("1 companies, 1 users, 2 friends, 3 patterns, 3 DDIs"),
+        "{out}"
+    );
     assert!(out.contains("not built yet"), "{out}");
     let (code, _, err) = tandem(&["run", "--config", "does/not/exist.toml"]);
     assert_eq!(code, 1);

@@ -141,64 +141,395 @@ fn table() -> RoutingTable {
 }
 
 /// (company, caller, dialled, presented, expected Display, expected status)
-const DECISIONS: &[(&str, &str, &str, Option<&str>, &str, Option<u16>)] = &[
+type Row = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    &'static str,
+    Option<u16>,
+);
+
+const DECISIONS: &[Row] = &[
     // §3.1 extensions win over friends, whoever calls.
-    ("acme.example.com", "bob", "101", None, "extension 101 -> user alice", None),
-    ("acme.example.com", "bob", "102", None, "extension 102 -> friend branch", None),
-    ("acme.example.com", "bob", "2000", None, "extension 2000 -> friend legacy", None),
-    ("acme.example.com", "branch", "101", None, "extension 101 -> user alice", None),
+    (
+        "acme.example.com",
+        "bob",
+        "101",
+        None,
+        "extension 101 -> user alice",
+        None,
+    ),
+    (
+        "acme.example.com",
+        "bob",
+        "102",
+        None,
+        "extension 102 -> friend branch",
+        None,
+    ),
+    (
+        "acme.example.com",
+        "bob",
+        "2000",
+        None,
+        "extension 2000 -> friend legacy",
+        None,
+    ),
+    (
+        "acme.example.com",
+        "branch",
+        "101",
+        None,
+        "extension 101 -> user alice",
+        None,
+    ),
     // §3.2 lowest priority among all matching friends.
-    ("acme.example.com", "bob", "2001", None, "friend branch (pattern 2[0-9]{3}, priority 10)", None),
-    ("acme.example.com", "bob", "2101", None, "friend annex (pattern 21[0-9]{2}, priority 5)", None),
-    ("acme.example.com", "bob", "3001", None, "friend legacy (pattern 3[0-9]{3}, priority 20)", None),
-    ("acme.example.com", "bob", "+34946123456", None, "friend branch (pattern \\+34946[0-9]{6}, priority 10)", None),
+    (
+        "acme.example.com",
+        "bob",
+        "2001",
+        None,
+        "friend branch (pattern 2[0-9]{3}, priority 10)",
+        None,
+    ),
+    (
+        "acme.example.com",
+        "bob",
+        "2101",
+        None,
+        "friend annex (pattern 21[0-9]{2}, priority 5)",
+        None,
+    ),
+    (
+        "acme.example.com",
+        "bob",
+        "3001",
+        None,
+        "friend legacy (pattern 3[0-9]{3}, priority 20)",
+        None,
+    ),
+    (
+        "acme.example.com",
+        "bob",
+        "+34946123456",
+        None,
+        "friend branch (pattern \\+34946[0-9]{6}, priority 10)",
+        None,
+    ),
     // A friend is never routed to itself: the next match is taken.
-    ("acme.example.com", "branch", "2001", None, "friend legacy (pattern 2[0-9]{3}, priority 20)", None),
-    ("acme.example.com", "annex", "2101", None, "friend branch (pattern 2[0-9]{3}, priority 10)", None),
-    ("acme.example.com", "legacy", "2001", None, "friend branch (pattern 2[0-9]{3}, priority 10)", None),
-    ("acme.example.com", "legacy", "3001", None, "not dialable", Some(404)),
+    (
+        "acme.example.com",
+        "branch",
+        "2001",
+        None,
+        "friend legacy (pattern 2[0-9]{3}, priority 20)",
+        None,
+    ),
+    (
+        "acme.example.com",
+        "annex",
+        "2101",
+        None,
+        "friend branch (pattern 2[0-9]{3}, priority 10)",
+        None,
+    ),
+    (
+        "acme.example.com",
+        "legacy",
+        "2001",
+        None,
+        "friend branch (pattern 2[0-9]{3}, priority 10)",
+        None,
+    ),
+    (
+        "acme.example.com",
+        "legacy",
+        "3001",
+        None,
+        "not dialable",
+        Some(404),
+    ),
     // Friend to friend is internal: branch's ACL (default deny) is not checked.
-    ("acme.example.com", "branch", "3001", None, "friend legacy (pattern 3[0-9]{3}, priority 20)", None),
+    (
+        "acme.example.com",
+        "branch",
+        "3001",
+        None,
+        "friend legacy (pattern 3[0-9]{3}, priority 20)",
+        None,
+    ),
     // Whole-string matching.
-    ("acme.example.com", "bob", "12001", None, "not dialable", Some(404)),
-    ("acme.example.com", "bob", "20011", None, "not dialable", Some(404)),
-    ("acme.example.com", "bob", "200", None, "not dialable", Some(404)),
+    (
+        "acme.example.com",
+        "bob",
+        "12001",
+        None,
+        "not dialable",
+        Some(404),
+    ),
+    (
+        "acme.example.com",
+        "bob",
+        "20011",
+        None,
+        "not dialable",
+        Some(404),
+    ),
+    (
+        "acme.example.com",
+        "bob",
+        "200",
+        None,
+        "not dialable",
+        Some(404),
+    ),
     // §3.3 external: ACL allow (rule 1, rule 3), deny (rule 2), default deny.
-    ("acme.example.com", "alice", "944123456", None, "external +34944123456 via pstn as +34944000101", None),
-    ("acme.example.com", "alice", "4123456", None, "external +34944123456 via pstn as +34944000101", None),
-    ("acme.example.com", "alice", "612345678", None, "external +34612345678 via pstn as +34944000101", None),
-    ("acme.example.com", "alice", "905123456", None, "denied by acl national (rule 2)", Some(403)),
-    ("acme.example.com", "alice", "0033123456789", None, "denied by acl national (default)", Some(403)),
-    ("acme.example.com", "branch", "0033123456789", None, "denied by acl national (default)", Some(403)),
+    (
+        "acme.example.com",
+        "alice",
+        "944123456",
+        None,
+        "external +34944123456 via pstn as +34944000101",
+        None,
+    ),
+    (
+        "acme.example.com",
+        "alice",
+        "4123456",
+        None,
+        "external +34944123456 via pstn as +34944000101",
+        None,
+    ),
+    (
+        "acme.example.com",
+        "alice",
+        "612345678",
+        None,
+        "external +34612345678 via pstn as +34944000101",
+        None,
+    ),
+    (
+        "acme.example.com",
+        "alice",
+        "905123456",
+        None,
+        "denied by acl national (rule 2)",
+        Some(403),
+    ),
+    (
+        "acme.example.com",
+        "alice",
+        "0033123456789",
+        None,
+        "denied by acl national (default)",
+        Some(403),
+    ),
+    (
+        "acme.example.com",
+        "branch",
+        "0033123456789",
+        None,
+        "denied by acl national (default)",
+        Some(403),
+    ),
     // ACL with default allow, and a deny rule.
-    ("acme.example.com", "carol", "0033123456789", None, "external +33123456789 via pstn as +34944000000", None),
-    ("acme.example.com", "carol", "944123456", None, "denied by acl open (rule 1)", Some(403)),
+    (
+        "acme.example.com",
+        "carol",
+        "0033123456789",
+        None,
+        "external +33123456789 via pstn as +34944000000",
+        None,
+    ),
+    (
+        "acme.example.com",
+        "carol",
+        "944123456",
+        None,
+        "denied by acl open (rule 1)",
+        Some(403),
+    ),
     // No ACL.
-    ("acme.example.com", "bob", "0033123456789", None, "external +33123456789 via pstn as +34944000000", None),
-    ("acme.example.com", "bob", "+33123456789", None, "external +33123456789 via pstn as +34944000000", None),
+    (
+        "acme.example.com",
+        "bob",
+        "0033123456789",
+        None,
+        "external +33123456789 via pstn as +34944000000",
+        None,
+    ),
+    (
+        "acme.example.com",
+        "bob",
+        "+33123456789",
+        None,
+        "external +33123456789 via pstn as +34944000000",
+        None,
+    ),
     // §4.3 identity: presented kept only when a company DDI (normalised).
-    ("acme.example.com", "branch", "944123456", Some("+34944000100"), "external +34944123456 via pstn as +34944000100", None),
-    ("acme.example.com", "branch", "944123456", Some("944000300"), "external +34944123456 via pstn as +34944000300", None),
-    ("acme.example.com", "branch", "944123456", Some("+34944999999"), "external +34944123456 via pstn as +34944000200", None),
-    ("acme.example.com", "branch", "944123456", Some("anonymous"), "external +34944123456 via pstn as +34944000200", None),
-    ("acme.example.com", "branch", "944123456", Some("+34955000100"), "external +34944123456 via pstn as +34944000200", None),
-    ("acme.example.com", "alice", "944123456", Some("+34944000100"), "external +34944123456 via pstn as +34944000100", None),
-    ("acme.example.com", "legacy", "944123456", Some("+34944999999"), "external +34944123456 via pstn as +34944000000", None),
-    ("acme.example.com", "legacy", "944123456", None, "external +34944123456 via pstn as +34944000000", None),
-    ("beta.example.org", "dave", "944123456", None, "no identity", Some(403)),
-    ("beta.example.org", "dave", "944123456", Some("955000100"), "external +34944123456 via intl as +34955000100", None),
+    (
+        "acme.example.com",
+        "branch",
+        "944123456",
+        Some("+34944000100"),
+        "external +34944123456 via pstn as +34944000100",
+        None,
+    ),
+    (
+        "acme.example.com",
+        "branch",
+        "944123456",
+        Some("944000300"),
+        "external +34944123456 via pstn as +34944000300",
+        None,
+    ),
+    (
+        "acme.example.com",
+        "branch",
+        "944123456",
+        Some("+34944999999"),
+        "external +34944123456 via pstn as +34944000200",
+        None,
+    ),
+    (
+        "acme.example.com",
+        "branch",
+        "944123456",
+        Some("anonymous"),
+        "external +34944123456 via pstn as +34944000200",
+        None,
+    ),
+    (
+        "acme.example.com",
+        "branch",
+        "944123456",
+        Some("+34955000100"),
+        "external +34944123456 via pstn as +34944000200",
+        None,
+    ),
+    (
+        "acme.example.com",
+        "alice",
+        "944123456",
+        Some("+34944000100"),
+        "external +34944123456 via pstn as +34944000100",
+        None,
+    ),
+    (
+        "acme.example.com",
+        "legacy",
+        "944123456",
+        Some("+34944999999"),
+        "external +34944123456 via pstn as +34944000000",
+        None,
+    ),
+    (
+        "acme.example.com",
+        "legacy",
+        "944123456",
+        None,
+        "external +34944123456 via pstn as +34944000000",
+        None,
+    ),
+    (
+        "beta.example.org",
+        "dave",
+        "944123456",
+        None,
+        "no identity",
+        Some(403),
+    ),
+    (
+        "beta.example.org",
+        "dave",
+        "944123456",
+        Some("955000100"),
+        "external +34944123456 via intl as +34955000100",
+        None,
+    ),
     // The friend's own numbering (§5) for its external calls.
-    ("acme.example.com", "london", "02079460000", None, "external +442079460000 via pstn as +34944000000", None),
-    ("acme.example.com", "london", "944123456", None, "not dialable", Some(404)),
+    (
+        "acme.example.com",
+        "london",
+        "02079460000",
+        None,
+        "external +442079460000 via pstn as +34944000000",
+        None,
+    ),
+    (
+        "acme.example.com",
+        "london",
+        "944123456",
+        None,
+        "not dialable",
+        Some(404),
+    ),
     // Carrier → DDI → user / extension / friend; unknown DDI → 404.
-    ("acme.example.com", "carrier:pstn", "+34944000100", None, "ddi +34944000100 -> user alice", None),
-    ("acme.example.com", "carrier:pstn", "944000100", None, "ddi +34944000100 -> user alice", None),
-    ("acme.example.com", "carrier:pstn", "+34944000101", None, "ddi +34944000101 -> extension 101 -> user alice", None),
-    ("acme.example.com", "carrier:pstn", "+34944000300", None, "ddi +34944000300 -> extension 2000 -> friend legacy", None),
-    ("acme.example.com", "carrier:pstn", "+34944000200", None, "ddi +34944000200 -> friend branch", None),
-    ("acme.example.com", "carrier:pstn", "+34944000999", None, "not found", Some(404)),
-    ("acme.example.com", "carrier:intl", "+34955000100", None, "ddi +34955000100 -> user dave", None),
-    ("beta.example.org", "carrier:pstn", "hello", None, "not dialable", Some(404)),
+    (
+        "acme.example.com",
+        "carrier:pstn",
+        "+34944000100",
+        None,
+        "ddi +34944000100 -> user alice",
+        None,
+    ),
+    (
+        "acme.example.com",
+        "carrier:pstn",
+        "944000100",
+        None,
+        "ddi +34944000100 -> user alice",
+        None,
+    ),
+    (
+        "acme.example.com",
+        "carrier:pstn",
+        "+34944000101",
+        None,
+        "ddi +34944000101 -> extension 101 -> user alice",
+        None,
+    ),
+    (
+        "acme.example.com",
+        "carrier:pstn",
+        "+34944000300",
+        None,
+        "ddi +34944000300 -> extension 2000 -> friend legacy",
+        None,
+    ),
+    (
+        "acme.example.com",
+        "carrier:pstn",
+        "+34944000200",
+        None,
+        "ddi +34944000200 -> friend branch",
+        None,
+    ),
+    (
+        "acme.example.com",
+        "carrier:pstn",
+        "+34944000999",
+        None,
+        "not found",
+        Some(404),
+    ),
+    (
+        "acme.example.com",
+        "carrier:intl",
+        "+34955000100",
+        None,
+        "ddi +34955000100 -> user dave",
+        None,
+    ),
+    (
+        "beta.example.org",
+        "carrier:pstn",
+        "hello",
+        None,
+        "not dialable",
+        Some(404),
+    ),
 ];
 
 #[test]
@@ -224,11 +555,16 @@ fn decision_table() {
 fn decision_targets_and_lookups() {
     use tandem::route::{Caller, Decision, Target};
     let table = table();
-    let acme = table.company("ACME.Example.COM").expect("case-insensitive domain");
+    let acme = table
+        .company("ACME.Example.COM")
+        .expect("case-insensitive domain");
     assert!(table.company("nope.example.com").is_none());
     let bob = Caller::User(acme.user_id("bob").unwrap());
     match table.decide(acme, &bob, "102", None) {
-        Decision::Extension { target: Target::Friend(id, f), .. } => {
+        Decision::Extension {
+            target: Target::Friend(id, f),
+            ..
+        } => {
             assert_eq!(acme.friend_id("branch"), Some(id));
             assert_eq!(&*f.name, "branch");
         }
@@ -237,9 +573,19 @@ fn decision_targets_and_lookups() {
     assert_eq!(acme.user_by_terminal("alice-phone"), acme.user_id("alice"));
     let pstn = table.carrier_id("pstn").unwrap();
     let intl = table.carrier_id("intl").unwrap();
-    assert_eq!(table.carrier_for_source("127.0.0.2".parse().unwrap()), Some(pstn));
-    assert_eq!(table.carrier_for_source("10.1.2.3".parse().unwrap()), Some(intl), "longest prefix");
-    assert_eq!(table.carrier_for_source("10.2.2.3".parse().unwrap()), Some(pstn));
+    assert_eq!(
+        table.carrier_for_source("127.0.0.2".parse().unwrap()),
+        Some(pstn)
+    );
+    assert_eq!(
+        table.carrier_for_source("10.1.2.3".parse().unwrap()),
+        Some(intl),
+        "longest prefix"
+    );
+    assert_eq!(
+        table.carrier_for_source("10.2.2.3".parse().unwrap()),
+        Some(pstn)
+    );
     assert_eq!(table.carrier_for_source("127.0.0.3".parse().unwrap()), None);
     assert_eq!(&*table.ddi_owner("+34955000100").unwrap().name, "beta");
 }
@@ -270,7 +616,11 @@ fn numbering_table() {
         (&es, "001234567890123456", None),
     ];
     for &(n, dialled, want) in inbound {
-        assert_eq!(n.to_e164(dialled).map(|e| e.to_string()).as_deref(), want, "{dialled}");
+        assert_eq!(
+            n.to_e164(dialled).map(|e| e.to_string()).as_deref(),
+            want,
+            "{dialled}"
+        );
     }
     let outbound: &[(&Numbering, &str, &str)] = &[
         (&es, "+34944123456", "944123456"),
@@ -291,12 +641,19 @@ fn reload_keeps_old_table_on_error_and_reuses_unchanged_companies() {
     let before = Arc::clone(reader.table());
 
     // A broken config: the errors come back and nothing changes.
-    let broken = PLATFORM.replace("patterns = [\"21[0-9]{2}\"]", "patterns = [\"21[0-9\"]")
+    let broken = PLATFORM
+        .replace("patterns = [\"21[0-9]{2}\"]", "patterns = [\"21[0-9\"]")
         .replace("password = \"w\"", "password = \"\"");
     let errors = publisher.reload_text(&broken).unwrap_err();
     let text = errors.to_string();
-    assert!(text.contains("company[acme].friend[annex].patterns[0]: invalid regex"), "{text}");
-    assert!(text.contains("company[acme].friend[london].password: must not be empty"), "{text}");
+    assert!(
+        text.contains("company[acme].friend[annex].patterns[0]: invalid regex"),
+        "{text}"
+    );
+    assert!(
+        text.contains("company[acme].friend[london].password: must not be empty"),
+        "{text}"
+    );
     assert!(Arc::ptr_eq(&before, reader.table()));
 
     // An identical config: everything reused.
@@ -335,7 +692,10 @@ fn reload_keeps_old_table_on_error_and_reuses_unchanged_companies() {
         after.company_by_name("acme").unwrap(),
         last.company_by_name("acme").unwrap()
     ));
-    assert_eq!(&*last.company_by_name("beta").unwrap().carrier.host, "carrier2.example.net");
+    assert_eq!(
+        &*last.company_by_name("beta").unwrap().carrier.host,
+        "carrier2.example.net"
+    );
 
     // A broken change to a reused company's neighbour is still caught
     // (global checks always run): a DDI owned twice.
@@ -366,8 +726,14 @@ fn update_and_remove_one_company() {
     beta.ddi[0].number = "+34944000100".into();
     beta.carrier = Some("nope".into());
     let text = publisher.update_company(&beta).unwrap_err().to_string();
-    assert!(text.contains("company[beta].carrier: unknown carrier \"nope\""), "{text}");
-    assert!(text.contains("company[beta].domain: duplicate company domain"), "{text}");
+    assert!(
+        text.contains("company[beta].carrier: unknown carrier \"nope\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("company[beta].domain: duplicate company domain"),
+        "{text}"
+    );
     assert!(text.contains("company[beta].ddi[+34944000100]: DDI +34944000100 is owned twice (also by company acme)"), "{text}");
     assert!(Arc::ptr_eq(&before, &publisher.table()));
 
@@ -376,7 +742,10 @@ fn update_and_remove_one_company() {
     beta.ddi[0].number = "+34955000999".into();
     publisher.update_company(&beta).unwrap();
     let after = publisher.table();
-    assert!(Arc::ptr_eq(before.company_by_name("acme").unwrap(), after.company_by_name("acme").unwrap()));
+    assert!(Arc::ptr_eq(
+        before.company_by_name("acme").unwrap(),
+        after.company_by_name("acme").unwrap()
+    ));
     assert!(after.ddi_owner("+34955000100").is_none());
     assert_eq!(&*after.ddi_owner("+34955000999").unwrap().name, "beta");
 
@@ -391,9 +760,14 @@ fn update_and_remove_one_company() {
     let last = publisher.table();
     assert!(last.company("acme.example.com").is_none());
     assert!(last.ddi_owner("+34944000100").is_none());
-    let gamma = last.company("gamma.example.net").expect("moved company still indexed");
+    let gamma = last
+        .company("gamma.example.net")
+        .expect("moved company still indexed");
     assert_eq!(&*gamma.name, "gamma");
-    assert_eq!(&*last.company_by_name("gamma").unwrap().domain, "gamma.example.net");
+    assert_eq!(
+        &*last.company_by_name("gamma").unwrap().domain,
+        "gamma.example.net"
+    );
     assert_eq!(&*last.ddi_owner("+34966000100").unwrap().name, "gamma");
     let pstn = last.caller_by_name(gamma, "carrier:pstn").unwrap();
     assert_eq!(
