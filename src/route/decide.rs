@@ -176,7 +176,8 @@ impl RoutingTable {
     /// - `company`: the caller's company (found with [`RoutingTable::company`]);
     ///   for a carrier call, the company whose numbering normalises `dialled`
     ///   (DDIs themselves are looked up platform-wide).
-    /// - `caller`: ids from this same table version.
+    /// - `caller`: ids from this same table version (an unknown id gives
+    ///   [`Decision::NotFound`]).
     /// - `dialled`: the Request-URI user part, unescaped.
     /// - `presented`: the caller's presented number (P-Asserted-Identity
     ///   user, else From user), for external calls (§4.3).
@@ -187,16 +188,18 @@ impl RoutingTable {
         dialled: &str,
         presented: Option<&str>,
     ) -> Decision<'t> {
+        // An id from another table version must not panic the proxy: it
+        // finds nothing.
         let (numbering, acl, fallback) = match *caller {
             Caller::Carrier(_) => return self.decide_ddi(company, dialled),
-            Caller::User(id) => {
-                let u = company.user(id);
-                (&company.numbering, u.call_acl, u.outgoing_ddi)
-            }
-            Caller::Friend(id) => {
-                let f = company.friend(id);
-                (&f.numbering, f.call_acl, f.fallback_outgoing_ddi)
-            }
+            Caller::User(id) => match company.users.get(id.0 as usize) {
+                Some(u) => (&company.numbering, u.call_acl, u.outgoing_ddi),
+                None => return Decision::NotFound,
+            },
+            Caller::Friend(id) => match company.friends.get(id.0 as usize) {
+                Some(f) => (&f.numbering, f.call_acl, f.fallback_outgoing_ddi),
+                None => return Decision::NotFound,
+            },
         };
 
         // §3.1: extensions always win.
