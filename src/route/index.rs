@@ -25,6 +25,14 @@ fn hash(s: &str) -> u64 {
 }
 
 impl StrIndex {
+    /// An empty index with room for `n` keys.
+    pub(crate) fn with_capacity(n: usize) -> StrIndex {
+        StrIndex {
+            map: FxHashMap::with_capacity_and_hasher(n, Default::default()),
+            collisions: Vec::new(),
+        }
+    }
+
     /// The index of `s`, where `key(i)` is the string of index `i`.
     #[inline]
     pub(crate) fn get<'k>(&self, s: &str, key: impl Fn(u32) -> &'k str) -> Option<u32> {

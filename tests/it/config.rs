@@ -60,6 +60,7 @@ carrier = "pstn"
 "#;
 
 /// (snippet appended to BASE, expected substring of one error line)
+#[rustfmt::skip]
 const CASES: &[(&str, &str)] = &[
     // Syntax, unknown keys and types: line and column.
     ("[server\n", "line 41, column 8: invalid table header"),

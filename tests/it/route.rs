@@ -150,385 +150,100 @@ type Row = (
     Option<u16>,
 );
 
+#[rustfmt::skip]
 const DECISIONS: &[Row] = &[
     // §3.1 extensions win over friends, whoever calls.
-    (
-        "acme.example.com",
-        "bob",
-        "101",
-        None,
-        "extension 101 -> user alice",
-        None,
-    ),
-    (
-        "acme.example.com",
-        "bob",
-        "102",
-        None,
-        "extension 102 -> friend branch",
-        None,
-    ),
-    (
-        "acme.example.com",
-        "bob",
-        "2000",
-        None,
-        "extension 2000 -> friend legacy",
-        None,
-    ),
-    (
-        "acme.example.com",
-        "branch",
-        "101",
-        None,
-        "extension 101 -> user alice",
-        None,
-    ),
+    ("acme.example.com", "bob", "101", None, "extension 101 -> user alice", None),
+    ("acme.example.com", "bob", "102", None, "extension 102 -> friend branch", None),
+    ("acme.example.com", "bob", "2000", None, "extension 2000 -> friend legacy", None),
+    ("acme.example.com", "branch", "101", None, "extension 101 -> user alice", None),
     // §3.2 lowest priority among all matching friends.
-    (
-        "acme.example.com",
-        "bob",
-        "2001",
-        None,
-        "friend branch (pattern 2[0-9]{3}, priority 10)",
-        None,
-    ),
-    (
-        "acme.example.com",
-        "bob",
-        "2101",
-        None,
-        "friend annex (pattern 21[0-9]{2}, priority 5)",
-        None,
-    ),
-    (
-        "acme.example.com",
-        "bob",
-        "3001",
-        None,
-        "friend legacy (pattern 3[0-9]{3}, priority 20)",
-        None,
-    ),
-    (
-        "acme.example.com",
-        "bob",
-        "+34946123456",
-        None,
-        "friend branch (pattern \\+34946[0-9]{6}, priority 10)",
-        None,
-    ),
+    ("acme.example.com", "bob", "2001", None, "friend branch (pattern 2[0-9]{3}, priority 10)", None),
+    ("acme.example.com", "bob", "2101", None, "friend annex (pattern 21[0-9]{2}, priority 5)", None),
+    ("acme.example.com", "bob", "3001", None, "friend legacy (pattern 3[0-9]{3}, priority 20)", None),
+    ("acme.example.com", "bob", "+34946123456", None, "friend branch (pattern \\+34946[0-9]{6}, priority 10)", None),
     // A friend is never routed to itself: the next match is taken.
-    (
-        "acme.example.com",
-        "branch",
-        "2001",
-        None,
-        "friend legacy (pattern 2[0-9]{3}, priority 20)",
-        None,
-    ),
-    (
-        "acme.example.com",
-        "annex",
-        "2101",
-        None,
-        "friend branch (pattern 2[0-9]{3}, priority 10)",
-        None,
-    ),
-    (
-        "acme.example.com",
-        "legacy",
-        "2001",
-        None,
-        "friend branch (pattern 2[0-9]{3}, priority 10)",
-        None,
-    ),
-    (
-        "acme.example.com",
-        "legacy",
-        "3001",
-        None,
-        "not dialable",
-        Some(404),
+    ("acme.example.com", "branch", "2001", None, "friend legacy (pattern 2[0-9]{3}, priority 20)", None),
+    ("acme.example.com", "annex", "2101", None, "friend branch (pattern 2[0-9]{3}, priority 10)", None),
+    ("acme.example.com", "legacy", "2001", None, "friend branch (pattern 2[0-9]{3}, priority 10)", None),
+    ("acme.example.com", "legacy", "3001", None, "not dialable", Some(404),
     ),
     // Friend to friend is internal: branch's ACL (default deny) is not checked.
-    (
-        "acme.example.com",
-        "branch",
-        "3001",
-        None,
-        "friend legacy (pattern 3[0-9]{3}, priority 20)",
-        None,
-    ),
+    ("acme.example.com", "branch", "3001", None, "friend legacy (pattern 3[0-9]{3}, priority 20)", None),
     // Whole-string matching.
-    (
-        "acme.example.com",
-        "bob",
-        "12001",
-        None,
-        "not dialable",
-        Some(404),
+    ("acme.example.com", "bob", "12001", None, "not dialable", Some(404),
     ),
-    (
-        "acme.example.com",
-        "bob",
-        "20011",
-        None,
-        "not dialable",
-        Some(404),
+    ("acme.example.com", "bob", "20011", None, "not dialable", Some(404),
     ),
-    (
-        "acme.example.com",
-        "bob",
-        "200",
-        None,
-        "not dialable",
-        Some(404),
+    ("acme.example.com", "bob", "200", None, "not dialable", Some(404),
     ),
     // §3.3 external: ACL allow (rule 1, rule 3), deny (rule 2), default deny.
-    (
-        "acme.example.com",
-        "alice",
-        "944123456",
-        None,
-        "external +34944123456 via pstn as +34944000101",
-        None,
+    ("acme.example.com", "alice", "944123456", None, "external +34944123456 via pstn as +34944000101", None),
+    ("acme.example.com", "alice", "4123456", None, "external +34944123456 via pstn as +34944000101", None),
+    ("acme.example.com", "alice", "612345678", None, "external +34612345678 via pstn as +34944000101", None),
+    ("acme.example.com", "alice", "905123456", None, "denied by acl national (rule 2)", Some(403),
     ),
-    (
-        "acme.example.com",
-        "alice",
-        "4123456",
-        None,
-        "external +34944123456 via pstn as +34944000101",
-        None,
+    ("acme.example.com", "alice", "0033123456789", None, "denied by acl national (default)", Some(403),
     ),
-    (
-        "acme.example.com",
-        "alice",
-        "612345678",
-        None,
-        "external +34612345678 via pstn as +34944000101",
-        None,
-    ),
-    (
-        "acme.example.com",
-        "alice",
-        "905123456",
-        None,
-        "denied by acl national (rule 2)",
-        Some(403),
-    ),
-    (
-        "acme.example.com",
-        "alice",
-        "0033123456789",
-        None,
-        "denied by acl national (default)",
-        Some(403),
-    ),
-    (
-        "acme.example.com",
-        "branch",
-        "0033123456789",
-        None,
-        "denied by acl national (default)",
-        Some(403),
+    ("acme.example.com", "branch", "0033123456789", None, "denied by acl national (default)", Some(403),
     ),
     // ACL with default allow, and a deny rule.
-    (
-        "acme.example.com",
-        "carol",
-        "0033123456789",
-        None,
-        "external +33123456789 via pstn as +34944000000",
-        None,
-    ),
-    (
-        "acme.example.com",
-        "carol",
-        "944123456",
-        None,
-        "denied by acl open (rule 1)",
-        Some(403),
+    ("acme.example.com", "carol", "0033123456789", None, "external +33123456789 via pstn as +34944000000", None),
+    ("acme.example.com", "carol", "944123456", None, "denied by acl open (rule 1)", Some(403),
     ),
     // No ACL.
-    (
-        "acme.example.com",
-        "bob",
-        "0033123456789",
-        None,
-        "external +33123456789 via pstn as +34944000000",
-        None,
-    ),
-    (
-        "acme.example.com",
-        "bob",
-        "+33123456789",
-        None,
-        "external +33123456789 via pstn as +34944000000",
-        None,
-    ),
+    ("acme.example.com", "bob", "0033123456789", None, "external +33123456789 via pstn as +34944000000", None),
+    ("acme.example.com", "bob", "+33123456789", None, "external +33123456789 via pstn as +34944000000", None),
     // §4.3 identity: presented kept only when a company DDI (normalised).
-    (
-        "acme.example.com",
-        "branch",
-        "944123456",
-        Some("+34944000100"),
+    ("acme.example.com", "branch", "944123456", Some("+34944000100"),
         "external +34944123456 via pstn as +34944000100",
         None,
     ),
-    (
-        "acme.example.com",
-        "branch",
-        "944123456",
-        Some("944000300"),
+    ("acme.example.com", "branch", "944123456", Some("944000300"),
         "external +34944123456 via pstn as +34944000300",
         None,
     ),
-    (
-        "acme.example.com",
-        "branch",
-        "944123456",
-        Some("+34944999999"),
+    ("acme.example.com", "branch", "944123456", Some("+34944999999"),
         "external +34944123456 via pstn as +34944000200",
         None,
     ),
-    (
-        "acme.example.com",
-        "branch",
-        "944123456",
-        Some("anonymous"),
+    ("acme.example.com", "branch", "944123456", Some("anonymous"),
         "external +34944123456 via pstn as +34944000200",
         None,
     ),
-    (
-        "acme.example.com",
-        "branch",
-        "944123456",
-        Some("+34955000100"),
+    ("acme.example.com", "branch", "944123456", Some("+34955000100"),
         "external +34944123456 via pstn as +34944000200",
         None,
     ),
-    (
-        "acme.example.com",
-        "alice",
-        "944123456",
-        Some("+34944000100"),
+    ("acme.example.com", "alice", "944123456", Some("+34944000100"),
         "external +34944123456 via pstn as +34944000100",
         None,
     ),
-    (
-        "acme.example.com",
-        "legacy",
-        "944123456",
-        Some("+34944999999"),
+    ("acme.example.com", "legacy", "944123456", Some("+34944999999"),
         "external +34944123456 via pstn as +34944000000",
         None,
     ),
-    (
-        "acme.example.com",
-        "legacy",
-        "944123456",
-        None,
-        "external +34944123456 via pstn as +34944000000",
-        None,
+    ("acme.example.com", "legacy", "944123456", None, "external +34944123456 via pstn as +34944000000", None),
+    ("beta.example.org", "dave", "944123456", None, "no identity", Some(403),
     ),
-    (
-        "beta.example.org",
-        "dave",
-        "944123456",
-        None,
-        "no identity",
-        Some(403),
-    ),
-    (
-        "beta.example.org",
-        "dave",
-        "944123456",
-        Some("955000100"),
+    ("beta.example.org", "dave", "944123456", Some("955000100"),
         "external +34944123456 via intl as +34955000100",
         None,
     ),
     // The friend's own numbering (§5) for its external calls.
-    (
-        "acme.example.com",
-        "london",
-        "02079460000",
-        None,
-        "external +442079460000 via pstn as +34944000000",
-        None,
-    ),
-    (
-        "acme.example.com",
-        "london",
-        "944123456",
-        None,
-        "not dialable",
-        Some(404),
+    ("acme.example.com", "london", "02079460000", None, "external +442079460000 via pstn as +34944000000", None),
+    ("acme.example.com", "london", "944123456", None, "not dialable", Some(404),
     ),
     // Carrier → DDI → user / extension / friend; unknown DDI → 404.
-    (
-        "acme.example.com",
-        "carrier:pstn",
-        "+34944000100",
-        None,
-        "ddi +34944000100 -> user alice",
-        None,
+    ("acme.example.com", "carrier:pstn", "+34944000100", None, "ddi +34944000100 -> user alice", None),
+    ("acme.example.com", "carrier:pstn", "944000100", None, "ddi +34944000100 -> user alice", None),
+    ("acme.example.com", "carrier:pstn", "+34944000101", None, "ddi +34944000101 -> extension 101 -> user alice", None),
+    ("acme.example.com", "carrier:pstn", "+34944000300", None, "ddi +34944000300 -> extension 2000 -> friend legacy", None),
+    ("acme.example.com", "carrier:pstn", "+34944000200", None, "ddi +34944000200 -> friend branch", None),
+    ("acme.example.com", "carrier:pstn", "+34944000999", None, "not found", Some(404),
     ),
-    (
-        "acme.example.com",
-        "carrier:pstn",
-        "944000100",
-        None,
-        "ddi +34944000100 -> user alice",
-        None,
-    ),
-    (
-        "acme.example.com",
-        "carrier:pstn",
-        "+34944000101",
-        None,
-        "ddi +34944000101 -> extension 101 -> user alice",
-        None,
-    ),
-    (
-        "acme.example.com",
-        "carrier:pstn",
-        "+34944000300",
-        None,
-        "ddi +34944000300 -> extension 2000 -> friend legacy",
-        None,
-    ),
-    (
-        "acme.example.com",
-        "carrier:pstn",
-        "+34944000200",
-        None,
-        "ddi +34944000200 -> friend branch",
-        None,
-    ),
-    (
-        "acme.example.com",
-        "carrier:pstn",
-        "+34944000999",
-        None,
-        "not found",
-        Some(404),
-    ),
-    (
-        "acme.example.com",
-        "carrier:intl",
-        "+34955000100",
-        None,
-        "ddi +34955000100 -> user dave",
-        None,
-    ),
-    (
-        "beta.example.org",
-        "carrier:pstn",
-        "hello",
-        None,
-        "not dialable",
-        Some(404),
+    ("acme.example.com", "carrier:intl", "+34955000100", None, "ddi +34955000100 -> user dave", None),
+    ("beta.example.org", "carrier:pstn", "hello", None, "not dialable", Some(404),
     ),
 ];
 
@@ -775,4 +490,54 @@ fn update_and_remove_one_company() {
         "ddi +34966000100 -> user dave"
     );
     assert_eq!(last.companies().len(), 2);
+}
+
+/// Enough companies for the reload diff to run on several threads.
+#[test]
+fn reload_of_many_companies_recompiles_only_the_changed_one() {
+    use tandem::route::BuildOptions;
+    let base = config::parse(PLATFORM).unwrap();
+    let mut cfg = base.clone();
+    cfg.company.truncate(1);
+    for i in 0..1100 {
+        let mut c = base.company[1].clone();
+        c.name = format!("t{i}");
+        c.domain = format!("t{i}.example.net");
+        c.ddi[0].number = format!("+3495{i:07}");
+        cfg.company.push(c);
+    }
+    let options = BuildOptions {
+        threads: 2,
+        ..BuildOptions::default()
+    };
+    let publisher = Publisher::with_options(&cfg, options).unwrap();
+    let before = publisher.table();
+    let mut changed = cfg.clone();
+    changed.company[700].user[0].name = "erin".into();
+    changed.company[700].ddi[0].user = Some("erin".into());
+    let stats = publisher.reload(&changed).unwrap();
+    assert_eq!((stats.compiled, stats.reused), (1, 1100));
+    let after = publisher.table();
+    for name in ["acme", "t0", "t698", "t1099"] {
+        let (a, b) = (
+            before.company_by_name(name).unwrap(),
+            after.company_by_name(name).unwrap(),
+        );
+        assert!(Arc::ptr_eq(a, b), "{name}");
+    }
+    // company[700] is t699 (acme comes first).
+    assert!(!Arc::ptr_eq(
+        before.company_by_name("t699").unwrap(),
+        after.company_by_name("t699").unwrap()
+    ));
+    let t699 = after.company("t699.example.net").unwrap();
+    let pstn = after.caller_by_name(t699, "carrier:pstn").unwrap();
+    assert_eq!(
+        after.decide(t699, &pstn, "+34950000699", None).to_string(),
+        "ddi +34950000699 -> user erin"
+    );
+    assert_eq!(
+        after.decide(t699, &pstn, "+34950000698", None).to_string(),
+        "ddi +34950000698 -> user dave"
+    );
 }
