@@ -33,6 +33,7 @@
 //! (firewalls in front of the switch must allow the worker ports).
 
 mod build;
+pub mod router;
 pub mod timer;
 
 use std::borrow::Cow;

@@ -16,7 +16,9 @@ use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 
 use super::{Peer, Router, Routing, Target, Transport};
-use crate::route::{Caller, Decision, FriendConnection, Proto, RoutingTable, Target as To};
+use crate::config::values::Proto;
+use crate::route::table::FriendConnection;
+use crate::route::{Caller, Decision, RoutingTable, Target as To};
 use crate::sip::{unescape, HeaderName, Message, NameAddr, StatusCode, Uri};
 
 /// A [`Router`] over one version of the routing table.
@@ -120,7 +122,7 @@ impl Router for TableRouter<'_> {
             .and_then(user_of)
             .or_else(|| req.header(HeaderName::From).and_then(user_of));
         let decision = t.decide(company, &caller, dialled, presented.as_deref());
-        let to_target = |target: &To<'_>, user: &str| match target {
+        let to_target = |dest: &To<'_>, user: &str| match dest {
             To::User(..) => reject(StatusCode::TEMPORARILY_UNAVAILABLE, "Not registered"),
             To::Friend(_, f) => match &f.connection {
                 FriendConnection::Register => reject(StatusCode::TEMPORARILY_UNAVAILABLE, "Friend not registered"),

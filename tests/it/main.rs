@@ -1,7 +1,10 @@
 //! Integration tests: one binary (STYLE.md), one module per area.
 
 mod alloc;
+mod config;
 mod fuzz;
 mod proxy;
 mod rfc4475;
+mod route;
 mod sip_props;
+mod wire;

@@ -15,7 +15,7 @@ use tandem::sip::{
 
 /// What the message layer must conclude.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Expect {
+pub enum Expect {
     /// Parsed and accepted for proxying.
     Accept,
     /// A request answered with this status.
@@ -26,7 +26,7 @@ enum Expect {
 use Expect::*;
 
 /// Every RFC 4475 message, with the outcome over UDP.
-const CASES: &[(&str, Expect)] = &[
+pub const CASES: &[(&str, Expect)] = &[
     // 3.1.1 valid messages
     ("wsinv", Accept),
     ("intmeth", Accept),
