@@ -67,6 +67,11 @@ fn main() -> ExitCode {
             let Some(cfg) = load(&config) else {
                 return ExitCode::from(1);
             };
+            // Compile too: a pattern set over the size limit is a config error.
+            if let Err(errors) = RoutingTable::build(&cfg) {
+                eprintln!("{errors}");
+                return ExitCode::from(1);
+            }
             println!("{}: {}", config.display(), cfg.summary());
             println!("tandem run: the SIP wire layer is not built yet; exiting");
             ExitCode::SUCCESS
