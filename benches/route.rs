@@ -225,6 +225,29 @@ fn one_company(c: &mut Criterion) {
     }
 }
 
+/// The same 10,000 patterns forced through the DFA (each wrapped in
+/// `(?:…)`, which the trie's grammar does not accept): what patterns
+/// outside the `LITERAL DIGITS` shape cost.
+fn dfa_path(c: &mut Criterion) {
+    let (mut config, numbers) = platform(1, 10_000, 10);
+    for f in &mut config.company[0].friend {
+        for p in &mut f.patterns {
+            *p = format!("(?:{p})");
+        }
+    }
+    let table = timed("build: 1 company x 10000 patterns, DFA path", || {
+        RoutingTable::build(&config).unwrap()
+    });
+    println!("  pattern memory: {} KiB", table.pattern_memory() >> 10);
+    bench_decide(
+        c,
+        "1 company x 10000 patterns, DFA path",
+        &table,
+        "c0.example.com",
+        &numbers,
+    );
+}
+
 fn big_company(c: &mut Criterion) {
     let (config, numbers) = platform(1, 100_000, 10);
     let table = timed("build: 1 company x 100000 patterns", || {
@@ -342,6 +365,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = one_company, platform_10k, big_company
+    targets = one_company, dfa_path, platform_10k, big_company
 }
 criterion_main!(benches);

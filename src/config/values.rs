@@ -326,7 +326,7 @@ fn quantifier(b: &[u8], i: &mut usize) -> Option<(u32, Option<u32>)> {
     Some(q)
 }
 
-/// Parses `pattern` in the dialect of [`regex_syntax`]; the error is the
+/// Parses `pattern` in the dialect of [`regex_syntax()`]; the error is the
 /// engine's message on one line, with the column of the problem.
 pub fn check_regex(pattern: &str) -> Result<(), String> {
     if simple_pattern(pattern).is_some() {

@@ -6,10 +6,10 @@
 //! decision itself lives in `route::decide`.
 
 use std::collections::HashMap;
-
-use rustc_hash::FxHashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
 
 use crate::config::validate::{company_place, validate_company, validate_global};
 use crate::config::values::{self, Cidr, Proto};
@@ -429,6 +429,24 @@ impl CompiledCompany {
     }
 }
 
+/// `items.iter().map(f)` on up to `threads` scoped threads, in order.
+fn par_map<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    if threads <= 1 || items.len() < 2 {
+        return items.iter().map(f).collect();
+    }
+    let f = &f;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items
+            .chunks(items.len().div_ceil(threads))
+            .map(|part| s.spawn(move || part.iter().map(f).collect::<Vec<R>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
+}
+
 fn matcher_error(e: MatcherError) -> ErrorKind {
     match e {
         MatcherError::TooLarge(m) => ErrorKind::TooLarge(m),
@@ -467,7 +485,7 @@ pub struct RoutingTable {
     pub(crate) carriers: Vec<CarrierEntry>,
     pub(crate) carrier_configs: Vec<config::Carrier>,
     pub(crate) sources: Vec<(Cidr, CarrierId)>,
-    /// `[server]` and `[auth]` of the configuration (for the shell).
+    /// `[server]` of the configuration (for the shell).
     pub server: config::Server,
     /// `[auth]` of the configuration.
     pub auth: config::Auth,
@@ -501,23 +519,12 @@ impl RoutingTable {
             let old = previous?.company_by_name(&c.name)?;
             old.compiled_from(c, carrier_of(c)).then(|| Arc::clone(old))
         };
-        let mut slots: Vec<Option<Arc<CompiledCompany>>> =
-            if previous.is_none() || options.threads <= 1 || config.company.len() < 1024 {
-                config.company.iter().map(reuse).collect()
-            } else {
-                let chunk = config.company.len().div_ceil(options.threads);
-                std::thread::scope(|s| {
-                    let handles: Vec<_> = config
-                        .company
-                        .chunks(chunk)
-                        .map(|part| s.spawn(move || part.iter().map(reuse).collect::<Vec<_>>()))
-                        .collect();
-                    handles
-                        .into_iter()
-                        .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                        .collect()
-                })
-            };
+        let threads = if previous.is_some() && config.company.len() >= 1024 {
+            options.threads
+        } else {
+            1
+        };
+        let mut slots: Vec<Option<Arc<CompiledCompany>>> = par_map(&config.company, threads, reuse);
         let todo: Vec<usize> = (0..slots.len()).filter(|&i| slots[i].is_none()).collect();
         for &i in &todo {
             let c = &config.company[i];
@@ -531,24 +538,9 @@ impl RoutingTable {
             let c = &config.company[i];
             CompiledCompany::compile(c, carrier_of(c), options.size_limit).map(Arc::new)
         };
-        let results: Vec<Result<Arc<CompiledCompany>, ConfigErrors>> =
-            if options.threads <= 1 || todo.len() < 64 {
-                todo.iter().map(|&i| compile(i)).collect()
-            } else {
-                let chunk = todo.len().div_ceil(options.threads);
-                std::thread::scope(|s| {
-                    let handles: Vec<_> = todo
-                        .chunks(chunk)
-                        .map(|part| {
-                            s.spawn(move || part.iter().map(|&i| compile(i)).collect::<Vec<_>>())
-                        })
-                        .collect();
-                    handles
-                        .into_iter()
-                        .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                        .collect()
-                })
-            };
+        // Threads only pay off past a few dozen companies (~50 µs each).
+        let threads = if todo.len() >= 64 { options.threads } else { 1 };
+        let results = par_map(&todo, threads, |&i| compile(i));
         for (&i, result) in todo.iter().zip(results) {
             match result {
                 Ok(compiled) => slots[i] = Some(compiled),

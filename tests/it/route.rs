@@ -541,3 +541,34 @@ fn reload_of_many_companies_recompiles_only_the_changed_one() {
         "ddi +34950000698 -> user dave"
     );
 }
+
+/// Workers read the live table from their own threads, each through its
+/// own `Reader`, and see a reload on their next call.
+#[test]
+fn readers_on_other_threads_see_reloads() {
+    fn shared<T: Send + Sync>() {}
+    shared::<RoutingTable>();
+    shared::<Publisher>();
+    let cfg = config::parse(PLATFORM).unwrap();
+    let publisher = Publisher::new(&cfg).unwrap();
+    let decide = |reader: &mut tandem::route::Reader| {
+        let table = reader.table();
+        let acme = table.company("acme.example.com").unwrap();
+        let bob = table.caller_by_name(acme, "bob").unwrap();
+        table.decide(acme, &bob, "2001", None).to_string()
+    };
+    std::thread::scope(|s| {
+        let mut reader = publisher.reader();
+        let worker = s.spawn(move || {
+            let first = decide(&mut reader);
+            (first, reader)
+        });
+        let (first, mut reader) = worker.join().unwrap();
+        assert_eq!(first, "friend branch (pattern 2[0-9]{3}, priority 10)");
+        let mut changed = cfg.clone();
+        changed.company[0].friend[0].patterns[0] = "9[0-9]{3}".into();
+        publisher.reload(&changed).unwrap();
+        let after = s.spawn(move || decide(&mut reader)).join().unwrap();
+        assert_eq!(after, "friend legacy (pattern 2[0-9]{3}, priority 20)");
+    });
+}
