@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Load benchmark: SIPp uac (as the carrier, 127.0.0.2) -> switch -> SIPp uas
+# (the friend), on loopback, for Tandem and for Kamailio in the same run.
+#
+# For each proxy it reports:
+#   - the highest rate (calls/s) among RATES with zero failed calls and zero
+#     retransmissions over DURATION seconds;
+#   - the proxy's CPU time per call at CPU_RATE calls/s (utime+stime from
+#     /proc/<pid>/stat, all threads / all processes, divided by calls).
+#
+# Usage: benches/load/run.sh [tandem|kamailio|both]   (default both)
+# Environment: RATES="2000 4000 6000 8000 9000", DURATION=10, CPU_RATE=2000.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+here=benches/load
+which=${1:-both}
+RATES=${RATES:-"2000 4000 6000 8000 9000"}
+DURATION=${DURATION:-10}
+CPU_RATE=${CPU_RATE:-2000}
+out=$(mktemp -d /tmp/tandem-load.XXXXXX)
+trap 'kill $(jobs -p) 2>/dev/null || true; sleep 0.5' EXIT
+
+command -v sipp >/dev/null || { apt-get update -qq && apt-get install -y -qq sip-tester; }
+if [ "$which" != tandem ]; then
+    command -v kamailio >/dev/null || { apt-get update -qq && apt-get install -y -qq kamailio; }
+fi
+cargo build --release --locked -q
+
+SW_PORT=5160; FRIEND_PORT=5170; KAM_PORT=5260; KAM_FRIEND=5270
+tck=$(getconf CLK_TCK)
+
+cpu_ticks() { # total utime+stime of the given pids, in clock ticks
+    local t=0 p
+    for p in "$@"; do
+        [ -r /proc/$p/stat ] || continue
+        t=$(( t + $(awk '{print $14 + $15}' /proc/$p/stat) ))
+    done
+    echo $t
+}
+
+start_tandem() {
+    sed -e "s/udp:127.0.0.1:5060/udp:127.0.0.1:$SW_PORT/; s/tcp:127.0.0.1:5060/tcp:127.0.0.1:$SW_PORT/" \
+        -e "s/port = 5070/port = $FRIEND_PORT/" config/tandem.toml > "$out/tandem.toml"
+    RUST_LOG=warn target/release/tandem run --config "$out/tandem.toml" 2>"$out/tandem.log" &
+    PIDS=$!
+    PORT=$SW_PORT; FPORT=$FRIEND_PORT
+    sleep 1
+}
+
+start_kamailio() {
+    sed -e "s/LISTEN_PORT/$KAM_PORT/g; s/FRIEND_PORT/$KAM_FRIEND/g" $here/kamailio.cfg > "$out/kamailio.cfg"
+    kamailio -f "$out/kamailio.cfg" -x tlsf -X tlsf -m 256 -M 16 -P "$out/kamailio.pid" -E 2>"$out/kamailio.log"
+    sleep 2
+    PIDS=$(pgrep -f "kamailio -f $out/kamailio.cfg" | tr '\n' ' ')
+    PORT=$KAM_PORT; FPORT=$KAM_FRIEND
+}
+
+stop_proxy() {
+    kill $PIDS 2>/dev/null || true
+    sleep 1
+}
+
+# run_rate NAME RATE -> prints "calls failed retrans cpu_us_per_call"
+run_rate() {
+    local name=$1 rate=$2 calls=$(( $2 * DURATION ))
+    sipp -sf $here/uas.xml -i 127.0.0.1 -p "$FPORT" -buff_size 4194304 -nostdin -bg \
+        -trace_stat -stf "$out/$name-uas-$rate.csv" >/dev/null 2>&1
+    sleep 0.3
+    local before; before=$(cpu_ticks $PIDS)
+    sipp 127.0.0.1:"$PORT" -sf $here/uac.xml -i 127.0.0.2 -s +34944000200 \
+        -key from_user +34600111222 -key from_domain pstn.example.net \
+        -r "$rate" -m "$calls" -d 0 -buff_size 4194304 -nostdin -timeout $(( DURATION * 3 + 20 ))s \
+        -trace_stat -stf "$out/$name-uac-$rate.csv" -fd 1 >/dev/null 2>&1 || true
+    local after; after=$(cpu_ticks $PIDS)
+    pkill -f "sipp -sf $here/uas.xml" 2>/dev/null || true
+    sleep 0.5
+    local last; last=$(tail -n 1 "$out/$name-uac-$rate.csv")
+    local hdr; hdr=$(head -n 1 "$out/$name-uac-$rate.csv")
+    col() { echo "$hdr" | tr ';' '\n' | grep -n "^$1\$" | cut -d: -f1; }
+    local ok failed retrans
+    ok=$(echo "$last" | cut -d';' -f"$(col 'SuccessfulCall(C)')")
+    failed=$(echo "$last" | cut -d';' -f"$(col 'FailedCall(C)')")
+    retrans=$(echo "$last" | cut -d';' -f"$(col 'Retransmissions(C)')")
+    local us; us=$(awk -v d=$(( after - before )) -v t="$tck" -v c="$ok" 'BEGIN { if (c > 0) printf "%.1f", d / t * 1e6 / c; else print "n/a" }')
+    echo "$ok $failed $retrans $us"
+}
+
+bench() {
+    local name=$1
+    "start_$name"
+    local best=0 r res
+    for r in $RATES; do
+        res=$(run_rate "$name" "$r")
+        read -r ok failed retrans us <<<"$res"
+        echo "$name rate=$r calls=$ok failed=$failed retrans=$retrans cpu_us_per_call=$us"
+        if [ "$failed" = 0 ] && [ "$retrans" = 0 ] && [ "$ok" -gt 0 ]; then best=$r; fi
+    done
+    res=$(run_rate "$name" "$CPU_RATE")
+    read -r ok failed retrans us <<<"$res"
+    echo "$name cpu-check rate=$CPU_RATE calls=$ok failed=$failed retrans=$retrans cpu_us_per_call=$us"
+    echo "RESULT $name max_clean_rate=$best cpu_us_per_call@$CPU_RATE=$us"
+    stop_proxy
+}
+
+case $which in
+    tandem) bench tandem ;;
+    kamailio) bench kamailio ;;
+    both) bench tandem; bench kamailio ;;
+esac
+echo "logs and SIPp statistics: $out"
