@@ -88,13 +88,18 @@ impl Router for TableRouter<'_> {
         });
 
         let (company, caller) = if let Some(carrier) = t.carrier_for_source(from.addr.ip()) {
-            let company = uri_host.and_then(|h| t.company(h)).or_else(|| t.companies().first());
+            let company = uri_host
+                .and_then(|h| t.company(h))
+                .or_else(|| t.companies().first());
             let Some(company) = company else {
                 return reject(StatusCode::NOT_FOUND, "Not Found");
             };
             (company, Caller::Carrier(carrier))
         } else {
-            let Some(from_uri) = req.header(HeaderName::From).and_then(|v| NameAddr::parse(v).ok()) else {
+            let Some(from_uri) = req
+                .header(HeaderName::From)
+                .and_then(|v| NameAddr::parse(v).ok())
+            else {
                 return reject(StatusCode::FORBIDDEN, "Unknown caller");
             };
             let Ok(Uri::Sip(fu)) = from_uri.parsed_uri() else {
@@ -103,7 +108,8 @@ impl Router for TableRouter<'_> {
             let (Some(user), crate::sip::Host::Domain(domain)) = (fu.user, fu.host) else {
                 return reject(StatusCode::FORBIDDEN, "Unknown caller");
             };
-            let (Ok(user), Ok(domain)) = (std::str::from_utf8(user), std::str::from_utf8(domain)) else {
+            let (Ok(user), Ok(domain)) = (std::str::from_utf8(user), std::str::from_utf8(domain))
+            else {
                 return reject(StatusCode::FORBIDDEN, "Unknown caller");
             };
             let Some(company) = t.company(domain) else {
@@ -125,8 +131,12 @@ impl Router for TableRouter<'_> {
         let to_target = |dest: &To<'_>, user: &str| match dest {
             To::User(..) => reject(StatusCode::TEMPORARILY_UNAVAILABLE, "Not registered"),
             To::Friend(_, f) => match &f.connection {
-                FriendConnection::Register => reject(StatusCode::TEMPORARILY_UNAVAILABLE, "Friend not registered"),
-                FriendConnection::Direct { proto, host, port } => target(peer(*proto, host, *port), user),
+                FriendConnection::Register => {
+                    reject(StatusCode::TEMPORARILY_UNAVAILABLE, "Friend not registered")
+                }
+                FriendConnection::Direct { proto, host, port } => {
+                    target(peer(*proto, host, *port), user)
+                }
             },
         };
         match &decision {
@@ -139,9 +149,12 @@ impl Router for TableRouter<'_> {
                 };
                 to_target(target, &local)
             }
-            Decision::External { number, carrier, .. } => {
-                target(peer(carrier.proto, &carrier.host, carrier.port), number.as_str())
-            }
+            Decision::External {
+                number, carrier, ..
+            } => target(
+                peer(carrier.proto, &carrier.host, carrier.port),
+                number.as_str(),
+            ),
             Decision::Denied { .. } => reject(StatusCode::FORBIDDEN, "Forbidden by call ACL"),
             Decision::NoIdentity => reject(StatusCode::FORBIDDEN, "No outgoing identity"),
             Decision::NotFound => reject(StatusCode::NOT_FOUND, "Not Found"),

@@ -71,15 +71,38 @@ pub fn run(path: &Path) -> Result<(), String> {
         .server
         .listen
         .iter()
-        .map(|l| parse_listen(l).ok_or_else(|| format!("server.listen: {l:?} is not udp:IP:PORT or tcp:IP:PORT")))
+        .map(|l| {
+            parse_listen(l)
+                .ok_or_else(|| format!("server.listen: {l:?} is not udp:IP:PORT or tcp:IP:PORT"))
+        })
         .collect::<Result<_, _>>()?;
     let first = listen.first().ok_or("server.listen is empty")?;
     let listen_port = first.addr.port();
-    let advertised_host = cfg.server.advertised_host.clone().unwrap_or_else(|| first.addr.ip().to_string());
+    let advertised_host = cfg
+        .server
+        .advertised_host
+        .clone()
+        .unwrap_or_else(|| first.addr.ip().to_string());
     let workers = match cfg.server.workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n as usize,
     };
+    // SO_REUSEPORT would let a second switch (or a stale one) share the
+    // ports silently and take half the traffic: a plain bind first proves
+    // each address is free.
+    for l in &listen {
+        let probe = match l.transport {
+            Transport::Udp => std::net::UdpSocket::bind(l.addr).map(drop),
+            Transport::Tcp => std::net::TcpListener::bind(l.addr).map(drop),
+        };
+        probe.map_err(|e| {
+            format!(
+                "cannot listen on {}:{}: {e}",
+                l.transport.as_str().to_lowercase(),
+                l.addr
+            )
+        })?;
+    }
     let seed = random_seed();
     tracing::info!(workers, ?listen, %advertised_host, "tandem starting");
 
@@ -114,9 +137,14 @@ pub fn run(path: &Path) -> Result<(), String> {
     .map_err(|e| e.to_string())?;
     for sig in signals.forever() {
         if sig == signal_hook::consts::SIGHUP {
-            match config::load(path).map_err(|e| e.to_string()).and_then(|c| publisher.reload(&c).map_err(|e| e.to_string())) {
+            match config::load(path)
+                .map_err(|e| e.to_string())
+                .and_then(|c| publisher.reload(&c).map_err(|e| e.to_string()))
+            {
                 Ok(_) => tracing::info!(config = %path.display(), "configuration reloaded"),
-                Err(e) => tracing::error!(config = %path.display(), "reload refused, running table kept: {e}"),
+                Err(e) => {
+                    tracing::error!(config = %path.display(), "reload refused, running table kept: {e}")
+                }
             }
         } else {
             tracing::info!(signal = sig, "stopping");

@@ -40,7 +40,11 @@ struct Worker {
 /// Builds a UDP socket bound to `addr` with `SO_REUSEPORT`, so every worker
 /// binds the same address and the kernel spreads datagrams by 4-tuple.
 pub fn reuseport_udp(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
-    let s = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::DGRAM, None)?;
+    let s = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        None,
+    )?;
     s.set_reuse_port(true)?;
     s.set_reuse_address(true)?;
     // Bursts of load arrive faster than one worker drains them.
@@ -53,7 +57,11 @@ pub fn reuseport_udp(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
 
 /// A TCP listener on `addr` with `SO_REUSEPORT`, one per worker.
 pub fn reuseport_tcp(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
-    let s = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    let s = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
     s.set_reuse_port(true)?;
     s.set_reuse_address(true)?;
     s.bind(&addr.into())?;
@@ -63,17 +71,27 @@ pub fn reuseport_tcp(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 }
 
 /// Runs worker `index` until the process exits.
-pub fn run(index: usize, listen: Vec<Listen>, mut cfg: ProxyConfig, reader: Reader) -> io::Result<()> {
+pub fn run(
+    index: usize,
+    listen: Vec<Listen>,
+    mut cfg: ProxyConfig,
+    reader: Reader,
+) -> io::Result<()> {
     tokio_uring::start(async move {
         let mut udp_listen = Vec::new();
         let mut tcp_listen = Vec::new();
         for l in &listen {
             match l.transport {
-                Transport::Udp => udp_listen.push(Rc::new(UdpSocket::from_std(reuseport_udp(l.addr)?))),
+                Transport::Udp => {
+                    udp_listen.push(Rc::new(UdpSocket::from_std(reuseport_udp(l.addr)?)))
+                }
                 Transport::Tcp => tcp_listen.push(TcpListener::from_std(reuseport_tcp(l.addr)?)),
             }
         }
-        let first = listen.first().map(|l| l.addr).ok_or_else(|| io::Error::other("nothing to listen on"))?;
+        let first = listen
+            .first()
+            .map(|l| l.addr)
+            .ok_or_else(|| io::Error::other("nothing to listen on"))?;
         // The worker's own socket: same IP, a port of its own that goes in
         // its Via (see the proxy's module docs on worker affinity).
         let own_std = std::net::UdpSocket::bind(SocketAddr::new(first.ip(), 0))?;
@@ -156,7 +174,9 @@ async fn accept_loop(w: Rc<Worker>, listener: TcpListener) {
 /// bounded by [`MAX_MESSAGE_LEN`], closed when idle or on a framing error
 /// (RFC 4475 `ncl`, `mcl01`: a stream cannot be resynchronised).
 async fn read_loop(w: Rc<Worker>, id: u64, addr: SocketAddr) {
-    let Some(stream) = w.conns.borrow().get(&id).cloned() else { return };
+    let Some(stream) = w.conns.borrow().get(&id).cloned() else {
+        return;
+    };
     let mut pending = BytesMut::with_capacity(8192);
     let mut buf = vec![0u8; 16384];
     loop {
@@ -184,7 +204,11 @@ async fn read_loop(w: Rc<Worker>, id: u64, addr: SocketAddr) {
             match Head::parse(&pending, Framing::Stream) {
                 Ok(Status::Complete(head)) => {
                     let msg = pending.split_to(head.end()).freeze();
-                    let peer = Peer { addr, transport: Transport::Tcp, conn: Some(id) };
+                    let peer = Peer {
+                        addr,
+                        transport: Transport::Tcp,
+                        conn: Some(id),
+                    };
                     w.handle(msg, peer).await;
                 }
                 Ok(Status::Partial) => break,
@@ -226,7 +250,9 @@ impl Worker {
             let mut reader = self.reader.borrow_mut();
             let table = reader.table();
             let router = crate::proxy::router::TableRouter::new(table);
-            self.proxy.borrow_mut().handle(Instant::now(), data, from, &router);
+            self.proxy
+                .borrow_mut()
+                .handle(Instant::now(), data, from, &router);
         }
         let after = self.proxy.borrow().poll_timeout();
         if after.is_some() && (before.is_none() || after < before) {
@@ -256,7 +282,10 @@ impl Worker {
                 }
             }
             Transport::Tcp => {
-                let id = t.peer.conn.or_else(|| self.conn_by_addr.borrow().get(&t.peer.addr).copied());
+                let id = t
+                    .peer
+                    .conn
+                    .or_else(|| self.conn_by_addr.borrow().get(&t.peer.addr).copied());
                 let stream = id.and_then(|id| self.conns.borrow().get(&id).cloned());
                 let stream = match stream {
                     Some(s) => s,

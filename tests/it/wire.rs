@@ -38,11 +38,16 @@ impl Drop for TempDir {
 /// (UDP and TCP), friend `branch` direct on `port + 10`, the carrier on
 /// 127.0.0.2:`port + 20`.
 fn config(port: u16) -> String {
-    let demo = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/tandem.toml")).unwrap();
+    let demo =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/tandem.toml"))
+            .unwrap();
     demo.replace("udp:127.0.0.1:5060", &format!("udp:127.0.0.1:{port}"))
         .replace("tcp:127.0.0.1:5060", &format!("tcp:127.0.0.1:{port}"))
         .replace("port = 5070", &format!("port = {}", port + 10))
-        .replace("udp:127.0.0.2:5090", &format!("udp:127.0.0.2:{}", port + 20))
+        .replace(
+            "udp:127.0.0.2:5090",
+            &format!("udp:127.0.0.2:{}", port + 20),
+        )
         .replace("workers = 0", "workers = 2")
 }
 
@@ -59,7 +64,11 @@ impl Switch {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start tandem");
-        let s = Switch { child, port, _dir: dir };
+        let s = Switch {
+            child,
+            port,
+            _dir: dir,
+        };
         s.wait_ready();
         s
     }
@@ -71,7 +80,8 @@ impl Switch {
     /// Polls with OPTIONS until the switch answers (bounded).
     fn wait_ready(&self) {
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             let msg = options(&sock.local_addr().unwrap(), "ready");
@@ -107,7 +117,9 @@ fn options(local: &SocketAddr, branch: &str) -> String {
 }
 
 fn scenario(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/sipp")
+        .join(name)
 }
 
 /// Writes a scenario file into `dir` and returns its path.
@@ -166,10 +178,27 @@ impl Drop for Sipp {
 fn uas(ip: &str, port: u16, scenario_path: &Path, calls: u32) -> Sipp {
     let p = port.to_string();
     let m = calls.to_string();
-    Sipp::spawn(&["-sf", scenario_path.to_str().unwrap(), "-i", ip, "-p", &p, "-m", &m])
+    Sipp::spawn(&[
+        "-sf",
+        scenario_path.to_str().unwrap(),
+        "-i",
+        ip,
+        "-p",
+        &p,
+        "-m",
+        &m,
+    ])
 }
 
-fn uac(switch: SocketAddr, ip: &str, scenario_path: &Path, dialled: &str, from_user: &str, from_domain: &str, calls: u32) -> Sipp {
+fn uac(
+    switch: SocketAddr,
+    ip: &str,
+    scenario_path: &Path,
+    dialled: &str,
+    from_user: &str,
+    from_domain: &str,
+    calls: u32,
+) -> Sipp {
     let target = switch.to_string();
     let m = calls.to_string();
     Sipp::spawn(&[
@@ -203,9 +232,25 @@ fn carrier_calls_a_ddi_that_rings_a_direct_friend() {
     let sw = Switch::start("ddi", 21000);
     let friend = uas("127.0.0.1", 21010, &scenario("uas.xml"), 3);
     std::thread::sleep(Duration::from_millis(200));
-    let caller = uac(sw.addr(), "127.0.0.2", &scenario("uac.xml"), "+34944000200", "+34600111222", "pstn.example.net", 3);
-    assert_eq!(caller.wait(Duration::from_secs(30)), 0, "caller side failed");
-    assert_eq!(friend.wait(Duration::from_secs(10)), 0, "friend side failed");
+    let caller = uac(
+        sw.addr(),
+        "127.0.0.2",
+        &scenario("uac.xml"),
+        "+34944000200",
+        "+34600111222",
+        "pstn.example.net",
+        3,
+    );
+    assert_eq!(
+        caller.wait(Duration::from_secs(30)),
+        0,
+        "caller side failed"
+    );
+    assert_eq!(
+        friend.wait(Duration::from_secs(10)),
+        0,
+        "friend side failed"
+    );
 }
 
 /// Friend → external number → carrier, after the friend's ACL allows it.
@@ -214,7 +259,15 @@ fn friend_calls_out_through_the_carrier() {
     let sw = Switch::start("ext", 21100);
     let carrier = uas("127.0.0.2", 21120, &scenario("uas.xml"), 2);
     std::thread::sleep(Duration::from_millis(200));
-    let caller = uac(sw.addr(), "127.0.0.1", &scenario("uac.xml"), "944123456", "branch", "acme.example.com", 2);
+    let caller = uac(
+        sw.addr(),
+        "127.0.0.1",
+        &scenario("uac.xml"),
+        "944123456",
+        "branch",
+        "acme.example.com",
+        2,
+    );
     assert_eq!(caller.wait(Duration::from_secs(30)), 0);
     assert_eq!(carrier.wait(Duration::from_secs(10)), 0);
 }
@@ -285,13 +338,33 @@ fn busy_and_not_found_reach_the_caller() {
     let friend = uas("127.0.0.1", 21210, &busy, 1);
     std::thread::sleep(Duration::from_millis(200));
     let expect_486 = write_scenario(&dir.0, "uac486.xml", &uac_error(486));
-    let caller = uac(sw.addr(), "127.0.0.2", &expect_486, "+34944000200", "+34600111222", "pstn.example.net", 1);
-    assert_eq!(caller.wait(Duration::from_secs(30)), 0, "486 not propagated");
+    let caller = uac(
+        sw.addr(),
+        "127.0.0.2",
+        &expect_486,
+        "+34944000200",
+        "+34600111222",
+        "pstn.example.net",
+        1,
+    );
+    assert_eq!(
+        caller.wait(Duration::from_secs(30)),
+        0,
+        "486 not propagated"
+    );
     assert_eq!(friend.wait(Duration::from_secs(10)), 0);
 
     // A DDI nobody owns: the switch itself answers 404.
     let expect_404 = write_scenario(&dir.0, "uac404.xml", &uac_error(404));
-    let caller = uac(sw.addr(), "127.0.0.2", &expect_404, "+34944999999", "+34600111222", "pstn.example.net", 1);
+    let caller = uac(
+        sw.addr(),
+        "127.0.0.2",
+        &expect_404,
+        "+34944999999",
+        "+34600111222",
+        "pstn.example.net",
+        1,
+    );
     assert_eq!(caller.wait(Duration::from_secs(30)), 0, "404 not answered");
 }
 
@@ -396,9 +469,25 @@ fn cancel_before_answer_reaches_the_friend() {
     let friend = uas("127.0.0.1", 21310, &ring, 1);
     std::thread::sleep(Duration::from_millis(200));
     let cancel = write_scenario(&dir.0, "cancel.xml", UAC_CANCEL);
-    let caller = uac(sw.addr(), "127.0.0.2", &cancel, "+34944000200", "+34600111222", "pstn.example.net", 1);
-    assert_eq!(caller.wait(Duration::from_secs(30)), 0, "caller did not get 200 + 487");
-    assert_eq!(friend.wait(Duration::from_secs(10)), 0, "friend did not get the CANCEL");
+    let caller = uac(
+        sw.addr(),
+        "127.0.0.2",
+        &cancel,
+        "+34944000200",
+        "+34600111222",
+        "pstn.example.net",
+        1,
+    );
+    assert_eq!(
+        caller.wait(Duration::from_secs(30)),
+        0,
+        "caller did not get 200 + 487"
+    );
+    assert_eq!(
+        friend.wait(Duration::from_secs(10)),
+        0,
+        "friend did not get the CANCEL"
+    );
 }
 
 /// Three copies of one INVITE reach the friend once.
@@ -406,9 +495,13 @@ fn cancel_before_answer_reaches_the_friend() {
 fn retransmissions_are_absorbed_on_the_wire() {
     let sw = Switch::start("retrans", 21400);
     let friend = UdpSocket::bind("127.0.0.1:21410").unwrap();
-    friend.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    friend
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
     let carrier = UdpSocket::bind("127.0.0.2:0").unwrap();
-    carrier.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    carrier
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
     let local = carrier.local_addr().unwrap();
     let invite = format!(
         "INVITE sip:+34944000200@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-rt1\r\n\
@@ -459,7 +552,8 @@ fn torture_messages_over_udp_and_tcp() {
         }
     };
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    udp.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    udp.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
     let mut buf = vec![0u8; 65535];
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
@@ -470,7 +564,10 @@ fn torture_messages_over_udp_and_tcp() {
         let data = std::fs::read(&path).unwrap();
         let want = verdict(&name);
         udp.send_to(&data, sw.addr()).unwrap();
-        let got = udp.recv_from(&mut buf).ok().map(|(n, _)| status_of(&buf[..n]));
+        let got = udp
+            .recv_from(&mut buf)
+            .ok()
+            .map(|(n, _)| status_of(&buf[..n]));
         match want {
             Some(Some(code)) => assert_eq!(got, Some(code), "{name} over UDP"),
             Some(None) => assert_eq!(got, None, "{name} over UDP: expected silence"),
@@ -482,7 +579,8 @@ fn torture_messages_over_udp_and_tcp() {
 
         // Over TCP: framing errors close the connection after the 400.
         let mut tcp = TcpStream::connect(sw.addr()).unwrap();
-        tcp.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
         tcp.write_all(&data).unwrap();
         let mut got = Vec::new();
         let deadline = Instant::now() + Duration::from_millis(600);
@@ -512,5 +610,8 @@ fn torture_messages_over_udp_and_tcp() {
 }
 
 fn status_of(resp: &[u8]) -> u16 {
-    std::str::from_utf8(resp.get(8..11).unwrap_or(b"000")).ok().and_then(|s| s.parse().ok()).unwrap_or(0)
+    std::str::from_utf8(resp.get(8..11).unwrap_or(b"000"))
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }

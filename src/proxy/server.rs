@@ -1,0 +1,484 @@
+//! The server side of the proxy: new requests (loop check, Route set,
+//! routing, forking), their retransmissions, CANCEL and stateless ACK.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::timer::TimerKind;
+use super::{
+    build, Branch, BranchState, Peer, Proxy, Router, Routing, ServerState, Source, Target,
+    Transport, Tx, MAGIC,
+};
+use crate::sip::{response_to, CSeq, HeaderName, Message, Method, NameAddr, StatusCode, Uri, Via};
+
+impl Proxy {
+    /// The server transaction key (RFC 3261 §17.2.3): branch, sent-by and
+    /// method, where ACK matches INVITE; RFC 2543 requests (no magic cookie)
+    /// match on Call-ID, CSeq number, From tag and the top Via.
+    pub(super) fn server_key(msg: &Message, via: &Via<'_>, method: Method<'_>) -> Vec<u8> {
+        let m = if method == Method::ACK {
+            Method::INVITE
+        } else {
+            method
+        };
+        let mut k = Vec::with_capacity(96);
+        match via.branch() {
+            Some(b) if b.starts_with(MAGIC) => {
+                k.extend_from_slice(b);
+                k.push(0);
+                k.extend_from_slice(via.host_text);
+                k.extend_from_slice(&via.port.unwrap_or(0).to_be_bytes());
+            }
+            _ => {
+                k.extend_from_slice(b"2543\0");
+                k.extend_from_slice(msg.header(HeaderName::CallId).unwrap_or(b""));
+                k.push(0);
+                if let Some(c) = msg.header(HeaderName::CSeq).and_then(CSeq::parse) {
+                    k.extend_from_slice(&c.seq.to_be_bytes());
+                }
+                if let Some(t) = msg
+                    .header(HeaderName::From)
+                    .and_then(|v| NameAddr::parse(v).ok())
+                    .and_then(|a| a.tag())
+                {
+                    k.extend_from_slice(t);
+                }
+                k.push(0);
+                k.extend_from_slice(
+                    msg.values(HeaderName::Via)
+                        .next()
+                        .and_then(Result::ok)
+                        .unwrap_or(b""),
+                );
+            }
+        }
+        k.push(0);
+        k.extend_from_slice(m.as_bytes());
+        k
+    }
+
+    pub(super) fn request(&mut self, now: Instant, msg: Message, from: Peer, router: &dyn Router) {
+        let method = msg.method().expect("request");
+        let top = msg
+            .values(HeaderName::Via)
+            .next()
+            .expect("validated")
+            .expect("validated");
+        let via = Via::parse(top).expect("validated");
+        let key = Self::server_key(&msg, &via, method);
+
+        if method == Method::CANCEL {
+            return self.cancel(&msg, from, &key);
+        }
+        if let Some(&slot) = self.server_index.get(&key) {
+            return self.retransmission(now, slot, &msg, from);
+        }
+        if method == Method::ACK {
+            // An ACK matching no transaction acknowledges a 2xx: it is a
+            // request of its own, forwarded statelessly along the route.
+            return self.forward_stateless(&msg, from, router);
+        }
+
+        // Loop detection (RFC 3261 §16.3 step 4): a Via of ours carrying
+        // this request's loop hash means it came back unchanged.
+        let hash = loop_hash(&msg);
+        let mine = format!("{MAGIC_STR}-T{hash:08x}-");
+        for v in msg.values(HeaderName::Via).flatten() {
+            if let Ok(v) = Via::parse(v) {
+                if self.is_me(&v.host, v.port)
+                    && v.branch().is_some_and(|b| b.starts_with(mine.as_bytes()))
+                {
+                    return self.reply(&msg, from, StatusCode::LOOP_DETECTED, "Loop Detected", &[]);
+                }
+            }
+        }
+
+        let Some(route) = self.next_hops(&msg, from, router) else {
+            return;
+        };
+        let (pop_route, targets) = route;
+
+        if self.live >= self.cfg.max_transactions {
+            return self.reply(
+                &msg,
+                from,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Overloaded",
+                &[("Retry-After", b"5")],
+            );
+        }
+
+        let invite = method == Method::INVITE;
+        let creates_dialog = method.creates_dialog();
+        if invite {
+            let trying = response_to(&msg, StatusCode::TRYING, "Trying", None, &[]);
+            self.send(from, Source::Listen, trying);
+        }
+        let slot = self.alloc();
+        let generation = self.generations[slot as usize];
+        let to_tag = self.new_tag();
+        let in_dialog = msg
+            .header(HeaderName::To)
+            .and_then(|v| NameAddr::parse(v).ok())
+            .is_some_and(|a| a.tag().is_some());
+        let mf = msg
+            .header(HeaderName::MaxForwards)
+            .and_then(crate::sip::parse_max_forwards)
+            .map_or(70, |n| n.saturating_sub(1));
+        let mut branches = Vec::with_capacity(targets.len());
+        for (i, t) in targets.iter().enumerate() {
+            self.counter += 1;
+            let branch = format!(
+                "{MAGIC_STR}-T{hash:08x}-{:x}-{:x}{:x}",
+                self.cfg.worker, self.cfg.seed as u32, self.counter
+            );
+            let via = format!(
+                "SIP/2.0/{} {}:{};branch={branch}",
+                t.peer.transport.as_str(),
+                self.cfg.advertised_host,
+                self.via_port(t.peer.transport)
+            );
+            let rr = (creates_dialog && !in_dialog).then(|| self.record_route(t.peer.transport));
+            let data = build::forward(
+                &msg,
+                &build::Forward {
+                    via: via.as_bytes(),
+                    request_uri: t.request_uri.as_deref().map(str::as_bytes),
+                    max_forwards: mf,
+                    record_route: rr.as_deref().map(str::as_bytes),
+                    pop_route,
+                },
+            );
+            let sent = Message::parse_datagram(Bytes::from(data)).expect("we wrote it");
+            self.client_index
+                .insert(branch.as_bytes().to_vec(), (slot, i as u16));
+            self.send(t.peer, Source::Worker, sent.buffer().clone());
+            branches.push(Branch {
+                id: branch.into_bytes(),
+                peer: t.peer,
+                sent: Some(sent),
+                ack: None,
+                state: BranchState::Calling,
+                interval: self.cfg.timers.t1,
+                final_status: None,
+                cancel_pending: false,
+                cancelled: false,
+            });
+            let i = i as u16;
+            if t.peer.transport == Transport::Udp {
+                self.timers.schedule(
+                    now + self.cfg.timers.t1,
+                    slot,
+                    generation,
+                    TimerKind::Retransmit(i),
+                );
+            }
+            self.timers.schedule(
+                now + self.cfg.timers.t1x64(),
+                slot,
+                generation,
+                TimerKind::ClientTimeout(i),
+            );
+        }
+        let tx = Tx {
+            generation,
+            key: key.clone(),
+            invite,
+            upstream: from,
+            request: Some(msg),
+            state: ServerState::Proceeding,
+            last_response: None,
+            branches,
+            best: None,
+            to_tag,
+            g_interval: self.cfg.timers.t1,
+        };
+        self.stats.forwarded += 1;
+        self.server_index.insert(key, slot);
+        self.slots[slot as usize] = Some(tx);
+    }
+
+    /// Where a new request goes: Route set first (loose routing, RFC 3261
+    /// §16.4 and §16.6), else the Router for out-of-dialog requests, else
+    /// the Request-URI. `None` when a reply was already sent.
+    pub(super) fn next_hops(
+        &mut self,
+        msg: &Message,
+        from: Peer,
+        router: &dyn Router,
+    ) -> Option<(bool, Vec<Target>)> {
+        let mut routes = msg.values(HeaderName::Route).flatten();
+        let mut pop_route = false;
+        let mut next_route = routes.next();
+        if let Some(r) = next_route {
+            if let Ok(Uri::Sip(u)) =
+                NameAddr::parse(r).and_then(|a| a.parsed_uri().map_err(crate::sip::AddrError::Uri))
+            {
+                if self.is_me(&u.host, u.port) {
+                    pop_route = true;
+                    next_route = routes.next();
+                }
+            }
+        }
+        if let Some(r) = next_route {
+            return match resolve_route(r) {
+                Some(peer) => Some((
+                    pop_route,
+                    vec![Target {
+                        peer,
+                        request_uri: None,
+                    }],
+                )),
+                None => {
+                    self.reply(
+                        msg,
+                        from,
+                        StatusCode::NOT_FOUND,
+                        "Route not resolvable",
+                        &[],
+                    );
+                    None
+                }
+            };
+        }
+        let uri = Uri::parse(msg.request_uri().expect("request")).expect("validated");
+        let in_dialog = msg
+            .header(HeaderName::To)
+            .and_then(|v| NameAddr::parse(v).ok())
+            .is_some_and(|a| a.tag().is_some());
+        if in_dialog {
+            return match uri
+                .as_sip()
+                .and_then(|u| peer_of(u.host.ip()?, u.port, &u.params))
+            {
+                Some(peer) => Some((
+                    pop_route,
+                    vec![Target {
+                        peer,
+                        request_uri: None,
+                    }],
+                )),
+                None => {
+                    self.reply(
+                        msg,
+                        from,
+                        StatusCode::NOT_FOUND,
+                        "No route for in-dialog request",
+                        &[],
+                    );
+                    None
+                }
+            };
+        }
+        let method = msg.method().expect("request");
+        if method == Method::OPTIONS && uri.user().is_none() {
+            // OPTIONS to the switch itself: a keep-alive or capability probe.
+            self.reply(msg, from, StatusCode::OK, "OK", &[("Allow", b"INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, PRACK, REFER, NOTIFY, MESSAGE")]);
+            return None;
+        }
+        match router.route(msg, &uri, &from) {
+            Routing::Forward(t) if !t.is_empty() => Some((pop_route, t)),
+            Routing::Forward(_) => {
+                self.reply(
+                    msg,
+                    from,
+                    StatusCode::TEMPORARILY_UNAVAILABLE,
+                    "Temporarily Unavailable",
+                    &[],
+                );
+                None
+            }
+            Routing::Reject { status, reason } => {
+                self.reply(msg, from, status, &reason, &[]);
+                None
+            }
+        }
+    }
+
+    /// Whether `host:port` names this switch (a Route or Via of ours).
+    pub(super) fn is_me(&self, host: &crate::sip::Host<'_>, port: Option<u16>) -> bool {
+        let host_ok = match host {
+            crate::sip::Host::Domain(d) => {
+                d.eq_ignore_ascii_case(self.cfg.advertised_host.as_bytes())
+            }
+            other => other
+                .ip()
+                .is_some_and(|ip| self.cfg.advertised_host.parse() == Ok(ip)),
+        };
+        let port = port.unwrap_or(5060);
+        host_ok && (port == self.cfg.listen_port || port == self.cfg.worker_port)
+    }
+
+    pub(super) fn via_port(&self, transport: Transport) -> u16 {
+        match transport {
+            Transport::Udp => self.cfg.worker_port,
+            Transport::Tcp => self.cfg.listen_port,
+        }
+    }
+
+    pub(super) fn record_route(&self, transport: Transport) -> String {
+        match transport {
+            Transport::Udp => format!(
+                "<sip:{}:{};lr>",
+                self.cfg.advertised_host, self.cfg.listen_port
+            ),
+            Transport::Tcp => format!(
+                "<sip:{}:{};transport=tcp;lr>",
+                self.cfg.advertised_host, self.cfg.listen_port
+            ),
+        }
+    }
+
+    pub(super) fn forward_stateless(&mut self, msg: &Message, from: Peer, router: &dyn Router) {
+        let Some((pop_route, targets)) = self.next_hops(msg, from, router) else {
+            return;
+        };
+        let Some(t) = targets.first() else { return };
+        let hash = loop_hash(msg);
+        let via = format!(
+            "SIP/2.0/{} {}:{};branch={MAGIC_STR}-T{hash:08x}-a",
+            t.peer.transport.as_str(),
+            self.cfg.advertised_host,
+            self.via_port(t.peer.transport)
+        );
+        let mf = msg
+            .header(HeaderName::MaxForwards)
+            .and_then(crate::sip::parse_max_forwards)
+            .map_or(70, |n| n.saturating_sub(1));
+        let data = build::forward(
+            msg,
+            &build::Forward {
+                via: via.as_bytes(),
+                request_uri: t.request_uri.as_deref().map(str::as_bytes),
+                max_forwards: mf,
+                record_route: None,
+                pop_route,
+            },
+        );
+        self.stats.forwarded += 1;
+        self.send(t.peer, Source::Worker, data);
+    }
+
+    pub(super) fn retransmission(&mut self, now: Instant, slot: u32, msg: &Message, from: Peer) {
+        let method = msg.method().expect("request");
+        let tx = self.slots[slot as usize].as_mut().expect("indexed");
+        if method == Method::ACK {
+            // ACK of our non-2xx final response: absorbed hop by hop.
+            if tx.state == ServerState::Completed {
+                tx.state = ServerState::Confirmed;
+                let generation = tx.generation;
+                let linger = if tx.upstream.transport == Transport::Udp {
+                    self.cfg.timers.t4
+                } else {
+                    std::time::Duration::ZERO
+                };
+                self.timers
+                    .schedule(now + linger, slot, generation, TimerKind::ServerLinger);
+            }
+            self.stats.absorbed += 1;
+            return;
+        }
+        self.stats.absorbed += 1;
+        let resend: Option<Bytes> = match (&tx.last_response, &tx.request) {
+            (Some(r), _) => Some(r.clone()),
+            (None, Some(req)) if tx.invite => {
+                Some(response_to(req, StatusCode::TRYING, "Trying", None, &[]).into())
+            }
+            _ => None,
+        };
+        if let Some(r) = resend {
+            self.send(from, Source::Listen, r);
+        }
+    }
+
+    pub(super) fn cancel(&mut self, msg: &Message, from: Peer, key: &[u8]) {
+        // The CANCEL's key names INVITE's server transaction once its method
+        // part is swapped.
+        let mut invite_key = key[..key.len() - b"CANCEL".len()].to_vec();
+        invite_key.extend_from_slice(b"INVITE");
+        let Some(&slot) = self.server_index.get(&invite_key) else {
+            return self.reply(
+                msg,
+                from,
+                StatusCode::CALL_DOES_NOT_EXIST,
+                "Call/Transaction Does Not Exist",
+                &[],
+            );
+        };
+        let ok = response_to(msg, StatusCode::OK, "OK", None, &[]);
+        self.send(from, Source::Listen, ok);
+        let tx = self.slots[slot as usize].as_mut().expect("indexed");
+        if tx.state != ServerState::Proceeding {
+            return;
+        }
+        for b in &mut tx.branches {
+            match b.state {
+                BranchState::Proceeding => {
+                    if let Some(c) = super::client::cancel_of(b) {
+                        self.out.push_back(c);
+                    }
+                }
+                BranchState::Calling => b.cancel_pending = true,
+                _ => {}
+            }
+        }
+    }
+}
+
+const MAGIC_STR: &str = "z9hG4bK";
+
+/// A hash of what identifies a request for loop detection (RFC 3261 §16.6
+/// step 8): Request-URI, From tag, To tag, Call-ID, CSeq number.
+fn loop_hash(msg: &Message) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    let mut eat = |s: &[u8]| {
+        for &c in s {
+            h = (h ^ u32::from(c)).wrapping_mul(0x0100_0193);
+        }
+        h = (h ^ 0xff).wrapping_mul(0x0100_0193);
+    };
+    eat(msg.request_uri().unwrap_or(b""));
+    for hn in [HeaderName::From, HeaderName::To] {
+        eat(msg
+            .header(hn)
+            .and_then(|v| NameAddr::parse(v).ok())
+            .and_then(|a| a.tag())
+            .unwrap_or(b""));
+    }
+    eat(msg.header(HeaderName::CallId).unwrap_or(b""));
+    eat(&msg
+        .header(HeaderName::CSeq)
+        .and_then(CSeq::parse)
+        .map_or(0, |c| c.seq)
+        .to_be_bytes());
+    h
+}
+
+/// The peer a Route value names; only IP literals are resolved (Tandem
+/// does no DNS on the hot path).
+fn resolve_route(r: &[u8]) -> Option<Peer> {
+    let a = NameAddr::parse(r).ok()?;
+    let Uri::Sip(u) = a.parsed_uri().ok()? else {
+        return None;
+    };
+    peer_of(u.host.ip()?, u.port, &u.params)
+}
+
+fn peer_of(
+    ip: std::net::IpAddr,
+    port: Option<u16>,
+    params: &crate::sip::Params<'_>,
+) -> Option<Peer> {
+    let transport = match params.get(b"transport").flatten() {
+        Some(t) if t.eq_ignore_ascii_case(b"tcp") => Transport::Tcp,
+        Some(t) if !t.eq_ignore_ascii_case(b"udp") => return None,
+        _ => Transport::Udp,
+    };
+    Some(Peer {
+        addr: SocketAddr::new(ip, port.unwrap_or(5060)),
+        transport,
+        conn: None,
+    })
+}
