@@ -49,7 +49,7 @@ start_tandem() {
 
 start_kamailio() {
     sed -e "s/LISTEN_PORT/$KAM_PORT/g; s/FRIEND_PORT/$KAM_FRIEND/g" $here/kamailio.cfg > "$out/kamailio.cfg"
-    kamailio -f "$out/kamailio.cfg" -x tlsf -X tlsf -m 256 -M 16 -P "$out/kamailio.pid" -E 2>"$out/kamailio.log"
+    kamailio -f "$out/kamailio.cfg" -x tlsf -X tlsf -m 2048 -M 64 -P "$out/kamailio.pid" -E 2>"$out/kamailio.log"
     sleep 2
     PIDS=$(pgrep -f "kamailio -f $out/kamailio.cfg" | tr '\n' ' ')
     PORT=$KAM_PORT; FPORT=$KAM_FRIEND
