@@ -226,7 +226,7 @@ impl PatternSet {
         let mut found = None;
         for i in 0..dfa.match_len(state) {
             let id = self.dfa_ids[dfa.match_pattern(state, i).as_usize()];
-            if best.map_or(true, |b| id < b) && accept(id) {
+            if best.is_none_or(|b| id < b) && accept(id) {
                 best = Some(id);
                 found = Some(id);
             }

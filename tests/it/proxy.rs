@@ -103,7 +103,7 @@ impl Harness {
     fn drain(&mut self) -> Vec<(SocketAddr, Source, Message)> {
         let mut out = Vec::new();
         while let Some(Transmit { peer, source, data }) = self.proxy.poll_transmit() {
-            let m = Message::parse_datagram(Bytes::from(data))
+            let m = Message::parse_datagram(data)
                 .expect("the proxy sends parsable messages");
             out.push((peer.addr, source, m));
         }
@@ -436,10 +436,7 @@ fn hop_limits_loops_rejections_and_strays() {
     assert_eq!((out[0].0, status(&out[0].2)), (addr(B), 482));
 
     // A response matching no transaction is dropped.
-    let stray = answer(&fwd, 200, Some("x"))
-        .iter()
-        .copied()
-        .collect::<Vec<u8>>();
+    let stray = answer(&fwd, 200, Some("x"));
     let stray = String::from_utf8(stray)
         .unwrap()
         .replace(&top_branch(&fwd), "z9hG4bK-unknown");
@@ -464,6 +461,59 @@ fn overload_answers_503_with_retry_after() {
     assert_eq!(out[0].2.header(HeaderName::RetryAfter), Some(&b"5"[..]));
     assert_eq!(h.proxy.transactions(), 2);
     // Transactions end and the table empties.
+    h.advance(Duration::from_secs(300));
+    assert_eq!(h.proxy.transactions(), 0);
+}
+
+/// Many calls through one proxy on a simulated clock (8,000 calls/s): each
+/// is answered at once, so no timer may ever produce a 408, and every
+/// transaction ends.
+#[test]
+fn many_calls_leave_no_timeouts_and_no_transactions() {
+    let mut h = Harness::with_limit(100_000);
+    let mut finals = std::collections::HashMap::new();
+    for n in 0..4000 {
+        let branch = format!("z9hG4bK-load{n}");
+        let out = h.recv(A, &invite("bob", &branch));
+        let fwd = out
+            .iter()
+            .find(|(to, _, _)| *to == addr(B))
+            .unwrap_or_else(|| panic!("call {n}: {out:?}"))
+            .2
+            .clone();
+        for (code, tag) in [(180, "b"), (200, "b")] {
+            for (to, _, m) in h.recv_raw(B, answer(&fwd, code, Some(tag))) {
+                if to == addr(A) && m.status().is_some_and(|s| s.0 >= 200) {
+                    *finals.entry(status(&m)).or_insert(0) += 1;
+                }
+            }
+        }
+        let bye = format!(
+            "BYE sip:bob@{B} SIP/2.0\nVia: SIP/2.0/UDP {A};branch=z9hG4bK-bye{n}\nRoute: <sip:127.0.0.1:5060;lr>\n\
+             Max-Forwards: 70\nFrom: <sip:alice@acme.example.com>;tag=a1\nTo: <sip:bob@acme.example.com>;tag=b\n\
+             Call-ID: call-{branch}\nCSeq: 2 BYE\nContent-Length: 0\n\n"
+        );
+        let out = h.recv(A, &bye);
+        let fwd_bye = out
+            .iter()
+            .find(|(to, _, _)| *to == addr(B))
+            .expect("BYE forwarded")
+            .2
+            .clone();
+        for (to, _, m) in h.recv_raw(B, answer(&fwd_bye, 200, None)) {
+            if to == addr(A) {
+                *finals.entry(status(&m)).or_insert(0) += 1;
+            }
+        }
+        for (to, _, m) in h.advance(Duration::from_micros(125)) {
+            if !m.is_request() {
+                *finals.entry(status(&m)).or_insert(0) += 1;
+            }
+            assert_ne!(to, addr(A), "timer output to the caller: {m:?}");
+        }
+    }
+    assert_eq!(finals.get(&200), Some(&8000), "{finals:?}");
+    assert_eq!(finals.len(), 1, "{finals:?}");
     h.advance(Duration::from_secs(300));
     assert_eq!(h.proxy.transactions(), 0);
 }
