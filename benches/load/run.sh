@@ -9,7 +9,10 @@
 #     /proc/<pid>/stat, all threads / all processes, divided by calls).
 #
 # Usage: benches/load/run.sh [tandem|kamailio|both]   (default both)
-# Environment: RATES="2000 4000 6000 8000 9000", DURATION=10, CPU_RATE=2000.
+# Environment: RATES="2000 4000 6000 8000 9000", DURATION=10, CPU_RATE=2000,
+# HOLD_MS=500 (call length between ACK and BYE: with 0, a multi-process
+# proxy such as Kamailio may pass BYE before ACK, which the callee counts as
+# a failure).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 here=benches/load
@@ -17,6 +20,7 @@ which=${1:-both}
 RATES=${RATES:-"2000 4000 6000 8000 9000"}
 DURATION=${DURATION:-10}
 CPU_RATE=${CPU_RATE:-2000}
+HOLD_MS=${HOLD_MS:-500}
 out=$(mktemp -d /tmp/tandem-load.XXXXXX)
 trap 'kill $(jobs -p) 2>/dev/null || true; sleep 0.5' EXIT
 
@@ -69,7 +73,7 @@ run_rate() {
     local before; before=$(cpu_ticks $PIDS)
     sipp 127.0.0.1:"$PORT" -sf $here/uac.xml -i 127.0.0.2 -s +34944000200 \
         -key from_user +34600111222 -key from_domain pstn.example.net \
-        -r "$rate" -m "$calls" -d 0 -buff_size 4194304 -nostdin -timeout $(( DURATION * 3 + 20 ))s \
+        -r "$rate" -m "$calls" -d "$HOLD_MS" -buff_size 4194304 -nostdin -timeout $(( DURATION * 3 + 20 ))s \
         -trace_stat -stf "$out/$name-uac-$rate.csv" -fd 1 >/dev/null 2>&1 || true
     local after; after=$(cpu_ticks $PIDS)
     pkill -f "sipp -sf $here/uas.xml" 2>/dev/null || true

@@ -80,7 +80,7 @@ impl Proxy {
                 // the request is no longer needed.
                 tx.request = None;
                 self.timers.schedule(
-                    now + timers.t1x64(),
+                    now + timers.linger,
                     slot,
                     generation,
                     TimerKind::ServerLinger,
@@ -202,7 +202,7 @@ impl Proxy {
             );
         } else {
             let linger = if up.transport == Transport::Udp {
-                timers.t1x64()
+                timers.linger
             } else {
                 std::time::Duration::ZERO
             };
