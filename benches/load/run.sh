@@ -71,7 +71,8 @@ run_rate() {
         -trace_stat -stf "$out/$name-uas-$rate.csv" >/dev/null 2>&1
     sleep 0.3
     local before; before=$(cpu_ticks $PIDS)
-    sipp 127.0.0.1:"$PORT" -sf $here/uac.xml -i 127.0.0.2 -s +34944000200 \
+    # SIPp's own -timeout does not end a run whose calls hang: bound it.
+    timeout -s INT $(( DURATION * 3 + 30 )) sipp 127.0.0.1:"$PORT" -sf $here/uac.xml -i 127.0.0.2 -s +34944000200 \
         -key from_user +34600111222 -key from_domain pstn.example.net \
         -r "$rate" -m "$calls" -d "$HOLD_MS" -buff_size 4194304 -nostdin -timeout $(( DURATION * 3 + 20 ))s \
         -trace_stat -stf "$out/$name-uac-$rate.csv" -fd 1 >/dev/null 2>&1 || true
@@ -97,7 +98,9 @@ bench() {
         res=$(run_rate "$name" "$r")
         read -r ok failed retrans us <<<"$res"
         echo "$name rate=$r calls=$ok failed=$failed retrans=$retrans cpu_us_per_call=$us"
-        if [ "$failed" = 0 ] && [ "$retrans" = 0 ] && [ "$ok" -gt 0 ]; then best=$r; fi
+        # Clean: every call of the run completed, none failed, nothing was
+        # retransmitted.
+        if [ "$failed" = 0 ] && [ "$retrans" = 0 ] && [ "$ok" = $(( r * DURATION )) ]; then best=$r; fi
     done
     res=$(run_rate "$name" "$CPU_RATE")
     read -r ok failed retrans us <<<"$res"
