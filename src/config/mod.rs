@@ -36,11 +36,14 @@
 
 pub mod error;
 pub mod model;
+mod schema;
 pub mod validate;
 pub mod values;
 
 use std::fmt;
 use std::path::Path;
+
+use serde::Deserialize;
 
 pub use error::{ConfigError, ConfigErrors, ErrorKind, Place};
 pub use model::{
@@ -60,18 +63,30 @@ pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigErrors> {
     parse(&text)
 }
 
-/// Parses and validates a configuration from TOML text.
+/// Parses and validates a configuration from TOML text. Every problem is
+/// reported at once: all unknown keys, then (if the rest has the right
+/// types) every validation problem.
 pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
-    let config = parse_unvalidated(text)?;
-    validate::validate(&config)?;
-    Ok(config)
+    let (config, mut errors) = parse_lenient(text)?;
+    if let Err(v) = validate::validate(&config) {
+        errors.extend(v);
+    }
+    errors.into_result(config)
 }
 
 /// Parses TOML text into the model without validating values; only syntax,
 /// unknown keys and types are checked. Used by reload, which validates
 /// only the companies that changed.
 pub fn parse_unvalidated(text: &str) -> Result<Config, ConfigErrors> {
-    toml::from_str::<Config>(text).map_err(|e| {
+    let (config, errors) = parse_lenient(text)?;
+    errors.into_result(config)
+}
+
+/// Parses with unknown keys reported and removed (see `schema`): the model
+/// and the unknown-key errors, or every error when the text is not TOML or
+/// a value has the wrong type (serde reports the first of those).
+fn parse_lenient(text: &str) -> Result<(Config, ConfigErrors), ConfigErrors> {
+    let toml_error = |e: toml::de::Error| {
         let place = match e.span() {
             Some(span) => {
                 let (line, col) = line_col(text, span.start);
@@ -80,8 +95,34 @@ pub fn parse_unvalidated(text: &str) -> Result<Config, ConfigErrors> {
             None => Place::root(),
         };
         let message = e.message().trim().replace('\n', " ");
-        ConfigErrors::from(ConfigError::new(place, ErrorKind::Toml(message)))
-    })
+        ConfigError::new(place, ErrorKind::Toml(message))
+    };
+    let mut table: toml::Table = text
+        .parse()
+        .map_err(|e| ConfigErrors::from(toml_error(e)))?;
+    let mut errors = ConfigErrors::new();
+    for e in schema::strip_unknown(&mut table) {
+        errors.extend(e.into());
+    }
+    // Spans are relative to the text; after stripping, re-parse from the
+    // cleaned tree only when something was removed.
+    let parsed = if errors.is_empty() {
+        toml::from_str::<Config>(text).map_err(toml_error)
+    } else {
+        Config::deserialize(toml::Value::Table(table)).map_err(|e| {
+            ConfigError::new(
+                Place::root(),
+                ErrorKind::Toml(e.message().trim().replace('\n', " ")),
+            )
+        })
+    };
+    match parsed {
+        Ok(config) => Ok((config, errors)),
+        Err(e) => {
+            errors.extend(e.into());
+            Err(errors)
+        }
+    }
 }
 
 /// 1-based line and column (in characters) of byte `offset` in `text`.
