@@ -7,16 +7,11 @@ use bytes::Bytes;
 
 use super::timer::TimerKind;
 use super::{build, Branch, BranchState, Proxy, ServerState, Source, Transmit, Transport};
-use crate::sip::{response_to, CSeq, HeaderName, Message, Method, StatusCode, Via};
+use crate::sip::{response_to, CSeq, HeaderName, Message, Method, StatusCode};
 
 impl Proxy {
     pub(super) fn response(&mut self, now: Instant, msg: Message) {
-        let top = msg
-            .values(HeaderName::Via)
-            .next()
-            .expect("validated")
-            .expect("validated");
-        let via = Via::parse(top).expect("validated");
+        let via = super::top_via(&msg);
         let Some(&(slot, i)) = via.branch().and_then(|b| self.client_index.get(b)) else {
             self.stats.dropped += 1;
             return; // matches no transaction: dropped (DOMAIN.md §7)

@@ -45,7 +45,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use crate::sip::{response_to, validate, Message, Method, ParseError, StatusCode, Uri, Verdict};
+use crate::sip::{
+    response_to, validate, Message, Method, ParseError, StatusCode, Uri, Verdict, Via,
+};
 pub use build::answer_unparsable;
 use timer::{TimerConfig, TimerQueue};
 
@@ -388,4 +390,10 @@ impl Proxy {
             self.live -= 1;
         }
     }
+}
+
+/// The top Via of a message that passed validation.
+fn top_via(msg: &Message) -> Via<'_> {
+    let top = msg.values(crate::sip::HeaderName::Via).next();
+    Via::parse(top.expect("validated").expect("validated")).expect("validated")
 }

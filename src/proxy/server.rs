@@ -61,12 +61,7 @@ impl Proxy {
 
     pub(super) fn request(&mut self, now: Instant, msg: Message, from: Peer, router: &dyn Router) {
         let method = msg.method().expect("request");
-        let top = msg
-            .values(HeaderName::Via)
-            .next()
-            .expect("validated")
-            .expect("validated");
-        let via = Via::parse(top).expect("validated");
+        let via = super::top_via(&msg);
         let key = Self::server_key(&msg, &via, method);
 
         if method == Method::CANCEL {
@@ -119,10 +114,7 @@ impl Proxy {
         let slot = self.alloc();
         let generation = self.generations[slot as usize];
         let to_tag = self.new_tag();
-        let in_dialog = msg
-            .header(HeaderName::To)
-            .and_then(|v| NameAddr::parse(v).ok())
-            .is_some_and(|a| a.tag().is_some());
+        let in_dialog = in_dialog(&msg);
         let mf = msg
             .header(HeaderName::MaxForwards)
             .and_then(crate::sip::parse_max_forwards)
@@ -223,55 +215,22 @@ impl Proxy {
             }
         }
         if let Some(r) = next_route {
-            return match resolve_route(r) {
-                Some(peer) => Some((
-                    pop_route,
-                    vec![Target {
-                        peer,
-                        request_uri: None,
-                    }],
-                )),
-                None => {
-                    self.reply(
-                        msg,
-                        from,
-                        StatusCode::NOT_FOUND,
-                        "Route not resolvable",
-                        &[],
-                    );
-                    None
-                }
-            };
+            return self.single_hop(
+                msg,
+                from,
+                pop_route,
+                resolve_route(r),
+                "Route not resolvable",
+            );
+        }
+        if in_dialog(msg) {
+            let uri = Uri::parse(msg.request_uri().expect("request")).expect("validated");
+            let peer = uri
+                .as_sip()
+                .and_then(|u| peer_of(u.host.ip()?, u.port, &u.params));
+            return self.single_hop(msg, from, pop_route, peer, "No route for in-dialog request");
         }
         let uri = Uri::parse(msg.request_uri().expect("request")).expect("validated");
-        let in_dialog = msg
-            .header(HeaderName::To)
-            .and_then(|v| NameAddr::parse(v).ok())
-            .is_some_and(|a| a.tag().is_some());
-        if in_dialog {
-            return match uri
-                .as_sip()
-                .and_then(|u| peer_of(u.host.ip()?, u.port, &u.params))
-            {
-                Some(peer) => Some((
-                    pop_route,
-                    vec![Target {
-                        peer,
-                        request_uri: None,
-                    }],
-                )),
-                None => {
-                    self.reply(
-                        msg,
-                        from,
-                        StatusCode::NOT_FOUND,
-                        "No route for in-dialog request",
-                        &[],
-                    );
-                    None
-                }
-            };
-        }
         let method = msg.method().expect("request");
         if method == Method::OPTIONS && uri.user().is_none() {
             // OPTIONS to the switch itself: a keep-alive or capability probe.
@@ -298,6 +257,30 @@ impl Proxy {
     }
 
     /// Whether `host:port` names this switch (a Route or Via of ours).
+    /// One next hop for a routed request, or a 404 naming why there is none.
+    fn single_hop(
+        &mut self,
+        msg: &Message,
+        from: Peer,
+        pop_route: bool,
+        peer: Option<Peer>,
+        reason: &'static str,
+    ) -> Option<(bool, Vec<Target>)> {
+        match peer {
+            Some(peer) => Some((
+                pop_route,
+                vec![Target {
+                    peer,
+                    request_uri: None,
+                }],
+            )),
+            None => {
+                self.reply(msg, from, StatusCode::NOT_FOUND, reason, &[]);
+                None
+            }
+        }
+    }
+
     pub(super) fn is_me(&self, host: &crate::sip::Host<'_>, port: Option<u16>) -> bool {
         let host_ok = match host {
             crate::sip::Host::Domain(d) => {
@@ -481,4 +464,11 @@ fn peer_of(
         transport,
         conn: None,
     })
+}
+
+/// Whether the request belongs to a dialog (its To has a tag).
+fn in_dialog(msg: &Message) -> bool {
+    msg.header(HeaderName::To)
+        .and_then(|v| NameAddr::parse(v).ok())
+        .is_some_and(|a| a.tag().is_some())
 }
