@@ -25,6 +25,11 @@ use crate::sip::{Framing, Head, Status, MAX_MESSAGE_LEN};
 /// A TCP connection with no complete message for this long is closed.
 const TCP_IDLE: Duration = Duration::from_secs(300);
 
+/// The most TCP connections one worker keeps (each may buffer up to one
+/// incomplete message, [`MAX_MESSAGE_LEN`]: 4,096 × 64 KiB = 256 MiB worst
+/// case per worker).
+const MAX_TCP_CONNECTIONS: usize = 4096;
+
 struct Worker {
     proxy: RefCell<Proxy>,
     reader: RefCell<Reader>,
@@ -170,6 +175,12 @@ async fn accept_loop(w: Rc<Worker>, listener: TcpListener) {
     loop {
         match listener.accept().await {
             Ok((stream, addr)) => {
+                if w.conns.borrow().len() >= MAX_TCP_CONNECTIONS {
+                    // Each connection may buffer up to MAX_MESSAGE_LEN: the
+                    // cap bounds that memory. The stream is dropped (closed).
+                    tracing::warn!(worker = w.index, %addr, "TCP connection refused: too many connections");
+                    continue;
+                }
                 let id = w.add_conn(stream, addr);
                 tokio_uring::spawn(read_loop(w.clone(), id, addr));
             }
