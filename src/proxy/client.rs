@@ -16,6 +16,11 @@ impl Proxy {
             self.stats.dropped += 1;
             return; // matches no transaction: dropped (DOMAIN.md §7)
         };
+        if msg.values(HeaderName::Via).nth(1).is_none() {
+            // Only our Via: nowhere to send it on (RFC 3261 §16.7 step 3).
+            self.stats.dropped += 1;
+            return;
+        }
         let status = msg.status().expect("response");
         let cseq =
             CSeq::parse(msg.header(HeaderName::CSeq).expect("validated")).expect("validated");

@@ -161,6 +161,9 @@ pub struct ProxyConfig {
     pub timers: TimerConfig,
     /// Random bits that make branches and tags unique across restarts.
     pub seed: u64,
+    /// The process-wide secret of the dialog tokens in Record-Route (the
+    /// same in every worker: an in-dialog request may reach any of them).
+    pub secret: u64,
 }
 
 /// Counters, for logs and tests.

@@ -19,7 +19,7 @@ use super::{Peer, Router, Routing, Target, Transport};
 use crate::config::values::Proto;
 use crate::route::table::FriendConnection;
 use crate::route::{Caller, Decision, RoutingTable, Target as To};
-use crate::sip::{unescape, HeaderName, Message, NameAddr, StatusCode, Uri};
+use crate::sip::{escape_user, unescape, HeaderName, Message, NameAddr, StatusCode, Uri};
 
 /// A [`Router`] over one version of the routing table.
 #[derive(Debug)]
@@ -54,6 +54,8 @@ fn peer(proto: Proto, host: &str, port: u16) -> Option<Peer> {
 }
 
 fn target(peer: Option<Peer>, user: &str) -> Routing {
+    // The dialled user was unescaped for routing; it goes back escaped.
+    let user = escape_user(user.as_bytes());
     match peer {
         Some(p) => Routing::Forward(vec![Target {
             request_uri: Some(match p.addr {

@@ -68,7 +68,7 @@ impl Proxy {
             return self.cancel(&msg, from, &key);
         }
         if let Some(&slot) = self.server_index.get(&key) {
-            return self.retransmission(now, slot, &msg, from);
+            return self.retransmission(now, slot, &msg, from, router);
         }
         if method == Method::ACK {
             // An ACK matching no transaction acknowledges a 2xx: it is a
@@ -105,22 +105,21 @@ impl Proxy {
             );
         }
 
-        let invite = method == Method::INVITE;
-        let creates_dialog = method.creates_dialog();
-        if invite {
-            let trying = response_to(&msg, StatusCode::TRYING, "Trying", None, &[]);
-            self.send(from, Source::Listen, trying);
+        if targets.iter().any(|t| self.targets_me(&t.peer)) {
+            return self.reply(&msg, from, StatusCode::LOOP_DETECTED, "Loop Detected", &[]);
         }
-        let slot = self.alloc();
-        let generation = self.generations[slot as usize];
-        let to_tag = self.new_tag();
+
+        // Write every copy first: one that no longer fits the message
+        // limits (our Via and Record-Route added to a request already at
+        // the limit) is refused before any state exists.
+        let creates_dialog = method.creates_dialog();
         let in_dialog = in_dialog(&msg);
         let mf = msg
             .header(HeaderName::MaxForwards)
             .and_then(crate::sip::parse_max_forwards)
             .map_or(70, |n| n.saturating_sub(1));
-        let mut branches = Vec::with_capacity(targets.len());
-        for (i, t) in targets.iter().enumerate() {
+        let mut copies = Vec::with_capacity(targets.len());
+        for t in &targets {
             self.counter += 1;
             let branch = format!(
                 "{MAGIC_STR}-T{hash:08x}-{:x}-{:x}{:x}",
@@ -132,7 +131,8 @@ impl Proxy {
                 self.cfg.advertised_host,
                 self.via_port(t.peer.transport)
             );
-            let rr = (creates_dialog && !in_dialog).then(|| self.record_route(t.peer.transport));
+            let rr =
+                (creates_dialog && !in_dialog).then(|| self.record_route(t.peer.transport, &msg));
             let data = build::forward(
                 &msg,
                 &build::Forward {
@@ -143,7 +143,30 @@ impl Proxy {
                     pop_route,
                 },
             );
-            let sent = Message::parse_datagram(Bytes::from(data)).expect("we wrote it");
+            match Message::parse_datagram(Bytes::from(data)) {
+                Ok(sent) => copies.push((branch, sent)),
+                Err(_) => {
+                    return self.reply(
+                        &msg,
+                        from,
+                        StatusCode::MESSAGE_TOO_LARGE,
+                        "Message Too Large to forward",
+                        &[],
+                    )
+                }
+            }
+        }
+
+        let invite = method == Method::INVITE;
+        if invite {
+            let trying = response_to(&msg, StatusCode::TRYING, "Trying", None, &[]);
+            self.send(from, Source::Listen, trying);
+        }
+        let slot = self.alloc();
+        let generation = self.generations[slot as usize];
+        let to_tag = self.new_tag();
+        let mut branches = Vec::with_capacity(targets.len());
+        for (i, (t, (branch, sent))) in targets.iter().zip(copies).enumerate() {
             self.client_index
                 .insert(branch.as_bytes().to_vec(), (slot, i as u16));
             self.send(t.peer, Source::Worker, sent.buffer().clone());
@@ -201,20 +224,42 @@ impl Proxy {
         from: Peer,
         router: &dyn Router,
     ) -> Option<(bool, Vec<Target>)> {
+        // Tandem relays along a Route set or to an in-dialog Request-URI
+        // only for dialogs it record-routed itself: its Record-Route carries
+        // a keyed token of the Call-ID (`tdm`), which must come back in the
+        // top Route. Anything else would make the switch an open relay that
+        // bypasses routing and call ACLs (a preloaded Route, or a forged
+        // in-dialog request towards any address).
         let mut routes = msg.values(HeaderName::Route).flatten();
         let mut pop_route = false;
-        let mut next_route = routes.next();
-        if let Some(r) = next_route {
-            if let Ok(Uri::Sip(u)) =
-                NameAddr::parse(r).and_then(|a| a.parsed_uri().map_err(crate::sip::AddrError::Uri))
-            {
-                if self.is_me(&u.host, u.port) {
-                    pop_route = true;
-                    next_route = routes.next();
+        if let Some(r) = routes.next() {
+            let ours = NameAddr::parse(r)
+                .ok()
+                .and_then(|a| match a.parsed_uri().ok()? {
+                    Uri::Sip(u) if self.is_me(&u.host, u.port) => {
+                        Some(u.params.get(b"tdm").flatten().map(<[u8]>::to_vec))
+                    }
+                    _ => None,
+                });
+            match ours {
+                Some(Some(token)) if token == self.dialog_token(msg).as_bytes() => pop_route = true,
+                Some(_) => {
+                    self.reply(
+                        msg,
+                        from,
+                        StatusCode::FORBIDDEN,
+                        "Route not issued by this switch",
+                        &[],
+                    );
+                    return None;
+                }
+                None => {
+                    self.reply(msg, from, StatusCode::FORBIDDEN, "Route not accepted", &[]);
+                    return None;
                 }
             }
         }
-        if let Some(r) = next_route {
+        if let Some(r) = routes.next() {
             return self.single_hop(
                 msg,
                 from,
@@ -224,6 +269,18 @@ impl Proxy {
             );
         }
         if in_dialog(msg) {
+            if !pop_route {
+                // Includes the ACK of a final response the switch sent
+                // itself: it ends here (`reply` never answers an ACK).
+                self.reply(
+                    msg,
+                    from,
+                    StatusCode::FORBIDDEN,
+                    "Not a dialog of this switch",
+                    &[],
+                );
+                return None;
+            }
             let uri = Uri::parse(msg.request_uri().expect("request")).expect("validated");
             let peer = uri
                 .as_sip()
@@ -301,17 +358,35 @@ impl Proxy {
         }
     }
 
-    pub(super) fn record_route(&self, transport: Transport) -> String {
+    /// Our Record-Route for a request, with the dialog token.
+    pub(super) fn record_route(&self, transport: Transport, msg: &Message) -> String {
+        let token = self.dialog_token(msg);
+        let (host, port) = (&self.cfg.advertised_host, self.cfg.listen_port);
         match transport {
-            Transport::Udp => format!(
-                "<sip:{}:{};lr>",
-                self.cfg.advertised_host, self.cfg.listen_port
-            ),
-            Transport::Tcp => format!(
-                "<sip:{}:{};transport=tcp;lr>",
-                self.cfg.advertised_host, self.cfg.listen_port
-            ),
+            Transport::Udp => format!("<sip:{host}:{port};lr;tdm={token}>"),
+            Transport::Tcp => format!("<sip:{host}:{port};transport=tcp;lr;tdm={token}>"),
         }
+    }
+
+    /// A keyed hash of the Call-ID: the token that proves a Route was
+    /// written by this switch. SipHash over the process secret and the
+    /// Call-ID (the secret is generated at start, so dialogs set up before a
+    /// restart can no longer be routed through; a keyed MAC from the digest
+    /// work's hash crates would be the stronger construction).
+    pub(super) fn dialog_token(&self, msg: &Message) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.cfg.secret.hash(&mut h);
+        msg.header(HeaderName::CallId).unwrap_or(b"").hash(&mut h);
+        format!("{:016x}", h.finish())
+    }
+
+    /// Whether a next hop is this switch itself: forwarding there would
+    /// loop (e.g. an ACK whose Request-URI names the switch).
+    pub(super) fn targets_me(&self, peer: &Peer) -> bool {
+        self.cfg.advertised_host.parse() == Ok(peer.addr.ip())
+            && (peer.addr.port() == self.cfg.listen_port
+                || peer.addr.port() == self.cfg.worker_port)
     }
 
     pub(super) fn forward_stateless(&mut self, msg: &Message, from: Peer, router: &dyn Router) {
@@ -319,6 +394,14 @@ impl Proxy {
             return;
         };
         let Some(t) = targets.first() else { return };
+        let exhausted = msg
+            .header(HeaderName::MaxForwards)
+            .and_then(crate::sip::parse_max_forwards)
+            == Some(0);
+        if exhausted || self.targets_me(&t.peer) {
+            self.stats.dropped += 1;
+            return; // an ACK is never answered: a hop limit or a loop ends it
+        }
         let hash = loop_hash(msg);
         let via = format!(
             "SIP/2.0/{} {}:{};branch={MAGIC_STR}-T{hash:08x}-a",
@@ -344,10 +427,23 @@ impl Proxy {
         self.send(t.peer, Source::Worker, data);
     }
 
-    pub(super) fn retransmission(&mut self, now: Instant, slot: u32, msg: &Message, from: Peer) {
+    pub(super) fn retransmission(
+        &mut self,
+        now: Instant,
+        slot: u32,
+        msg: &Message,
+        from: Peer,
+        router: &dyn Router,
+    ) {
         let method = msg.method().expect("request");
         let tx = self.slots[slot as usize].as_mut().expect("indexed");
         if method == Method::ACK {
+            if tx.state == ServerState::Accepted {
+                // The ACK of a 2xx that matched the INVITE's transaction:
+                // only RFC 2543 peers (no branch) do this. It goes on to
+                // the callee like any 2xx ACK.
+                return self.forward_stateless(msg, from, router);
+            }
             // ACK of our non-2xx final response: absorbed hop by hop.
             if tx.state == ServerState::Completed {
                 tx.state = ServerState::Confirmed;
@@ -390,7 +486,8 @@ impl Proxy {
                 &[],
             );
         };
-        let ok = response_to(msg, StatusCode::OK, "OK", None, &[]);
+        let tag = self.new_tag();
+        let ok = response_to(msg, StatusCode::OK, "OK", Some(tag.as_bytes()), &[]);
         self.send(from, Source::Listen, ok);
         let tx = self.slots[slot as usize].as_mut().expect("indexed");
         if tx.state != ServerState::Proceeding {

@@ -104,6 +104,9 @@ pub fn run(path: &Path) -> Result<(), String> {
         })?;
     }
     let seed = random_seed();
+    // Independent of the seed, whose low bits appear in branches and tags.
+    let secret =
+        random_seed().rotate_left(17) ^ seed.rotate_right(29).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     tracing::info!(workers, ?listen, %advertised_host, "tandem starting");
 
     for index in 0..workers {
@@ -115,6 +118,7 @@ pub fn run(path: &Path) -> Result<(), String> {
             max_transactions: MAX_TRANSACTIONS_PER_WORKER,
             timers: TimerConfig::default(),
             seed: seed.rotate_left(index as u32 * 8),
+            secret,
         };
         let reader = publisher.reader();
         let listen = listen.clone();

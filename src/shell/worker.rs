@@ -25,6 +25,11 @@ use crate::sip::{Framing, Head, Status, MAX_MESSAGE_LEN};
 /// A TCP connection with no complete message for this long is closed.
 const TCP_IDLE: Duration = Duration::from_secs(300);
 
+/// The longest a TCP connect or write may hold up the worker. Sends are
+/// awaited in line (they keep their order), so a peer that drops SYNs or
+/// stops reading would otherwise stall every call on this worker.
+const TCP_IO_LIMIT: Duration = Duration::from_secs(2);
+
 /// The most TCP connections one worker keeps (each may buffer up to one
 /// incomplete message, [`MAX_MESSAGE_LEN`]: 4,096 × 64 KiB = 256 MiB worst
 /// case per worker).
@@ -308,22 +313,30 @@ impl Worker {
                 let stream = id.and_then(|id| self.conns.borrow().get(&id).cloned());
                 let stream = match stream {
                     Some(s) => s,
-                    None => match TcpStream::connect(t.peer.addr).await {
-                        Ok(s) => {
-                            let id = self.add_conn(s, t.peer.addr);
-                            tokio_uring::spawn(read_loop(self.clone(), id, t.peer.addr));
-                            match self.conns.borrow().get(&id).cloned() {
-                                Some(s) => s,
-                                None => return,
+                    None => {
+                        match tokio::time::timeout(TCP_IO_LIMIT, TcpStream::connect(t.peer.addr))
+                            .await
+                            .unwrap_or_else(|_| Err(io::Error::from(io::ErrorKind::TimedOut)))
+                        {
+                            Ok(s) => {
+                                let id = self.add_conn(s, t.peer.addr);
+                                tokio_uring::spawn(read_loop(self.clone(), id, t.peer.addr));
+                                match self.conns.borrow().get(&id).cloned() {
+                                    Some(s) => s,
+                                    None => return,
+                                }
+                            }
+                            Err(e) => {
+                                tracing::info!(worker = self.index, peer = %t.peer.addr, error = %e, "TCP connect failed");
+                                return;
                             }
                         }
-                        Err(e) => {
-                            tracing::info!(worker = self.index, peer = %t.peer.addr, error = %e, "TCP connect failed");
-                            return;
-                        }
-                    },
+                    }
                 };
-                let (r, _) = stream.write_all(t.data).await;
+                let r = match tokio::time::timeout(TCP_IO_LIMIT, stream.write_all(t.data)).await {
+                    Ok((r, _)) => r,
+                    Err(_) => Err(io::Error::from(io::ErrorKind::TimedOut)),
+                };
                 if let Err(e) = r {
                     tracing::debug!(worker = self.index, peer = %t.peer.addr, error = %e, "TCP send failed");
                 }

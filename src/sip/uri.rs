@@ -334,6 +334,21 @@ fn valid_escaped(s: &[u8], allowed: impl Fn(u8) -> bool) -> bool {
     true
 }
 
+/// Escapes a user part for writing into a URI: every byte that is not a
+/// `user` character (RFC 3261 §25.1) becomes `%HH`, `%` included, so a
+/// decoded number can never inject a space, a CRLF or a `@`.
+pub fn escape_user(user: &[u8]) -> String {
+    let mut out = String::with_capacity(user.len());
+    for &c in user {
+        if c != b'%' && is_user_char(c) {
+            out.push(char::from(c));
+        } else {
+            out.push_str(&format!("%{c:02X}"));
+        }
+    }
+    out
+}
+
 fn hex(c: u8) -> Option<u8> {
     match c {
         b'0'..=b'9' => Some(c - b'0'),
@@ -400,6 +415,23 @@ mod tests {
         assert_eq!(&*u.user_unescaped().unwrap(), b"sips:user@example.com");
         assert_eq!(&*unescape(b"value%2541"), b"value%41");
         assert_eq!(&*unescape(b"null-%00-null"), b"null-\0-null");
+    }
+
+    #[test]
+    fn escaping_round_trips_and_neutralises() {
+        for raw in [
+            &b"+34944000100"[..],
+            b"9 x",
+            b"a\r\nVia: x",
+            b"user@host",
+            b"100%",
+            b"null-\0",
+        ] {
+            let e = escape_user(raw);
+            assert!(e.bytes().all(|c| c > b' ' && c != b'@'), "{e}");
+            assert_eq!(&*unescape(e.as_bytes()), raw);
+            assert!(Uri::parse(format!("sip:{e}@h").as_bytes()).is_ok(), "{e}");
+        }
     }
 
     #[test]

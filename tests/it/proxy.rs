@@ -63,6 +63,7 @@ impl Harness {
                 max_transactions,
                 timers: TimerConfig::default(),
                 seed: 0xfeed,
+                secret: 0x005e_c7e7,
             }),
             now: Instant::now(),
         }
@@ -174,10 +175,8 @@ fn call_setup_and_teardown() {
             .contains("127.0.0.1:40000")
     );
     assert_eq!(fwd.header(HeaderName::MaxForwards), Some(&b"69"[..]));
-    assert_eq!(
-        fwd.header(HeaderName::RecordRoute),
-        Some(&b"<sip:127.0.0.1:5060;lr>"[..])
-    );
+    let rr = String::from_utf8(fwd.header(HeaderName::RecordRoute).unwrap().to_vec()).unwrap();
+    assert!(rr.starts_with("<sip:127.0.0.1:5060;lr;tdm="), "{rr}");
 
     let out = h.recv_raw(B, answer(fwd, 180, Some("b1")));
     assert_eq!(out.len(), 1);
@@ -198,7 +197,7 @@ fn call_setup_and_teardown() {
     let ack = format!(
         "ACK sip:bob@{B} SIP/2.0
 Via: SIP/2.0/UDP {A};branch=z9hG4bK-ack1
-Route: <sip:127.0.0.1:5060;lr>
+Route: {rr}
 Max-Forwards: 70
 From: <sip:alice@acme.example.com>;tag=a1
 To: <sip:bob@acme.example.com>;tag=b1
@@ -221,7 +220,7 @@ Content-Length: 0
     let bye = format!(
         "BYE sip:alice@{A} SIP/2.0
 Via: SIP/2.0/UDP {B};branch=z9hG4bK-bye1
-Route: <sip:127.0.0.1:5060;lr>
+Route: {rr}
 Max-Forwards: 70
 From: <sip:bob@acme.example.com>;tag=b1
 To: <sip:alice@acme.example.com>;tag=a1
@@ -487,8 +486,9 @@ fn many_calls_leave_no_timeouts_and_no_transactions() {
                 }
             }
         }
+        let rr = String::from_utf8(fwd.header(HeaderName::RecordRoute).unwrap().to_vec()).unwrap();
         let bye = format!(
-            "BYE sip:bob@{B} SIP/2.0\nVia: SIP/2.0/UDP {A};branch=z9hG4bK-bye{n}\nRoute: <sip:127.0.0.1:5060;lr>\n\
+            "BYE sip:bob@{B} SIP/2.0\nVia: SIP/2.0/UDP {A};branch=z9hG4bK-bye{n}\nRoute: {rr}\n\
              Max-Forwards: 70\nFrom: <sip:alice@acme.example.com>;tag=a1\nTo: <sip:bob@acme.example.com>;tag=b\n\
              Call-ID: call-{branch}\nCSeq: 2 BYE\nContent-Length: 0\n\n"
         );
@@ -515,4 +515,89 @@ fn many_calls_leave_no_timeouts_and_no_transactions() {
     assert_eq!(finals.len(), 1, "{finals:?}");
     h.advance(Duration::from_secs(300));
     assert_eq!(h.proxy.transactions(), 0);
+}
+
+/// A request already at the header limit cannot take our Via and
+/// Record-Route: it is refused (513) before any state exists, and the
+/// proxy goes on working.
+#[test]
+fn a_request_too_big_to_forward_is_refused_not_a_panic() {
+    let mut h = Harness::new();
+    let extra: String = (0..87).map(|i| format!("X-Filler-{i}: x\n")).collect();
+    let big = invite("bob", "z9hG4bK-big").replace(
+        "Content-Length: 0\n",
+        &format!("{extra}Content-Length: 0\n"),
+    );
+    let out = h.recv(A, &big);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!((out[0].0, status(&out[0].2)), (addr(A), 513));
+    assert_eq!(h.proxy.transactions(), 0);
+    let out = h.recv(A, &invite("bob", "z9hG4bK-after"));
+    assert!(
+        out.iter().any(|(to, _, _)| *to == addr(B)),
+        "still forwarding"
+    );
+}
+
+/// The ACK of a final response the switch sent itself ends at the switch,
+/// even when its Request-URI names the switch (SIPp's default): no loop.
+#[test]
+fn the_ack_of_a_local_rejection_is_not_forwarded() {
+    let mut h = Harness::new();
+    let out = h.recv(
+        A,
+        &invite("nobody", "z9hG4bK-n2")
+            .replace("nobody@acme.example.com SIP", "nobody@127.0.0.1:5060 SIP"),
+    );
+    assert_eq!(status(&out[0].2), 404);
+    let to = String::from_utf8(out[0].2.header(HeaderName::To).unwrap().to_vec()).unwrap();
+    let ack = invite("nobody", "z9hG4bK-n2")
+        .replace(
+            "INVITE sip:nobody@acme.example.com",
+            "ACK sip:nobody@127.0.0.1:5060",
+        )
+        .replace("1 INVITE", "1 ACK")
+        .replace("To: <sip:nobody@acme.example.com>", &format!("To: {to}"));
+    assert!(h.recv(A, &ack).is_empty(), "the ACK went somewhere");
+}
+
+/// No relaying for requests the switch did not record-route: a forged
+/// in-dialog request, a preloaded Route to another host, or a Route to us
+/// without the token we issued.
+#[test]
+fn the_switch_is_not_an_open_relay() {
+    let mut h = Harness::new();
+    let forged = invite("bob", "z9hG4bK-r1")
+        .replace(
+            "INVITE sip:bob@acme.example.com",
+            "INVITE sip:+900123@192.0.2.99",
+        )
+        .replace(
+            "To: <sip:bob@acme.example.com>",
+            "To: <sip:bob@acme.example.com>;tag=x",
+        );
+    let preloaded = invite("bob", "z9hG4bK-r2").replace(
+        "Max-Forwards: 70\n",
+        "Max-Forwards: 70\nRoute: <sip:192.0.2.99;lr>\n",
+    );
+    let no_token = forged.replace("z9hG4bK-r1", "z9hG4bK-r3").replace(
+        "Max-Forwards: 70\n",
+        "Max-Forwards: 70\nRoute: <sip:127.0.0.1:5060;lr>\n",
+    );
+    let bad_token = no_token
+        .replace("z9hG4bK-r3", "z9hG4bK-r4")
+        .replace(";lr>", ";lr;tdm=0123456789abcdef>");
+    for (name, req) in [
+        ("forged", forged),
+        ("preloaded", preloaded),
+        ("no token", no_token),
+        ("bad token", bad_token),
+    ] {
+        let out = h.recv(A, &req);
+        assert!(
+            out.iter().all(|(to, _, _)| *to == addr(A)),
+            "{name}: relayed {out:?}"
+        );
+        assert_eq!(status(&out[0].2), 403, "{name}");
+    }
 }

@@ -419,7 +419,8 @@ const UAS_RING: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="ring until cancelled">
   <recv request="INVITE">
     <action>
-      <ereg regexp=".*" search_in="hdr" header="Via:" assign_to="vias"/>
+      <ereg regexp=".*" search_in="hdr" header="Via:" occurrence="1" assign_to="via1"/>
+      <ereg regexp=".*" search_in="hdr" header="Via:" occurrence="2" assign_to="via2"/>
     </action>
   </recv>
   <send><![CDATA[
@@ -448,7 +449,8 @@ const UAS_RING: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
   <send><![CDATA[
 
       SIP/2.0 487 Request Terminated
-      Via: [$vias]
+      Via:[$via1]
+      Via:[$via2]
       [last_From:]
       [last_To:];tag=[pid]R[call_number]
       [last_Call-ID:]
