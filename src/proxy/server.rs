@@ -77,12 +77,13 @@ impl Proxy {
         }
 
         // Loop detection (RFC 3261 §16.3 step 4): a Via of ours carrying
-        // this request's loop hash means it came back unchanged.
+        // this request's loop hash means it came back unchanged. "Ours" is
+        // our host with any port: the Via may be another worker's.
         let hash = loop_hash(&msg);
         let mine = format!("{MAGIC_STR}-T{hash:08x}-");
         for v in msg.values(HeaderName::Via).flatten() {
             if let Ok(v) = Via::parse(v) {
-                if self.is_me(&v.host, v.port)
+                if self.is_my_host(&v.host)
                     && v.branch().is_some_and(|b| b.starts_with(mine.as_bytes()))
                 {
                     return self.reply(&msg, from, StatusCode::LOOP_DETECTED, "Loop Detected", &[]);
@@ -339,16 +340,20 @@ impl Proxy {
     }
 
     pub(super) fn is_me(&self, host: &crate::sip::Host<'_>, port: Option<u16>) -> bool {
-        let host_ok = match host {
+        let port = port.unwrap_or(5060);
+        self.is_my_host(host) && (port == self.cfg.listen_port || port == self.cfg.worker_port)
+    }
+
+    /// Whether `host` is the host this switch writes in Via and Record-Route.
+    fn is_my_host(&self, host: &crate::sip::Host<'_>) -> bool {
+        match host {
             crate::sip::Host::Domain(d) => {
                 d.eq_ignore_ascii_case(self.cfg.advertised_host.as_bytes())
             }
             other => other
                 .ip()
                 .is_some_and(|ip| self.cfg.advertised_host.parse() == Ok(ip)),
-        };
-        let port = port.unwrap_or(5060);
-        host_ok && (port == self.cfg.listen_port || port == self.cfg.worker_port)
+        }
     }
 
     pub(super) fn via_port(&self, transport: Transport) -> u16 {

@@ -601,3 +601,40 @@ fn the_switch_is_not_an_open_relay() {
         assert_eq!(status(&out[0].2), 403, "{name}");
     }
 }
+
+/// A loop through two workers of the same switch is caught although the
+/// Via that proves it carries the other worker's port.
+#[test]
+fn loops_across_workers_are_detected() {
+    let mut w0 = Harness::new();
+    let mut w1 = Harness::new();
+    w1.proxy = Proxy::new(ProxyConfig {
+        advertised_host: "127.0.0.1".into(),
+        listen_port: 5060,
+        worker_port: 40001,
+        worker: 1,
+        max_transactions: 1000,
+        timers: TimerConfig::default(),
+        seed: 0xbeef,
+        secret: 0x005e_c7e7,
+    });
+    let out = w1.recv(A, &invite("bob", "z9hG4bK-x1"));
+    let via_w1 = out
+        .iter()
+        .find(|(_, _, m)| m.is_request())
+        .unwrap()
+        .2
+        .clone();
+    // Back to the switch on worker 0: a spiral (the Request-URI changed).
+    let out = w0.recv_raw(B, via_w1.as_bytes().to_vec());
+    let via_w0 = out
+        .iter()
+        .find(|(_, _, m)| m.is_request())
+        .expect("spiral forwarded")
+        .2
+        .clone();
+    // Back on worker 1, unchanged: a loop, proven by worker 0's Via.
+    let out = w1.recv_raw(B, via_w0.as_bytes().to_vec());
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(status(&out[0].2), 482);
+}
