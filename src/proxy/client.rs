@@ -6,7 +6,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::timer::TimerKind;
-use super::{build, Branch, BranchState, Proxy, ServerState, Source, Transmit, Transport};
+use super::{build, BranchState, Proxy, ServerState, Source, Transmit, Transport};
 use crate::sip::{response_to, CSeq, HeaderName, Message, Method, StatusCode};
 
 impl Proxy {
@@ -16,16 +16,20 @@ impl Proxy {
             self.stats.dropped += 1;
             return; // matches no transaction: dropped (DOMAIN.md §7)
         };
-        if msg.values(HeaderName::Via).nth(1).is_none() {
-            // Only our Via: nowhere to send it on (RFC 3261 §16.7 step 3).
-            self.stats.dropped += 1;
-            return;
-        }
         let status = msg.status().expect("response");
         let cseq =
             CSeq::parse(msg.header(HeaderName::CSeq).expect("validated")).expect("validated");
         if cseq.method == Method::CANCEL {
-            return; // the answer to our CANCEL: hop by hop
+            // The answer to our own CANCEL ends it hop by hop: stop resending.
+            if let Some(tx) = self.slots[slot as usize].as_mut() {
+                tx.branches[i as usize].cancel_answered = true;
+            }
+            return;
+        }
+        if msg.values(HeaderName::Via).nth(1).is_none() {
+            // Only our Via: nowhere to send it on (RFC 3261 §16.7 step 3).
+            self.stats.dropped += 1;
+            return;
         }
         let tx = self.slots[slot as usize].as_mut().expect("indexed");
         let generation = tx.generation;
@@ -35,20 +39,15 @@ impl Proxy {
         if status.is_provisional() {
             if b.state == BranchState::Calling {
                 b.state = BranchState::Proceeding;
-                if tx.invite {
-                    self.timers.schedule(
-                        now + timers.timer_c,
-                        slot,
-                        generation,
-                        TimerKind::ProceedingTimeout(i),
-                    );
-                }
             }
-            if b.cancel_pending {
-                if let Some(c) = cancel_of(b) {
-                    self.out.push_back(c);
-                }
+            if tx.invite && b.state == BranchState::Proceeding {
+                // Timer C restarts with every provisional response.
+                let deadline = now + timers.timer_c;
+                b.c_deadline = Some(deadline);
+                self.timers
+                    .schedule(deadline, slot, generation, TimerKind::ProceedingTimeout(i));
             }
+            let cancel_now = b.cancel_pending && !b.cancelled;
             if status != StatusCode::TRYING && tx.state == ServerState::Proceeding {
                 let mut e = msg.edit();
                 e.remove_top_via();
@@ -59,6 +58,9 @@ impl Proxy {
                     source: Source::Listen,
                     data,
                 });
+            }
+            if cancel_now {
+                self.send_cancel(now, slot, i);
             }
             return;
         }
@@ -73,8 +75,12 @@ impl Proxy {
             e.remove_top_via();
             let data = e.finish().into();
             let up = tx.upstream;
-            let first = tx.state == ServerState::Proceeding;
-            if first {
+            self.out.push_back(Transmit {
+                peer: up,
+                source: Source::Listen,
+                data,
+            });
+            if tx.state == ServerState::Proceeding {
                 tx.state = ServerState::Accepted;
                 // Lingering in Accepted only forwards 2xx retransmissions:
                 // the request is no longer needed.
@@ -86,26 +92,21 @@ impl Proxy {
                     TimerKind::ServerLinger,
                 );
                 // RFC 3261 §16.7 step 10: cancel the other branches.
+                let mut to_cancel = Vec::new();
                 for (j, o) in tx.branches.iter_mut().enumerate() {
                     if j == i as usize {
                         continue;
                     }
                     match o.state {
-                        BranchState::Proceeding => {
-                            if let Some(c) = cancel_of(o) {
-                                self.out.push_back(c);
-                            }
-                        }
+                        BranchState::Proceeding => to_cancel.push(j as u16),
                         BranchState::Calling => o.cancel_pending = true,
                         _ => {}
                     }
                 }
+                for j in to_cancel {
+                    self.send_cancel(now, slot, j);
+                }
             }
-            self.out.push_back(Transmit {
-                peer: up,
-                source: Source::Listen,
-                data,
-            });
             return;
         }
 
@@ -243,23 +244,47 @@ impl Proxy {
                     }
                 }
             }
-            TimerKind::ClientTimeout(i) | TimerKind::ProceedingTimeout(i) => {
+            TimerKind::ClientTimeout(i) => {
                 let b = &mut tx.branches[i as usize];
-                let waiting = match kind {
-                    TimerKind::ClientTimeout(_) => {
-                        b.state == BranchState::Calling
-                            || (!tx.invite && b.state == BranchState::Proceeding)
-                    }
-                    _ => b.state == BranchState::Proceeding,
-                };
+                let waiting = b.state == BranchState::Calling
+                    || (!tx.invite && b.state == BranchState::Proceeding);
                 if waiting {
-                    if b.state == BranchState::Proceeding && tx.invite {
-                        if let Some(c) = cancel_of(b) {
-                            self.out.push_back(c);
-                        }
-                    }
                     b.state = BranchState::Terminated;
                     b.final_status = Some(StatusCode::REQUEST_TIMEOUT);
+                    self.maybe_finish(now, slot);
+                }
+            }
+            TimerKind::ProceedingTimeout(i) => {
+                // Timer C: the callee rang too long. CANCEL it; the branch
+                // ends with its 487, or 64·T1 later (CancelTimeout).
+                let b = &tx.branches[i as usize];
+                let due = b.c_deadline.is_some_and(|d| now >= d);
+                if due && b.state == BranchState::Proceeding {
+                    self.send_cancel(now, slot, i);
+                }
+            }
+            TimerKind::CancelRetransmit(i) => {
+                let b = &mut tx.branches[i as usize];
+                if b.final_status.is_none() && !b.cancel_answered {
+                    if let Some(c) = b.cancel.clone() {
+                        b.cancel_interval = (b.cancel_interval * 2).min(timers.t2);
+                        let (peer, next) = (b.peer, b.cancel_interval);
+                        self.send(peer, Source::Worker, c);
+                        self.timers.schedule(
+                            now + next,
+                            slot,
+                            generation,
+                            TimerKind::CancelRetransmit(i),
+                        );
+                    }
+                }
+            }
+            TimerKind::CancelTimeout(i) => {
+                let b = &mut tx.branches[i as usize];
+                if b.final_status.is_none() {
+                    b.state = BranchState::Terminated;
+                    b.final_status = Some(StatusCode::REQUEST_TIMEOUT);
+                    b.sent = None;
                     self.maybe_finish(now, slot);
                 }
             }
@@ -292,19 +317,41 @@ impl Proxy {
     }
 }
 
-/// The CANCEL of a branch (RFC 3261 §9.1), once: `None` when it was sent
-/// already or the branch no longer holds its request.
-pub(super) fn cancel_of(b: &mut Branch) -> Option<Transmit> {
-    if b.cancelled {
-        return None;
+impl Proxy {
+    /// Sends the CANCEL of branch `i` (RFC 3261 §9.1), once: built from the
+    /// request as sent, retransmitted over UDP until answered, and the
+    /// branch given 64·T1 to end with a final response.
+    pub(super) fn send_cancel(&mut self, now: Instant, slot: u32, i: u16) {
+        let timers = self.cfg.timers;
+        let Some(tx) = self.slots[slot as usize].as_mut() else {
+            return;
+        };
+        let generation = tx.generation;
+        let b = &mut tx.branches[i as usize];
+        let Some(sent) = b.sent.as_ref().filter(|_| !b.cancelled) else {
+            return;
+        };
+        let data: Bytes = build::derived_request(sent, "CANCEL", None).into();
+        b.cancelled = true;
+        b.cancel = Some(data.clone());
+        b.cancel_interval = timers.t1;
+        let peer = b.peer;
+        self.send(peer, Source::Worker, data);
+        if peer.transport == Transport::Udp {
+            self.timers.schedule(
+                now + timers.t1,
+                slot,
+                generation,
+                TimerKind::CancelRetransmit(i),
+            );
+        }
+        self.timers.schedule(
+            now + timers.t1x64(),
+            slot,
+            generation,
+            TimerKind::CancelTimeout(i),
+        );
     }
-    let sent = b.sent.as_ref()?;
-    b.cancelled = true;
-    Some(Transmit {
-        peer: b.peer,
-        source: Source::Worker,
-        data: build::derived_request(sent, "CANCEL", None).into(),
-    })
 }
 
 /// Whether `new` beats the best final response so far (RFC 3261 §16.7

@@ -215,6 +215,14 @@ struct Branch {
     final_status: Option<StatusCode>,
     cancel_pending: bool,
     cancelled: bool,
+    /// Our CANCEL, retransmitted (UDP) until it is answered (RFC 3261 §9.1:
+    /// a CANCEL is a non-INVITE client transaction of its own).
+    cancel: Option<Bytes>,
+    cancel_interval: std::time::Duration,
+    cancel_answered: bool,
+    /// Timer C's current deadline: every provisional pushes it back
+    /// (RFC 3261 §16.7 step 2); earlier queue entries are stale.
+    c_deadline: Option<Instant>,
 }
 
 #[derive(Debug)]

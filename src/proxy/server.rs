@@ -65,7 +65,7 @@ impl Proxy {
         let key = Self::server_key(&msg, &via, method);
 
         if method == Method::CANCEL {
-            return self.cancel(&msg, from, &key);
+            return self.cancel(now, &msg, from, &key);
         }
         if let Some(&slot) = self.server_index.get(&key) {
             return self.retransmission(now, slot, &msg, from, router);
@@ -181,6 +181,10 @@ impl Proxy {
                 final_status: None,
                 cancel_pending: false,
                 cancelled: false,
+                cancel: None,
+                cancel_interval: self.cfg.timers.t1,
+                cancel_answered: false,
+                c_deadline: None,
             });
             let i = i as u16;
             if t.peer.transport == Transport::Udp {
@@ -477,7 +481,7 @@ impl Proxy {
         }
     }
 
-    pub(super) fn cancel(&mut self, msg: &Message, from: Peer, key: &[u8]) {
+    pub(super) fn cancel(&mut self, now: Instant, msg: &Message, from: Peer, key: &[u8]) {
         // The CANCEL's key names INVITE's server transaction once its method
         // part is swapped.
         let mut invite_key = key[..key.len() - b"CANCEL".len()].to_vec();
@@ -498,16 +502,16 @@ impl Proxy {
         if tx.state != ServerState::Proceeding {
             return;
         }
-        for b in &mut tx.branches {
+        let mut to_cancel = Vec::new();
+        for (i, b) in tx.branches.iter_mut().enumerate() {
             match b.state {
-                BranchState::Proceeding => {
-                    if let Some(c) = super::client::cancel_of(b) {
-                        self.out.push_back(c);
-                    }
-                }
+                BranchState::Proceeding => to_cancel.push(i as u16),
                 BranchState::Calling => b.cancel_pending = true,
                 _ => {}
             }
+        }
+        for i in to_cancel {
+            self.send_cancel(now, slot, i);
         }
     }
 }

@@ -57,6 +57,11 @@ pub enum TimerKind {
     ProceedingTimeout(u16),
     /// D / K: a completed client transaction stops absorbing retransmissions.
     ClientLinger(u16),
+    /// E for our CANCEL of a branch (UDP).
+    CancelRetransmit(u16),
+    /// 64·T1 after our CANCEL without a final response: the branch is over
+    /// (RFC 3261 §9.1).
+    CancelTimeout(u16),
     /// G: retransmit the final response upstream (UDP, INVITE).
     ResponseRetransmit,
     /// H: no ACK for the final response; give up.

@@ -638,3 +638,69 @@ fn loops_across_workers_are_detected() {
     assert_eq!(out.len(), 1, "{out:?}");
     assert_eq!(status(&out[0].2), 482);
 }
+
+/// Our CANCEL is a transaction of its own: resent over UDP until answered,
+/// and a callee that never ends the INVITE is given up 64·T1 later.
+#[test]
+fn cancel_is_retransmitted_until_answered() {
+    let mut h = Harness::new();
+    let out = h.recv(A, &invite("bob", "z9hG4bK-cr1"));
+    let fwd = out[1].2.clone();
+    h.recv_raw(B, answer(&fwd, 180, Some("b")));
+    let cancel = invite("bob", "z9hG4bK-cr1")
+        .replace("INVITE sip", "CANCEL sip")
+        .replace("1 INVITE", "1 CANCEL");
+    let out = h.recv(A, &cancel);
+    let ours = out
+        .iter()
+        .find(|(to, _, _)| *to == addr(B))
+        .expect("CANCEL sent")
+        .2
+        .clone();
+    // Unanswered: resent at 0.5 s and 1.5 s.
+    let out = h.advance(Duration::from_millis(1600));
+    let resent = out
+        .iter()
+        .filter(|(to, _, m)| *to == addr(B) && m.method() == Some(tandem::sip::Method::CANCEL))
+        .count();
+    assert_eq!(resent, 2, "{out:?}");
+    // Answered: no more.
+    h.recv_raw(B, answer(&ours, 200, Some("b")));
+    let out = h.advance(Duration::from_secs(10));
+    assert!(
+        out.iter()
+            .all(|(_, _, m)| m.method() != Some(tandem::sip::Method::CANCEL)),
+        "{out:?}"
+    );
+    // No 487 ever comes: 64·T1 after the CANCEL the caller gets a final.
+    let out = h.advance(Duration::from_secs(30));
+    assert!(
+        out.iter()
+            .any(|(to, _, m)| *to == addr(A) && m.status().is_some_and(|s| s.0 >= 400)),
+        "{out:?}"
+    );
+}
+
+/// Timer C restarts with every provisional: a callee that keeps ringing
+/// (a 180 every minute) is not cancelled at 181 s; one that goes silent is.
+#[test]
+fn timer_c_restarts_with_each_provisional() {
+    let mut h = Harness::new();
+    let out = h.recv(A, &invite("bob", "z9hG4bK-c1"));
+    let fwd = out[1].2.clone();
+    for _ in 0..4 {
+        h.recv_raw(B, answer(&fwd, 180, Some("b")));
+        let out = h.advance(Duration::from_secs(60));
+        assert!(
+            out.iter()
+                .all(|(_, _, m)| m.method() != Some(tandem::sip::Method::CANCEL)),
+            "cancelled while ringing"
+        );
+    }
+    let out = h.advance(Duration::from_secs(130));
+    assert!(
+        out.iter()
+            .any(|(to, _, m)| *to == addr(B) && m.method() == Some(tandem::sip::Method::CANCEL)),
+        "{out:?}"
+    );
+}
