@@ -245,13 +245,11 @@ impl Proxy {
                 }
             }
             TimerKind::ClientTimeout(i) => {
-                let b = &mut tx.branches[i as usize];
-                let waiting = b.state == BranchState::Calling
-                    || (!tx.invite && b.state == BranchState::Proceeding);
-                if waiting {
-                    b.state = BranchState::Terminated;
-                    b.final_status = Some(StatusCode::REQUEST_TIMEOUT);
-                    self.maybe_finish(now, slot);
+                let b = &tx.branches[i as usize];
+                if b.state == BranchState::Calling
+                    || (!tx.invite && b.state == BranchState::Proceeding)
+                {
+                    self.time_out_branch(now, slot, i);
                 }
             }
             TimerKind::ProceedingTimeout(i) => {
@@ -280,12 +278,8 @@ impl Proxy {
                 }
             }
             TimerKind::CancelTimeout(i) => {
-                let b = &mut tx.branches[i as usize];
-                if b.final_status.is_none() {
-                    b.state = BranchState::Terminated;
-                    b.final_status = Some(StatusCode::REQUEST_TIMEOUT);
-                    b.sent = None;
-                    self.maybe_finish(now, slot);
+                if tx.branches[i as usize].final_status.is_none() {
+                    self.time_out_branch(now, slot, i);
                 }
             }
             TimerKind::ClientLinger(i) => {
@@ -318,6 +312,18 @@ impl Proxy {
 }
 
 impl Proxy {
+    /// Ends branch `i` as if it had answered 408 (timers B, F, and 64·T1
+    /// after a CANCEL), and answers upstream if it was the last one.
+    fn time_out_branch(&mut self, now: Instant, slot: u32, i: u16) {
+        if let Some(tx) = self.slots[slot as usize].as_mut() {
+            let b = &mut tx.branches[i as usize];
+            b.state = BranchState::Terminated;
+            b.final_status = Some(StatusCode::REQUEST_TIMEOUT);
+            b.sent = None;
+            self.maybe_finish(now, slot);
+        }
+    }
+
     /// Sends the CANCEL of branch `i` (RFC 3261 §9.1), once: built from the
     /// request as sent, retransmitted over UDP until answered, and the
     /// branch given 64·T1 to end with a final response.
