@@ -21,12 +21,17 @@
 //! - [`sip`]: the wire format only (parse, typed views, edits, validation).
 //! - [`config`]: the TOML configuration and its validation.
 //! - [`route`]: the compiled routing table and the routing decision.
+//! - [`auth`]: digest authentication, stateless nonces, replay and ban
+//!   tables (sans-IO, time as an argument).
+//! - [`registrar`]: bindings shared by all workers, and their log records.
 //! - [`shell`]: process-level glue (logging; sockets and workers later).
 
+pub mod auth;
 pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod proxy;
+pub mod registrar;
 pub mod route;
 pub mod shell;
 pub mod sip;

@@ -48,7 +48,7 @@ use serde::Deserialize;
 pub use error::{ConfigError, ConfigErrors, ErrorKind, Place};
 pub use model::{
     AclRule, Auth, CallAcl, Carrier, Company, Config, Connection, Ddi, Extension, Friend, Policy,
-    Server, Terminal, Transport, User,
+    Registrar, Server, Terminal, Transport, User,
 };
 
 /// Reads and validates the configuration file at `path`.

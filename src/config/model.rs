@@ -22,6 +22,10 @@ pub struct Config {
     /// `[auth]`: digest authentication and banning.
     #[serde(default)]
     pub auth: Auth,
+    /// `[registrar]`: binding lifetimes, caps and NAT keep-alives (an
+    /// extension of DOMAIN.md §2; every key has a default).
+    #[serde(default)]
+    pub registrar: Registrar,
     /// `[[carrier]]`: trunks to the public network.
     #[serde(default)]
     pub carrier: Vec<Carrier>,
@@ -79,6 +83,35 @@ impl Default for Auth {
             max_failures: 10,
             failure_window_s: 60,
             ban_s: 900,
+        }
+    }
+}
+
+/// `[registrar]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Registrar {
+    /// Shortest registration accepted; shorter gets `423` with Min-Expires.
+    pub min_expires_s: u32,
+    /// Longest registration granted; longer requests are shortened.
+    pub max_expires_s: u32,
+    /// Granted when the REGISTER names no expiry.
+    pub default_expires_s: u32,
+    /// Most bindings per address of record; a new one beyond it replaces
+    /// the one that expires first.
+    pub max_bindings: u32,
+    /// Seconds between keep-alive OPTIONS to UDP bindings (0 = none).
+    pub keepalive_s: u32,
+}
+
+impl Default for Registrar {
+    fn default() -> Self {
+        Registrar {
+            min_expires_s: 60,
+            max_expires_s: 3600,
+            default_expires_s: 3600,
+            max_bindings: 10,
+            keepalive_s: 30,
         }
     }
 }

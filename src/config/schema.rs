@@ -11,7 +11,14 @@
 use super::error::{ConfigError, ErrorKind, Place};
 
 /// Keys of each table of the model (`src/config/model.rs`).
-const ROOT: &[&str] = &["server", "auth", "carrier", "company"];
+const ROOT: &[&str] = &["server", "auth", "registrar", "carrier", "company"];
+const REGISTRAR: &[&str] = &[
+    "min_expires_s",
+    "max_expires_s",
+    "default_expires_s",
+    "max_bindings",
+    "keepalive_s",
+];
 const SERVER: &[&str] = &["listen", "advertised_host", "workers", "data_dir"];
 const AUTH: &[&str] = &[
     "algorithms",
@@ -76,6 +83,9 @@ pub fn strip_unknown(root: &mut toml::Table) -> Vec<ConfigError> {
     }
     if let Some(toml::Value::Table(t)) = root.get_mut("auth") {
         strip(t, AUTH, &place.field("auth"), &mut errors);
+    }
+    if let Some(toml::Value::Table(t)) = root.get_mut("registrar") {
+        strip(t, REGISTRAR, &place.field("registrar"), &mut errors);
     }
     each(root, "carrier", &place, CARRIER, &mut errors, |_, _, _| {});
     each(

@@ -36,6 +36,7 @@ pub fn company_place(company: &Company) -> Place {
 pub fn validate_global(config: &Config, errors: &mut ConfigErrors) {
     validate_server(config, errors);
     validate_auth(config, errors);
+    validate_registrar(config, errors);
 
     let mut carriers = HashSet::new();
     let mut networks: HashMap<Cidr, &str> = HashMap::new();
@@ -187,6 +188,36 @@ fn validate_auth(config: &Config, errors: &mut ConfigErrors) {
                 ErrorKind::Invalid("must be at least 1".into()),
             );
         }
+    }
+}
+
+fn validate_registrar(config: &Config, errors: &mut ConfigErrors) {
+    let place = Place::key("registrar");
+    let r = &config.registrar;
+    for (key, value) in [
+        ("min_expires_s", r.min_expires_s),
+        ("max_expires_s", r.max_expires_s),
+        ("default_expires_s", r.default_expires_s),
+        ("max_bindings", r.max_bindings),
+    ] {
+        if value == 0 {
+            errors.push(
+                place.field(key),
+                ErrorKind::Invalid("must be at least 1".into()),
+            );
+        }
+    }
+    if r.min_expires_s > r.max_expires_s {
+        errors.push(
+            place.field("min_expires_s"),
+            ErrorKind::Invalid("must not exceed max_expires_s".into()),
+        );
+    }
+    if !(r.min_expires_s..=r.max_expires_s).contains(&r.default_expires_s) {
+        errors.push(
+            place.field("default_expires_s"),
+            ErrorKind::Invalid("must lie between min_expires_s and max_expires_s".into()),
+        );
     }
 }
 

@@ -1,0 +1,1 @@
+//! The registrar (being built).

@@ -1,0 +1,1 @@
+//! Digest authentication tests (being built).

@@ -1,0 +1,1 @@
+//! Registrar tests (being built).
