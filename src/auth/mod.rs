@@ -1,1 +1,402 @@
-//! Digest authentication (being built).
+//! Digest authentication of out-of-dialog requests (RFC 3261 §22,
+//! RFC 7616, RFC 8760), sans-IO: time comes in as `now` (Unix seconds), and
+//! nothing here touches a socket or the clock.
+//!
+//! # Overview
+//!
+//! One [`Authenticator`] serves every worker thread through an `Arc`. For
+//! each out-of-dialog request the proxy builds an [`Attempt`] and calls
+//! [`Authenticator::check`], which answers [`Outcome::Authenticated`],
+//! [`Outcome::Challenge`] (send 401/407 with [`Authenticator::challenges`])
+//! or [`Outcome::Banned`] (send nothing).
+//!
+//! ```text
+//!  check(now, attempt, password)
+//!    source banned? ───────────────────────────────────────────► Banned
+//!    no Digest credentials for any realm ──────────────────────► Challenge
+//!    pick the Digest value for our realm   ─ none/other realm ─► failure
+//!    parse: username, realm, nonce, uri, response, qop=auth,
+//!           nc, cnonce, algorithm (configured) ─ bad ──────────► failure
+//!    username == attempt.user ─ no ────────────────────────────► failure
+//!    nonce MAC + realm (nonce.rs) ─ forged ────────────────────► failure
+//!    response == H(HA1:nonce:nc:cnonce:auth:HA2) ─ no ─────────► failure
+//!      (unknown user: computed against a dummy password, same answer)
+//!    nonce older than nonce_lifetime ──────────────────────────► Challenge{stale}
+//!    nc above the last one seen (replay.rs) ─ replay ──────────► failure
+//!                                             forgotten ───────► Challenge{stale}
+//!    ──────────────────────────────────────────────────────────► Authenticated
+//!
+//!  failure: one log line, one count in ban.rs; the count that reaches
+//!  max_failures bans the source ──► Banned, else ──► Challenge
+//! ```
+//!
+//! # Shared state
+//!
+//! Nonces are stateless (`nonce.rs`: issue time, a unique counter value
+//! and a truncated HMAC over both and the realm; the counter value also
+//! tells whether this process issued the nonce, which keeps a restart from
+//! reopening replays, since the tables are not persisted). The only
+//! tables are the replay table (highest `nc` per used nonce) and the ban
+//! table (failure counts per source); both are bounded, sharded over 16
+//! `std::sync::Mutex`es, and their module docs explain what happens when
+//! they are full — in short, eviction never lets a replay through and never
+//! forgets a ban before it forgets a mere count.
+//!
+//! # Not telling who exists
+//!
+//! An unknown user costs the same hashing as a known one and fails with the
+//! same [`Outcome`] and the same log reason (`wrong-credentials`); the
+//! challenge depends only on realm, time and `stale` (DOMAIN.md §6).
+//!
+//! # Logs
+//!
+//! Every failure is one `WARN` line in a fixed form for fail2ban:
+//!
+//! ```text
+//! auth failure: user="alice" realm="a.example.com" source=192.0.2.7 reason=wrong-credentials
+//! auth ban: source=192.0.2.7 for 900s after 10 failures
+//! ```
+//!
+//! `reason` is one of `wrong-credentials`, `replay`, `forged-nonce`,
+//! `wrong-realm`, `user-mismatch`, `malformed`, `unsupported-algorithm`.
+//! `user` and `realm` never contain a raw `"`, backslash or non-printable
+//! character (they are written as `\xNN` / `\u{N}`), and are cut at 128
+//! characters, so a hostile name cannot forge a line or a field.
+//!
+//! # Example
+//!
+//! ```
+//! use tandem::auth::*;
+//! let auth = Authenticator::new(
+//!     AuthConfig::from_config(&tandem::config::Auth::default()),
+//!     [42; 32],
+//! );
+//! let now = 1_700_000_000;
+//! let challenge = &auth.challenges(now, "a.example.com", false)[0];
+//! let nonce = challenge.split("nonce=\"").nth(1).unwrap().split('"').next().unwrap();
+//! let response = digest_response(
+//!     Algorithm::Sha256, "alice", "a.example.com", "secret",
+//!     "REGISTER", "sip:a.example.com", nonce, "00000001", "0a4f113b",
+//! );
+//! let header = format!(
+//!     "Digest username=\"alice\", realm=\"a.example.com\", nonce=\"{nonce}\", \
+//!      uri=\"sip:a.example.com\", response=\"{response}\", algorithm=SHA-256, \
+//!      qop=auth, nc=00000001, cnonce=\"0a4f113b\""
+//! );
+//! let attempt = Attempt {
+//!     method: b"REGISTER",
+//!     realm: "a.example.com",
+//!     user: "alice",
+//!     credentials: &[header.as_bytes()],
+//!     source: "192.0.2.7".parse().unwrap(),
+//! };
+//! let outcome = auth.check(now + 1, &attempt, |u| (u == "alice").then_some("secret"));
+//! assert_eq!(outcome, Outcome::Authenticated);
+//! ```
+
+mod ban;
+mod digest;
+mod nonce;
+mod replay;
+
+use std::fmt;
+use std::net::IpAddr;
+
+pub use digest::Algorithm;
+
+use ban::{LogSafe, Reason};
+use digest::{constant_time_eq, select, Credentials, Inputs, Quoted};
+
+/// The `[auth]` settings, in the units the authenticator uses.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// Algorithms offered, in this order; credentials using another are
+    /// refused.
+    pub algorithms: Vec<Algorithm>,
+    /// Seconds a nonce stays valid; older nonces get `stale=true`.
+    pub nonce_lifetime: u64,
+    /// Failures within `failure_window` that ban a source (0: never).
+    pub max_failures: u32,
+    /// Seconds over which failures are counted (see `ban.rs`).
+    pub failure_window: u64,
+    /// Seconds a ban lasts.
+    pub ban: u64,
+}
+
+impl AuthConfig {
+    /// From the validated configuration; unknown algorithm names (already
+    /// rejected by validation) are skipped.
+    pub fn from_config(c: &crate::config::Auth) -> AuthConfig {
+        AuthConfig {
+            algorithms: c
+                .algorithms
+                .iter()
+                .filter_map(|a| Algorithm::parse(a))
+                .collect(),
+            nonce_lifetime: c.nonce_lifetime_s.into(),
+            max_failures: c.max_failures,
+            failure_window: c.failure_window_s.into(),
+            ban: c.ban_s.into(),
+        }
+    }
+}
+
+/// Memory bounds of the shared tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Nonces remembered by the replay table (about 40 bytes each).
+    pub replay_entries: usize,
+    /// Source addresses tracked by the ban table (about 60 bytes each).
+    pub ban_entries: usize,
+}
+
+impl Default for Limits {
+    /// 2^20 nonces (≈ 3,500 new nonces per second with a 300 s lifetime
+    /// before the table is full) and 2^16 addresses.
+    fn default() -> Limits {
+        Limits {
+            replay_entries: 1 << 20,
+            ban_entries: 1 << 16,
+        }
+    }
+}
+
+/// What the proxy passes in for one out-of-dialog request.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt<'a> {
+    /// Request method, e.g. `b"REGISTER"`.
+    pub method: &'a [u8],
+    /// The company domain.
+    pub realm: &'a str,
+    /// Identity the request claims: From user (To user for REGISTER),
+    /// unescaped.
+    pub user: &'a str,
+    /// Every Authorization (REGISTER) or Proxy-Authorization (others)
+    /// header value, as on the wire.
+    pub credentials: &'a [&'a [u8]],
+    /// For failure counting, bans and logs.
+    pub source: IpAddr,
+}
+
+/// The decision on one [`Attempt`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Credentials valid for realm and user, nonce fresh, `nc` new.
+    Authenticated,
+    /// Answer 401/407 with [`Authenticator::challenges`]`(now, realm, stale)`.
+    Challenge {
+        /// The credentials were right but the nonce is too old (or
+        /// forgotten): the client should retry without asking its user.
+        stale: bool,
+    },
+    /// The source is banned: send nothing.
+    Banned,
+}
+
+/// The digest authenticator shared by all workers.
+pub struct Authenticator {
+    cfg: AuthConfig,
+    nonces: nonce::Nonces,
+    replay: replay::ReplayTable,
+    bans: ban::BanTable,
+    /// Hashed for unknown users so they cost what known ones cost.
+    dummy_password: String,
+}
+
+impl fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("cfg", &self.cfg)
+            .field("replay_entries", &self.replay.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Authenticator {
+    /// An authenticator with the default [`Limits`]. `secret` keys the
+    /// nonces: keep it across restarts (nonces issued before a restart stay
+    /// usable, answered `stale`) and never log it.
+    pub fn new(cfg: AuthConfig, secret: [u8; 32]) -> Authenticator {
+        Self::with_limits(cfg, secret, Limits::default())
+    }
+
+    /// An authenticator whose tables hold at most `limits` entries.
+    pub fn with_limits(cfg: AuthConfig, secret: [u8; 32], limits: Limits) -> Authenticator {
+        let dummy = nonce::derive(&secret, b"tandem auth dummy password");
+        Authenticator {
+            cfg,
+            nonces: nonce::Nonces::new(&secret),
+            replay: replay::ReplayTable::new(limits.replay_entries),
+            bans: ban::BanTable::new(limits.ban_entries),
+            dummy_password: dummy.iter().map(|b| format!("{b:02x}")).collect(),
+        }
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &AuthConfig {
+        &self.cfg
+    }
+
+    /// Whether `source` is banned: the fast check done before anything
+    /// else for non-carrier sources.
+    pub fn is_banned(&self, now: u64, source: IpAddr) -> bool {
+        self.bans.is_banned(now, source)
+    }
+
+    /// Checks the credentials of one out-of-dialog request. `password(user)`
+    /// returns the configured password of terminal/friend `user` in
+    /// `attempt.realm`, or `None`; it is called at most once. The password
+    /// may borrow from anywhere (lifetime `'p`), not only from the name.
+    pub fn check<'p>(
+        &self,
+        now: u64,
+        attempt: &Attempt<'_>,
+        password: impl FnOnce(&str) -> Option<&'p str>,
+    ) -> Outcome {
+        if self.bans.is_banned(now, attempt.source) {
+            return Outcome::Banned;
+        }
+        match self.verify(now, attempt, password) {
+            Ok(outcome) => outcome,
+            Err(reason) => self.fail(now, attempt, reason),
+        }
+    }
+
+    fn verify<'p>(
+        &self,
+        now: u64,
+        attempt: &Attempt<'_>,
+        password: impl FnOnce(&str) -> Option<&'p str>,
+    ) -> Result<Outcome, Reason> {
+        let Some(value) = select(attempt)? else {
+            // A first request without credentials (or only other schemes,
+            // RFC 4475 `regaut01`): challenge, not a failure.
+            return Ok(Outcome::Challenge { stale: false });
+        };
+        let c = Credentials::parse(&value)?;
+        if *c.username != *attempt.user.as_bytes() {
+            return Err(Reason::UserMismatch);
+        }
+        if !self.cfg.algorithms.contains(&c.algorithm) {
+            return Err(Reason::UnsupportedAlgorithm);
+        }
+        let nonce = self
+            .nonces
+            .verify(now, attempt.realm, &c.nonce)
+            .ok_or(Reason::ForgedNonce)?;
+        let pw = password(attempt.user);
+        let expected = digest::response(&Inputs {
+            alg: c.algorithm,
+            username: &c.username,
+            realm: &c.realm,
+            password: pw.unwrap_or(&self.dummy_password).as_bytes(),
+            method: attempt.method,
+            uri: &c.uri,
+            nonce: &c.nonce,
+            nc: c.nc_text,
+            cnonce: &c.cnonce,
+        });
+        // `&`, not `&&`: both operands are always evaluated.
+        if !(constant_time_eq(expected.as_bytes(), &c.response) & pw.is_some()) {
+            return Err(Reason::WrongCredentials);
+        }
+        if now.saturating_sub(nonce.issued_at) > self.cfg.nonce_lifetime {
+            return Ok(Outcome::Challenge { stale: true });
+        }
+        match self
+            .replay
+            .check(now, self.cfg.nonce_lifetime, nonce.own, &nonce.key, c.nc)
+        {
+            replay::Verdict::Fresh => Ok(Outcome::Authenticated),
+            replay::Verdict::Stale => Ok(Outcome::Challenge { stale: true }),
+            replay::Verdict::Replay => Err(Reason::Replay),
+        }
+    }
+
+    /// Logs and counts a failure; bans the source when it is one too many.
+    fn fail(&self, now: u64, attempt: &Attempt<'_>, reason: Reason) -> Outcome {
+        tracing::warn!(
+            "auth failure: user=\"{}\" realm=\"{}\" source={} reason={}",
+            LogSafe(attempt.user),
+            LogSafe(attempt.realm),
+            attempt.source,
+            reason.as_str()
+        );
+        let policy = ban::Policy {
+            max_failures: self.cfg.max_failures,
+            window: self.cfg.failure_window,
+            ban: self.cfg.ban,
+        };
+        match self.bans.fail(now, attempt.source, &policy) {
+            Some(failures) => {
+                tracing::warn!(
+                    "auth ban: source={} for {}s after {} failures",
+                    attempt.source,
+                    self.cfg.ban,
+                    failures
+                );
+                Outcome::Banned
+            }
+            None => Outcome::Challenge { stale: false },
+        }
+    }
+
+    /// The header values of a challenge: one
+    /// `Digest realm="..", nonce="..", algorithm=.., qop="auth"[, stale=true]`
+    /// per configured algorithm, in configured order, all with the same
+    /// fresh nonce (a client answers only one of them).
+    pub fn challenges(&self, now: u64, realm: &str, stale: bool) -> Vec<String> {
+        let nonce = self.nonces.issue(now, realm);
+        let stale = if stale { ", stale=true" } else { "" };
+        self.cfg
+            .algorithms
+            .iter()
+            .map(|alg| {
+                format!(
+                    "Digest realm=\"{}\", nonce=\"{nonce}\", algorithm={}, qop=\"auth\"{stale}",
+                    Quoted(realm),
+                    alg.as_str()
+                )
+            })
+            .collect()
+    }
+}
+
+/// For tests and clients: the `response` value of RFC 7616 §3.4.1 with
+/// `qop=auth`, as lowercase hex.
+#[allow(clippy::too_many_arguments)] // mirrors the RFC's inputs one to one
+pub fn digest_response(
+    alg: Algorithm,
+    user: &str,
+    realm: &str,
+    password: &str,
+    method: &str,
+    uri: &str,
+    nonce: &str,
+    nc: &str,
+    cnonce: &str,
+) -> String {
+    let h = digest::response(&Inputs {
+        alg,
+        username: user.as_bytes(),
+        realm: realm.as_bytes(),
+        password: password.as_bytes(),
+        method: method.as_bytes(),
+        uri: uri.as_bytes(),
+        nonce: nonce.as_bytes(),
+        nc: nc.as_bytes(),
+        cnonce: cnonce.as_bytes(),
+    });
+    String::from_utf8(h.as_bytes().to_vec()).expect("hex is ASCII")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authenticator_is_shareable() {
+        fn is<T: Send + Sync>() {}
+        is::<Authenticator>();
+    }
+}

@@ -1,1 +1,727 @@
-//! Digest authentication tests (being built).
+//! Digest authentication through the public API, with a simulated clock.
+
+use std::cell::Cell;
+use std::io::Write;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use tandem::auth::{
+    digest_response, Algorithm, Attempt, AuthConfig, Authenticator, Limits, Outcome,
+};
+
+const REALM: &str = "a.example.com";
+const T0: u64 = 1_700_000_000;
+const URI: &str = "sip:a.example.com";
+const CNONCE: &str = "0a4f113b";
+const CHALLENGE: Outcome = Outcome::Challenge { stale: false };
+const STALE: Outcome = Outcome::Challenge { stale: true };
+
+fn config(algorithms: &[Algorithm], max_failures: u32) -> AuthConfig {
+    AuthConfig {
+        algorithms: algorithms.to_vec(),
+        nonce_lifetime: 300,
+        max_failures,
+        failure_window: 60,
+        ban: 900,
+    }
+}
+
+fn authenticator(algorithms: &[Algorithm], max_failures: u32) -> Authenticator {
+    Authenticator::new(config(algorithms, max_failures), [9; 32])
+}
+
+fn password(user: &str) -> Option<&'static str> {
+    (user == "alice").then_some("secret")
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// The value of `name=` in a challenge, unquoted.
+fn param<'a>(header: &'a str, name: &str) -> Option<&'a str> {
+    header
+        .strip_prefix("Digest ")?
+        .split(", ")
+        .find_map(|p| p.strip_prefix(name)?.strip_prefix('='))
+        .map(|v| v.trim_matches('"'))
+}
+
+fn nonce(auth: &Authenticator, now: u64) -> String {
+    param(&auth.challenges(now, REALM, false)[0], "nonce")
+        .unwrap()
+        .to_owned()
+}
+
+/// What a phone sends back.
+#[derive(Clone)]
+struct Answer<'a> {
+    user: &'a str,
+    realm: &'a str,
+    password: &'a str,
+    alg: Option<Algorithm>,
+    nonce: &'a str,
+    nc: u32,
+}
+
+impl Answer<'_> {
+    fn header(&self) -> String {
+        let nc = format!("{:08x}", self.nc);
+        let alg = self.alg.unwrap_or(Algorithm::Md5);
+        let response = digest_response(
+            alg,
+            self.user,
+            self.realm,
+            self.password,
+            "REGISTER",
+            URI,
+            self.nonce,
+            &nc,
+            CNONCE,
+        );
+        let alg = self
+            .alg
+            .map(|a| format!(", algorithm={}", a.as_str()))
+            .unwrap_or_default();
+        format!(
+            "Digest username=\"{}\", realm=\"{}\", nonce=\"{}\", uri=\"{URI}\", \
+             response=\"{response}\"{alg}, qop=auth, nc={nc}, cnonce=\"{CNONCE}\"",
+            self.user, self.realm, self.nonce
+        )
+    }
+}
+
+fn alice(nonce: &str) -> Answer<'_> {
+    Answer {
+        user: "alice",
+        realm: REALM,
+        password: "secret",
+        alg: Some(Algorithm::Sha256),
+        nonce,
+        nc: 1,
+    }
+}
+
+fn check_from(auth: &Authenticator, now: u64, user: &str, creds: &[&str], from: &str) -> Outcome {
+    let creds: Vec<&[u8]> = creds.iter().map(|c| c.as_bytes()).collect();
+    let attempt = Attempt {
+        method: b"REGISTER",
+        realm: REALM,
+        user,
+        credentials: &creds,
+        source: ip(from),
+    };
+    auth.check(now, &attempt, password)
+}
+
+fn check(auth: &Authenticator, now: u64, user: &str, creds: &[&str]) -> Outcome {
+    check_from(auth, now, user, creds, "192.0.2.7")
+}
+
+#[test]
+fn rfc7616_example_vectors() {
+    // RFC 7616 §3.9.1.
+    let r = |alg| {
+        digest_response(
+            alg,
+            "Mufasa",
+            "http-auth@example.org",
+            "Circle of Life",
+            "GET",
+            "/dir/index.html",
+            "7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v",
+            "00000001",
+            "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ",
+        )
+    };
+    assert_eq!(r(Algorithm::Md5), "8ca523f5e9506fed4657c9700eebdbec");
+    assert_eq!(
+        r(Algorithm::Sha256),
+        "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1"
+    );
+}
+
+#[test]
+fn algorithm_names() {
+    for (s, a) in [
+        ("MD5", Some(Algorithm::Md5)),
+        ("md5", Some(Algorithm::Md5)),
+        ("SHA-256", Some(Algorithm::Sha256)),
+        ("sha-256", Some(Algorithm::Sha256)),
+        ("MD5-sess", None),
+        ("SHA-512-256", None),
+    ] {
+        assert_eq!(Algorithm::parse(s), a, "{s}");
+    }
+    assert_eq!(Algorithm::Sha256.as_str(), "SHA-256");
+    let c = AuthConfig::from_config(&tandem::config::Auth::default());
+    assert_eq!(c.algorithms, [Algorithm::Sha256, Algorithm::Md5]);
+    assert_eq!((c.nonce_lifetime, c.max_failures), (300, 10));
+}
+
+#[test]
+fn round_trip_both_algorithms_in_configured_order() {
+    use Algorithm::{Md5, Sha256};
+    for order in [[Sha256, Md5], [Md5, Sha256]] {
+        let auth = authenticator(&order, 10);
+        let headers = auth.challenges(T0, REALM, false);
+        let offered: Vec<_> = headers.iter().map(|h| param(h, "algorithm")).collect();
+        assert_eq!(offered, order.map(|a| Some(a.as_str())));
+        for (i, alg) in order.into_iter().enumerate() {
+            let h = &auth.challenges(T0 + i as u64, REALM, false)[i];
+            assert_eq!(param(h, "qop"), Some("auth"));
+            assert_eq!(param(h, "realm"), Some(REALM));
+            let n = param(h, "nonce").unwrap();
+            let answer = Answer {
+                alg: Some(alg),
+                ..alice(n)
+            };
+            assert_eq!(
+                check(&auth, T0 + 10, "alice", &[&answer.header()]),
+                Outcome::Authenticated,
+                "{alg:?}"
+            );
+        }
+        // No algorithm parameter means MD5 (RFC 7616 §3.4).
+        let n = nonce(&auth, T0);
+        let answer = Answer {
+            alg: None,
+            ..alice(&n)
+        };
+        assert_eq!(
+            check(&auth, T0, "alice", &[&answer.header()]),
+            Outcome::Authenticated
+        );
+    }
+}
+
+#[test]
+fn challenge_shape() {
+    let auth = authenticator(&[Algorithm::Sha256, Algorithm::Md5], 10);
+    let h = auth.challenges(T0, REALM, false);
+    let n = param(&h[0], "nonce").unwrap();
+    assert_eq!(n.len(), 43);
+    assert_eq!(
+        h,
+        [
+            format!("Digest realm=\"{REALM}\", nonce=\"{n}\", algorithm=SHA-256, qop=\"auth\""),
+            format!("Digest realm=\"{REALM}\", nonce=\"{n}\", algorithm=MD5, qop=\"auth\""),
+        ]
+    );
+    let s = auth.challenges(T0, REALM, true);
+    assert!(s.iter().all(|h| h.ends_with(", stale=true")));
+    assert_ne!(param(&s[0], "nonce"), Some(n), "fresh nonce per call");
+}
+
+#[test]
+fn unknown_user_and_wrong_password_look_the_same() {
+    let auth = authenticator(&[Algorithm::Sha256, Algorithm::Md5], 10);
+    let shape = |h: &[String]| -> Vec<Vec<String>> {
+        h.iter()
+            .map(|h| {
+                h.split(", ")
+                    .map(|p| p.split('=').next().unwrap().to_owned())
+                    .collect()
+            })
+            .collect()
+    };
+    let n1 = nonce(&auth, T0);
+    let n2 = nonce(&auth, T0);
+    let wrong_password = Answer {
+        password: "guess",
+        ..alice(&n1)
+    };
+    let unknown_user = Answer {
+        user: "mallory",
+        ..alice(&n2)
+    };
+    let a = check(&auth, T0, "alice", &[&wrong_password.header()]);
+    let b = check(&auth, T0, "mallory", &[&unknown_user.header()]);
+    assert_eq!((a, b), (CHALLENGE, CHALLENGE));
+    assert_eq!(
+        shape(&auth.challenges(T0, REALM, false)),
+        shape(&auth.challenges(T0, REALM, false))
+    );
+}
+
+/// Every way credentials can be refused, told apart from a plain challenge
+/// by an authenticator that bans on the first failure.
+#[test]
+fn failures_and_non_failures() {
+    let issue = |auth: &Authenticator| nonce(auth, T0);
+    type Case = (&'static str, fn(&str) -> (String, &'static str), Outcome);
+    let cases: [Case; 14] = [
+        (
+            "valid",
+            |n| (alice(n).header(), "alice"),
+            Outcome::Authenticated,
+        ),
+        ("no credentials", |_| (String::new(), "alice"), CHALLENGE),
+        (
+            "regaut01 scheme",
+            |_| ("NoOneKnowsThisScheme opaque-data=here".into(), "alice"),
+            CHALLENGE,
+        ),
+        (
+            "wrong password",
+            |n| {
+                (
+                    Answer {
+                        password: "x",
+                        ..alice(n)
+                    }
+                    .header(),
+                    "alice",
+                )
+            },
+            Outcome::Banned,
+        ),
+        (
+            "unknown user",
+            |n| {
+                (
+                    Answer {
+                        user: "bob",
+                        ..alice(n)
+                    }
+                    .header(),
+                    "bob",
+                )
+            },
+            Outcome::Banned,
+        ),
+        (
+            "username is not the claimed user",
+            |n| (alice(n).header(), "bob"),
+            Outcome::Banned,
+        ),
+        (
+            "other realm",
+            |n| {
+                let a = Answer {
+                    realm: "b.example.com",
+                    ..alice(n)
+                };
+                (a.header(), "alice")
+            },
+            Outcome::Banned,
+        ),
+        (
+            "forged nonce",
+            |n| {
+                let mut f = n.to_owned().into_bytes();
+                f[20] = if f[20] == b'A' { b'B' } else { b'A' };
+                let f = String::from_utf8(f).unwrap();
+                (
+                    Answer {
+                        nonce: &f,
+                        ..alice(n)
+                    }
+                    .header(),
+                    "alice",
+                )
+            },
+            Outcome::Banned,
+        ),
+        (
+            "made-up nonce",
+            |_| {
+                (
+                    alice("dcd98b7102dd2f0e8b11d0f600bfb0c093").header(),
+                    "alice",
+                )
+            },
+            Outcome::Banned,
+        ),
+        (
+            "algorithm not configured",
+            |n| {
+                (
+                    Answer {
+                        alg: Some(Algorithm::Md5),
+                        ..alice(n)
+                    }
+                    .header(),
+                    "alice",
+                )
+            },
+            Outcome::Banned,
+        ),
+        (
+            "unknown algorithm",
+            |n| (alice(n).header().replace("SHA-256", "SHA-512-256"), "alice"),
+            Outcome::Banned,
+        ),
+        (
+            "no cnonce",
+            |n| {
+                (
+                    alice(n).header().replace(", cnonce=\"0a4f113b\"", ""),
+                    "alice",
+                )
+            },
+            Outcome::Banned,
+        ),
+        (
+            "qop auth-int",
+            |n| {
+                (
+                    alice(n).header().replace("qop=auth", "qop=auth-int"),
+                    "alice",
+                )
+            },
+            Outcome::Banned,
+        ),
+        (
+            "digest without realm",
+            |n| {
+                (
+                    alice(n).header().replace("realm=\"a.example.com\", ", ""),
+                    "alice",
+                )
+            },
+            Outcome::Banned,
+        ),
+    ];
+    for (name, make, expected) in cases {
+        let auth = authenticator(&[Algorithm::Sha256], 1);
+        let n = issue(&auth);
+        let (header, user) = make(&n);
+        let creds: Vec<&str> = [header.as_str()]
+            .into_iter()
+            .filter(|h| !h.is_empty())
+            .collect();
+        assert_eq!(check(&auth, T0 + 1, user, &creds), expected, "{name}");
+    }
+}
+
+#[test]
+fn credential_selection() {
+    let auth = authenticator(&[Algorithm::Sha256], 1);
+    let n = nonce(&auth, T0);
+    let ours = alice(&n).header();
+    let theirs = Answer {
+        realm: "b.example.com",
+        nc: 2,
+        ..alice(&n)
+    }
+    .header();
+    let other = "NoOneKnowsThisScheme opaque-data=here";
+    assert_eq!(
+        check(&auth, T0, "alice", &[other, &theirs, &ours]),
+        Outcome::Authenticated
+    );
+    // Escaped quotes in the username are unescaped before comparing.
+    let a = Authenticator::new(config(&[Algorithm::Md5], 1), [1; 32]);
+    let n = nonce(&a, T0);
+    let nc = "00000001";
+    let r = digest_response(
+        Algorithm::Md5,
+        "a\"b",
+        REALM,
+        "pw",
+        "REGISTER",
+        URI,
+        &n,
+        nc,
+        CNONCE,
+    );
+    let h = format!(
+        "Digest username=\"a\\\"b\", realm=\"{REALM}\", nonce=\"{n}\", uri=\"{URI}\", \
+         response=\"{r}\", qop=auth, nc={nc}, cnonce=\"{CNONCE}\""
+    );
+    let creds = [h.as_bytes()];
+    let attempt = Attempt {
+        method: b"REGISTER",
+        realm: REALM,
+        user: "a\"b",
+        credentials: &creds,
+        source: ip("192.0.2.1"),
+    };
+    assert_eq!(
+        a.check(T0, &attempt, |_| Some("pw")),
+        Outcome::Authenticated
+    );
+}
+
+#[test]
+fn replayed_nc_is_refused() {
+    let auth = authenticator(&[Algorithm::Sha256], 10);
+    let n = nonce(&auth, T0);
+    let first = alice(&n).header();
+    assert_eq!(check(&auth, T0, "alice", &[&first]), Outcome::Authenticated);
+    assert_eq!(check(&auth, T0 + 1, "alice", &[&first]), CHALLENGE);
+    let third = Answer { nc: 3, ..alice(&n) }.header();
+    assert_eq!(
+        check(&auth, T0 + 2, "alice", &[&third]),
+        Outcome::Authenticated
+    );
+    let second = Answer { nc: 2, ..alice(&n) }.header();
+    assert_eq!(check(&auth, T0 + 3, "alice", &[&second]), CHALLENGE);
+    assert_eq!(check(&auth, T0 + 3, "alice", &[&third]), CHALLENGE);
+}
+
+#[test]
+fn stale_nonce() {
+    // max_failures 1: a failure would ban.
+    let auth = authenticator(&[Algorithm::Sha256], 1);
+    let n = nonce(&auth, T0);
+    let h = alice(&n).header();
+    assert_eq!(check(&auth, T0 + 301, "alice", &[&h]), STALE);
+    assert_eq!(
+        check(&auth, T0 + 300, "alice", &[&h]),
+        Outcome::Authenticated
+    );
+    // Stale and wrong: a failure.
+    let wrong = Answer {
+        password: "x",
+        nc: 2,
+        ..alice(&n)
+    };
+    assert_eq!(
+        check(&auth, T0 + 301, "alice", &[&wrong.header()]),
+        Outcome::Banned
+    );
+    // A nonce from the future is forged.
+    let auth = authenticator(&[Algorithm::Sha256], 1);
+    let n = nonce(&auth, T0 + 100);
+    assert_eq!(
+        check(&auth, T0 + 94, "alice", &[&alice(&n).header()]),
+        Outcome::Banned
+    );
+}
+
+#[test]
+fn restart_forgets_nothing_dangerous() {
+    // Same secret, new process: the old nonce verifies but its nc history is
+    // gone, so it is answered stale rather than accepted again.
+    let old = authenticator(&[Algorithm::Sha256], 1);
+    let n = nonce(&old, T0);
+    let h = alice(&n).header();
+    assert_eq!(check(&old, T0, "alice", &[&h]), Outcome::Authenticated);
+    let new = authenticator(&[Algorithm::Sha256], 1);
+    assert_eq!(check(&new, T0 + 5, "alice", &[&h]), STALE);
+    let fresh = nonce(&new, T0 + 5);
+    assert_eq!(
+        check(&new, T0 + 5, "alice", &[&alice(&fresh).header()]),
+        Outcome::Authenticated
+    );
+}
+
+#[test]
+fn bans_after_max_failures_within_the_window() {
+    let auth = authenticator(&[Algorithm::Sha256], 3);
+    let bad = |t| {
+        let n = nonce(&auth, t);
+        Answer {
+            password: "x",
+            ..alice(&n)
+        }
+        .header()
+    };
+    let attacker = "198.51.100.9";
+    assert_eq!(
+        check_from(&auth, T0, "alice", &[&bad(T0)], attacker),
+        CHALLENGE
+    );
+    assert_eq!(
+        check_from(&auth, T0 + 30, "alice", &[&bad(T0 + 30)], attacker),
+        CHALLENGE
+    );
+    assert!(!auth.is_banned(T0 + 30, ip(attacker)));
+    assert_eq!(
+        check_from(&auth, T0 + 59, "alice", &[&bad(T0 + 59)], attacker),
+        Outcome::Banned
+    );
+    // Silence for `ban` seconds, even with good credentials; others unaffected.
+    let good = |t| alice(&nonce(&auth, t)).header();
+    for t in [T0 + 59, T0 + 500, T0 + 958] {
+        assert!(auth.is_banned(t, ip(attacker)));
+        let password_asked = Cell::new(false);
+        let creds = good(t);
+        let attempt = Attempt {
+            method: b"INVITE",
+            realm: REALM,
+            user: "alice",
+            credentials: &[creds.as_bytes()],
+            source: ip(attacker),
+        };
+        let outcome = auth.check(t, &attempt, |_| {
+            password_asked.set(true);
+            Some("secret")
+        });
+        assert_eq!(outcome, Outcome::Banned);
+        assert!(!password_asked.get(), "banned: nothing computed");
+    }
+    assert_eq!(
+        check(&auth, T0 + 100, "alice", &[&good(T0 + 100)]),
+        Outcome::Authenticated
+    );
+    // Lifted.
+    assert!(!auth.is_banned(T0 + 959, ip(attacker)));
+    assert_eq!(
+        check_from(&auth, T0 + 959, "alice", &[&good(T0 + 959)], attacker),
+        Outcome::Authenticated
+    );
+}
+
+#[test]
+fn failures_spaced_beyond_the_window_do_not_ban() {
+    let auth = authenticator(&[Algorithm::Sha256], 3);
+    for i in 0..20 {
+        let t = T0 + i * 31; // two per 60 s window at most
+        let n = nonce(&auth, t);
+        let h = Answer {
+            password: "x",
+            ..alice(&n)
+        }
+        .header();
+        assert_eq!(check(&auth, t, "alice", &[&h]), CHALLENGE, "failure {i}");
+    }
+    assert!(!auth.is_banned(T0 + 620, ip("192.0.2.7")));
+}
+
+#[test]
+fn ipv6_sources_are_banned_per_64() {
+    let auth = authenticator(&[Algorithm::Sha256], 2);
+    for (i, from) in ["2001:db8:1:2::a", "2001:db8:1:2::b"]
+        .into_iter()
+        .enumerate()
+    {
+        let n = nonce(&auth, T0);
+        let h = Answer {
+            password: "x",
+            ..alice(&n)
+        }
+        .header();
+        let expected = if i == 1 { Outcome::Banned } else { CHALLENGE };
+        assert_eq!(check_from(&auth, T0, "alice", &[&h], from), expected);
+    }
+    assert!(auth.is_banned(T0, ip("2001:db8:1:2::c")));
+    assert!(!auth.is_banned(T0, ip("2001:db8:1:3::a")));
+}
+
+#[test]
+fn full_replay_table_never_accepts_twice() {
+    // One nonce per shard; failures never ban here.
+    let limits = Limits {
+        replay_entries: 16,
+        ban_entries: 1024,
+    };
+    let auth = Authenticator::with_limits(config(&[Algorithm::Sha256], 1_000_000), [3; 32], limits);
+    let mut used = Vec::new();
+    for i in 0..200 {
+        let t = T0 + i;
+        let n = nonce(&auth, t);
+        let h = alice(&n).header();
+        assert_eq!(
+            check(&auth, t, "alice", &[&h]),
+            Outcome::Authenticated,
+            "nonce {i}"
+        );
+        used.push((n, h));
+    }
+    let now = T0 + 200;
+    let mut stale = 0;
+    for (n, h) in &used {
+        let again = check(&auth, now, "alice", &[h]);
+        let next = check(
+            &auth,
+            now,
+            "alice",
+            &[&Answer { nc: 2, ..alice(n) }.header()],
+        );
+        assert_ne!(again, Outcome::Authenticated);
+        stale += usize::from(again == STALE);
+        // An evicted nonce stays stale even with a higher nc; one still in
+        // the table takes nc 2 exactly once.
+        assert!(next == STALE || next == Outcome::Authenticated);
+        if next == Outcome::Authenticated {
+            assert_eq!(again, CHALLENGE);
+        }
+    }
+    assert!(stale >= 200 - 16, "{stale} evicted nonces answered stale");
+    // A fresh nonce still works.
+    let n = nonce(&auth, now);
+    assert_eq!(
+        check(&auth, now, "alice", &[&alice(&n).header()]),
+        Outcome::Authenticated
+    );
+}
+
+#[test]
+fn shared_between_threads() {
+    let auth = Arc::new(authenticator(&[Algorithm::Sha256, Algorithm::Md5], 10));
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let auth = Arc::clone(&auth);
+            std::thread::spawn(move || {
+                for i in 0..50 {
+                    let n = nonce(&auth, T0 + i);
+                    let h = alice(&n).header();
+                    assert_eq!(check(&auth, T0 + i, "alice", &[&h]), Outcome::Authenticated);
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+}
+
+/// A `tracing` writer into a shared buffer.
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn failure_log_lines_are_fixed_and_safe() {
+    let out = Capture::default();
+    let writer = out.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .without_time()
+        .with_target(false)
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        let auth = authenticator(&[Algorithm::Sha256], 2);
+        let n = nonce(&auth, T0);
+        let wrong = Answer {
+            password: "x",
+            ..alice(&n)
+        }
+        .header();
+        check_from(&auth, T0, "alice", &[&wrong], "192.0.2.9");
+        // The claimed user is attacker-chosen; its raw quote also breaks
+        // the header's quoted-string, hence `malformed`.
+        let hostile = "x\" source=10.0.0.1\nauth ban: source=10.0.0.1";
+        let h = Answer {
+            user: hostile,
+            nc: 2,
+            ..alice(&n)
+        }
+        .header()
+        .replace('\n', "\\n");
+        check_from(&auth, T0, hostile, &[&h], "192.0.2.9");
+    });
+    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            " WARN auth failure: user=\"alice\" realm=\"a.example.com\" source=192.0.2.9 reason=wrong-credentials",
+            " WARN auth failure: user=\"x\\x22 source=10.0.0.1\\x0aauth ban: source=10.0.0.1\" realm=\"a.example.com\" source=192.0.2.9 reason=malformed",
+            " WARN auth ban: source=192.0.2.9 for 900s after 2 failures",
+        ]
+    );
+}
