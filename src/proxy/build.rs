@@ -16,6 +16,9 @@ pub struct Forward<'a> {
     pub record_route: Option<&'a [u8]>,
     /// Whether the top Route named us and is removed (loose routing).
     pub pop_route: bool,
+    /// Whether Proxy-Authorization (our realm's credentials, consumed
+    /// here) is removed (RFC 3261 §22.3).
+    pub strip_credentials: bool,
 }
 
 /// Writes the forwarded copy of `req`.
@@ -23,6 +26,9 @@ pub fn forward(req: &Message, f: &Forward<'_>) -> Vec<u8> {
     let mut e = req.edit();
     if f.pop_route {
         e.remove_first_value(HeaderName::Route);
+    }
+    if f.strip_credentials {
+        e.remove_header(HeaderName::ProxyAuthorization);
     }
     if let Some(rr) = f.record_route {
         e.add_record_route(rr);

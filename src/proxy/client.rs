@@ -6,13 +6,24 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::timer::TimerKind;
-use super::{build, BranchState, Proxy, ServerState, Source, Transmit, Transport};
+use super::{build, BranchState, Peer, Proxy, ServerState, Source, Transmit, Transport};
 use crate::sip::{response_to, CSeq, HeaderName, Message, Method, StatusCode};
 
 impl Proxy {
-    pub(super) fn response(&mut self, now: Instant, msg: Message) {
+    pub(super) fn response(&mut self, now: Instant, msg: Message, from: Peer) {
         let via = super::top_via(&msg);
         let Some(&(slot, i)) = via.branch().and_then(|b| self.client_index.get(b)) else {
+            if let Some(worker) = via.branch().and_then(|b| self.owner_of(b)) {
+                // Another worker's transaction: a response to a request sent
+                // from the shared socket (to a binding behind NAT) or over a
+                // TCP connection this worker owns.
+                self.handover.push_back(super::HandOver {
+                    worker,
+                    data: msg.buffer().clone(),
+                    from,
+                });
+                return;
+            }
             self.stats.dropped += 1;
             return; // matches no transaction: dropped (DOMAIN.md §7)
         };
@@ -124,7 +135,7 @@ impl Proxy {
             if let Some(ack) = b.ack.clone() {
                 self.out.push_back(Transmit {
                     peer: b.peer,
-                    source: Source::Worker,
+                    source: b.source,
                     data: ack,
                 });
             }
@@ -232,9 +243,9 @@ impl Proxy {
                         (b.interval * 2).min(timers.t2)
                     };
                     if let Some(sent) = &b.sent {
-                        let (peer, data) = (b.peer, sent.buffer().clone());
+                        let (peer, source, data) = (b.peer, b.source, sent.buffer().clone());
                         let next = b.interval;
-                        self.send(peer, Source::Worker, data);
+                        self.send(peer, source, data);
                         self.timers.schedule(
                             now + next,
                             slot,
@@ -266,8 +277,8 @@ impl Proxy {
                 if b.final_status.is_none() && !b.cancel_answered {
                     if let Some(c) = b.cancel.clone() {
                         b.cancel_interval = (b.cancel_interval * 2).min(timers.t2);
-                        let (peer, next) = (b.peer, b.cancel_interval);
-                        self.send(peer, Source::Worker, c);
+                        let (peer, source, next) = (b.peer, b.source, b.cancel_interval);
+                        self.send(peer, source, c);
                         self.timers.schedule(
                             now + next,
                             slot,
@@ -341,8 +352,8 @@ impl Proxy {
         b.cancelled = true;
         b.cancel = Some(data.clone());
         b.cancel_interval = timers.t1;
-        let peer = b.peer;
-        self.send(peer, Source::Worker, data);
+        let (peer, source) = (b.peer, b.source);
+        self.send(peer, source, data);
         if peer.transport == Transport::Udp {
             self.timers.schedule(
                 now + timers.t1,

@@ -34,6 +34,7 @@
 
 mod build;
 mod client;
+mod local;
 pub mod router;
 mod server;
 pub mod timer;
@@ -41,6 +42,7 @@ pub mod timer;
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -121,6 +123,51 @@ pub struct Target {
     pub peer: Peer,
     /// A new Request-URI, if the decision rewrites it.
     pub request_uri: Option<String>,
+    /// The next hop is a registered binding (possibly behind NAT): the
+    /// request leaves from the shared listening socket, the one the
+    /// binding's REGISTER reached, so the NAT's pinhole lets it through.
+    pub nat: bool,
+}
+
+impl Target {
+    /// A target reached from this worker's own socket.
+    pub fn new(peer: Peer, request_uri: Option<String>) -> Target {
+        Target {
+            peer,
+            request_uri,
+            nat: false,
+        }
+    }
+}
+
+/// Who sent an out-of-dialog request, as far as the routing table can
+/// tell before authentication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim<'r> {
+    /// Not authenticated: a carrier, recognised by source network.
+    Trusted,
+    /// An account of a company (terminal or friend) that must prove itself
+    /// with digest credentials. `password` is `None` for a name the company
+    /// does not have: it is challenged exactly like a real one.
+    Account {
+        /// The company domain: the digest realm (for a domain that is no
+        /// company's, the domain as written: challenged all the same, so
+        /// neither domains nor names can be enumerated).
+        realm: Cow<'r, str>,
+        /// The claimed name (From user; To user for REGISTER), unescaped.
+        user: String,
+        /// The account's password, if it exists.
+        password: Option<&'r str>,
+        /// Whether the account may register (terminals, register friends).
+        registers: bool,
+    },
+    /// Refused before any authentication (e.g. an unknown domain).
+    Reject {
+        /// The status.
+        status: StatusCode,
+        /// The reason phrase.
+        reason: Cow<'static, str>,
+    },
 }
 
 /// A routing answer for a new out-of-dialog request.
@@ -140,8 +187,78 @@ pub enum Routing {
 /// Decides where new out-of-dialog requests go (the routing table, seen
 /// from the proxy).
 pub trait Router {
+    /// Who claims to send the out-of-dialog request `req` (for a REGISTER,
+    /// `register` is true and the claim is the To header's). Only consulted
+    /// when the proxy has an authenticator ([`Services`]).
+    fn claim(&self, req: &Message, from: &Peer, register: bool) -> Claim<'_> {
+        let _ = (req, from, register);
+        Claim::Trusted
+    }
+
     /// Routes `req`, whose Request-URI is `uri`, received from `from`.
     fn route(&self, req: &Message, uri: &Uri<'_>, from: &Peer) -> Routing;
+}
+
+/// Wall-clock time as the proxy sees it: the Unix time at one instant of
+/// the monotonic clock the shell passes in (nonces and bindings live in
+/// Unix seconds, so they survive a restart).
+#[derive(Debug, Clone, Copy)]
+pub struct WallClock {
+    /// An instant of the shell's clock.
+    pub at: Instant,
+    /// The Unix time, in seconds, at that instant.
+    pub unix: u64,
+}
+
+impl WallClock {
+    /// The Unix time at `now`.
+    pub fn unix(&self, now: Instant) -> u64 {
+        self.unix + now.saturating_duration_since(self.at).as_secs()
+    }
+}
+
+/// What sits beside the proxy core: the digest authenticator and the
+/// registrar, shared by every worker.
+#[derive(Debug, Clone)]
+pub struct Services {
+    /// Digest authentication, nonces, replay and ban tables.
+    pub auth: Arc<crate::auth::Authenticator>,
+    /// Bindings.
+    pub registrar: Arc<crate::registrar::Registrar>,
+    /// How many workers there are (hand-overs name one of them).
+    pub workers: u16,
+    /// Unix time.
+    pub clock: WallClock,
+}
+
+/// A registrar record the shell must make durable before the answer to
+/// its REGISTER goes out: write it, then call [`Proxy::persisted`] with the
+/// ticket.
+#[derive(Debug)]
+pub struct Persist {
+    /// The log record.
+    pub record: Vec<u8>,
+    /// Which transaction waits for it.
+    pub ticket: Ticket,
+}
+
+/// A transaction waiting for its record to be durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket {
+    slot: u32,
+    generation: u32,
+}
+
+/// A response that belongs to another worker's transaction (its branch
+/// names that worker): the shell passes it there, to [`Proxy::handle`].
+#[derive(Debug)]
+pub struct HandOver {
+    /// The worker whose transaction it is.
+    pub worker: u16,
+    /// The message as received.
+    pub data: Bytes,
+    /// Who sent it.
+    pub from: Peer,
 }
 
 /// Configuration of one worker's proxy.
@@ -204,6 +321,8 @@ enum BranchState {
 struct Branch {
     id: Vec<u8>,
     peer: Peer,
+    /// The socket its requests leave from.
+    source: Source,
     /// The request as sent, kept until the branch has a final response
     /// (retransmissions, CANCEL); then dropped so a lingering transaction
     /// stays small.
@@ -253,6 +372,9 @@ pub struct Proxy {
     client_index: HashMap<Vec<u8>, (u32, u16)>,
     timers: TimerQueue,
     out: VecDeque<Transmit>,
+    persist: VecDeque<Persist>,
+    handover: VecDeque<HandOver>,
+    services: Option<Services>,
     counter: u64,
     stats: Stats,
 }
@@ -260,8 +382,19 @@ pub struct Proxy {
 const MAGIC: &[u8] = b"z9hG4bK";
 
 impl Proxy {
-    /// A proxy with no transactions.
+    /// A proxy with no transactions, no authentication and no registrar
+    /// (every caller is trusted: for tests of the proxy core alone).
     pub fn new(cfg: ProxyConfig) -> Proxy {
+        Self::build(cfg, None)
+    }
+
+    /// A proxy that authenticates every out-of-dialog request of a
+    /// non-carrier and answers REGISTER with the registrar.
+    pub fn with_services(cfg: ProxyConfig, services: Services) -> Proxy {
+        Self::build(cfg, Some(services))
+    }
+
+    fn build(cfg: ProxyConfig, services: Option<Services>) -> Proxy {
         Proxy {
             cfg,
             slots: Vec::new(),
@@ -272,6 +405,9 @@ impl Proxy {
             client_index: HashMap::new(),
             timers: TimerQueue::default(),
             out: VecDeque::new(),
+            persist: VecDeque::new(),
+            handover: VecDeque::new(),
+            services,
             counter: 0,
             stats: Stats::default(),
         }
@@ -293,6 +429,16 @@ impl Proxy {
         self.out.pop_front()
     }
 
+    /// The next record to make durable, if any (see [`Persist`]).
+    pub fn poll_persist(&mut self) -> Option<Persist> {
+        self.persist.pop_front()
+    }
+
+    /// The next message to pass to another worker, if any.
+    pub fn poll_handover(&mut self) -> Option<HandOver> {
+        self.handover.pop_front()
+    }
+
     /// When [`Proxy::handle_timeout`] must next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.timers.next()
@@ -312,6 +458,14 @@ impl Proxy {
 
     /// Handles one message received from `from`.
     pub fn handle(&mut self, now: Instant, data: Bytes, from: Peer, router: &dyn Router) {
+        if let Some(s) = &self.services {
+            // Banned sources get silence, whatever they send. (Carriers are
+            // never challenged, so never banned.)
+            if s.auth.is_banned(s.clock.unix(now), from.addr.ip()) {
+                self.stats.dropped += 1;
+                return;
+            }
+        }
         let msg = match Message::parse_datagram(data.clone()) {
             Ok(m) => m,
             Err(e) => return self.unparsable(&data, e, from),
@@ -336,7 +490,7 @@ impl Proxy {
         if msg.is_request() {
             self.request(now, msg, from, router);
         } else {
-            self.response(now, msg);
+            self.response(now, msg, from);
         }
     }
 

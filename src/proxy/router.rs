@@ -1,10 +1,16 @@
 //! The routing table seen from the proxy: who is calling, what the
 //! decision is, and which next hop and Request-URI it gives.
 //!
-//! Caller identification (until digest authentication lands): a request
-//! from a carrier's source network is a carrier call (DDI routing); any
-//! other request is identified by its From `user@domain`: the domain names
-//! the company, the user part a friend or a user's terminal. Carrier calls
+//! Caller identification: a request from a carrier's source network is a
+//! carrier call (DDI routing) and is not authenticated; any other request
+//! names an account by its From `user@domain` (To for REGISTER): the domain
+//! names the company (the digest realm), the user part a friend or a
+//! terminal, and the proxy's digest gate ([`Router::claim`]) makes it prove
+//! that before [`Router::route`] trusts the From.
+//!
+//! Users and register-mode friends are reached at their registered
+//! bindings (parallel fork, from the shared socket the REGISTER reached so
+//! NAT pinholes let the request in); none → `480`. Carrier calls
 //! are normalised with the numbering of the company named by the
 //! Request-URI host, else of the first company (DDIs are then looked up
 //! platform-wide, so the choice only matters for non-E.164 numbers).
@@ -15,9 +21,11 @@
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 
-use super::{Peer, Router, Routing, Target, Transport};
+use super::{Claim, Peer, Router, Routing, Target, Transport};
 use crate::config::values::Proto;
+use crate::registrar::Registrar;
 use crate::route::table::FriendConnection;
+use crate::route::AccountKind;
 use crate::route::{Caller, Decision, RoutingTable, Target as To};
 use crate::sip::{escape_user, unescape, HeaderName, Message, NameAddr, StatusCode, Uri};
 
@@ -25,13 +33,81 @@ use crate::sip::{escape_user, unescape, HeaderName, Message, NameAddr, StatusCod
 #[derive(Debug)]
 pub struct TableRouter<'t> {
     table: &'t RoutingTable,
+    registrar: Option<&'t Registrar>,
+    unix: u64,
 }
 
 impl<'t> TableRouter<'t> {
-    /// Routes with `table`.
+    /// Routes with `table`; users and register friends are unreachable.
     pub fn new(table: &'t RoutingTable) -> Self {
-        TableRouter { table }
+        TableRouter {
+            table,
+            registrar: None,
+            unix: 0,
+        }
     }
+
+    /// Routes with `table`, reaching users and register friends at their
+    /// bindings in `registrar` that are live at Unix time `unix`.
+    pub fn with_registrar(table: &'t RoutingTable, registrar: &'t Registrar, unix: u64) -> Self {
+        TableRouter {
+            table,
+            registrar: Some(registrar),
+            unix,
+        }
+    }
+
+    /// Targets for the bindings of `name@domain`, the Request-URI user
+    /// replaced by `user` when given; `480` when there are none.
+    fn bindings(
+        &self,
+        name: &str,
+        domain: &str,
+        user: Option<&str>,
+        what: &'static str,
+    ) -> Routing {
+        let Some(registrar) = self.registrar else {
+            return reject(StatusCode::TEMPORARILY_UNAVAILABLE, what);
+        };
+        let aor = format!("{name}@{domain}");
+        let targets: Vec<Target> = registrar.with_bindings(&aor, self.unix, |bs| {
+            bs.iter()
+                .filter(|b| b.expires > self.unix)
+                .map(|b| Target {
+                    peer: Peer {
+                        addr: b.source,
+                        transport: b.transport,
+                        conn: b.conn,
+                    },
+                    request_uri: Some(match user {
+                        Some(u) => with_user(&b.contact, u),
+                        None => b.contact.to_string(),
+                    }),
+                    nat: true,
+                })
+                .collect()
+        });
+        if targets.is_empty() {
+            reject(StatusCode::TEMPORARILY_UNAVAILABLE, what)
+        } else {
+            Routing::Forward(targets)
+        }
+    }
+}
+
+/// `contact` with its user part set to `user` (escaped): a friend's
+/// registered contact receives the dialled number in its Request-URI.
+fn with_user(contact: &str, user: &str) -> String {
+    let user = escape_user(user.as_bytes());
+    let (scheme, rest) = match contact.split_once(':') {
+        Some((s, r)) if s.eq_ignore_ascii_case("sip") || s.eq_ignore_ascii_case("sips") => (s, r),
+        _ => return contact.to_owned(),
+    };
+    let hostpart = match rest.split_once('@') {
+        Some((_, h)) if !rest[..rest.find('@').unwrap_or(0)].contains([';', '?']) => h,
+        _ => rest,
+    };
+    format!("{scheme}:{user}@{hostpart}")
 }
 
 fn reject(status: StatusCode, reason: &'static str) -> Routing {
@@ -57,13 +133,13 @@ fn target(peer: Option<Peer>, user: &str) -> Routing {
     // The dialled user was unescaped for routing; it goes back escaped.
     let user = escape_user(user.as_bytes());
     match peer {
-        Some(p) => Routing::Forward(vec![Target {
-            request_uri: Some(match p.addr {
+        Some(p) => Routing::Forward(vec![Target::new(
+            p,
+            Some(match p.addr {
                 SocketAddr::V4(a) => format!("sip:{user}@{a}"),
                 SocketAddr::V6(a) => format!("sip:{user}@[{}]:{}", a.ip(), a.port()),
             }),
-            peer: p,
-        }]),
+        )]),
         None => reject(StatusCode::SERVICE_UNAVAILABLE, "Next hop not resolvable"),
     }
 }
@@ -76,6 +152,44 @@ fn user_of(v: &[u8]) -> Option<String> {
 }
 
 impl Router for TableRouter<'_> {
+    fn claim(&self, req: &Message, from: &Peer, register: bool) -> Claim<'_> {
+        if self.table.carrier_for_source(from.addr.ip()).is_some() {
+            return Claim::Trusted;
+        }
+        let header = if register {
+            HeaderName::To
+        } else {
+            HeaderName::From
+        };
+        let Some((user, domain)) = req.header(header).and_then(super::local::user_host) else {
+            return Claim::Reject {
+                status: StatusCode::FORBIDDEN,
+                reason: Cow::Borrowed("Unknown caller"),
+            };
+        };
+        let Some(company) = self.table.company(&domain) else {
+            return Claim::Account {
+                realm: Cow::Owned(domain),
+                user,
+                password: None,
+                registers: true,
+            };
+        };
+        let account = company.account(&user);
+        let registers = match account.map(|a| a.kind) {
+            Some(AccountKind::Friend(f)) => {
+                matches!(company.friend(f).connection, FriendConnection::Register)
+            }
+            _ => true,
+        };
+        Claim::Account {
+            realm: Cow::Borrowed(&company.domain),
+            user,
+            password: account.map(|a| &*a.password),
+            registers,
+        }
+    }
+
     fn route(&self, req: &Message, uri: &Uri<'_>, from: &Peer) -> Routing {
         let t = self.table;
         let Some(dialled) = uri.user().map(unescape) else {
@@ -130,11 +244,12 @@ impl Router for TableRouter<'_> {
             .and_then(user_of)
             .or_else(|| req.header(HeaderName::From).and_then(user_of));
         let decision = t.decide(company, &caller, dialled, presented.as_deref());
+        let domain = &company.domain;
         let to_target = |dest: &To<'_>, user: &str| match dest {
-            To::User(..) => reject(StatusCode::TEMPORARILY_UNAVAILABLE, "Not registered"),
+            To::User(_, u) => self.bindings(&u.terminal, domain, None, "Not registered"),
             To::Friend(_, f) => match &f.connection {
                 FriendConnection::Register => {
-                    reject(StatusCode::TEMPORARILY_UNAVAILABLE, "Friend not registered")
+                    self.bindings(&f.name, domain, Some(user), "Friend not registered")
                 }
                 FriendConnection::Direct { proto, host, port } => {
                     target(peer(*proto, host, *port), user)

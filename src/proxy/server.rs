@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use super::local::Gate;
 use super::timer::TimerKind;
 use super::{
     build, Branch, BranchState, Peer, Proxy, Router, Routing, ServerState, Source, Target,
@@ -91,6 +92,29 @@ impl Proxy {
             }
         }
 
+        // The digest gate (RFC 3261 §22): REGISTER goes to the registrar;
+        // any other out-of-dialog request of a non-carrier proves who sends
+        // it. In-dialog requests are not challenged: they pass only with
+        // the dialog token of our Record-Route (see `next_hops`).
+        let register = method == Method::REGISTER;
+        let mut msg = msg;
+        let mut strip_credentials = false;
+        if self.services.is_some() {
+            if register {
+                return self.register(now, msg, from, &key, router);
+            }
+            if !in_dialog(&msg) && !is_ping(&msg) {
+                match self.gate(now, msg, from, &key, router) {
+                    (Gate::Pass { authenticated }, Some(m)) => {
+                        msg = m;
+                        strip_credentials = authenticated;
+                    }
+                    _ => return,
+                }
+            }
+        }
+        let method = msg.method().expect("request");
+
         let Some(route) = self.next_hops(&msg, from, router) else {
             return;
         };
@@ -142,6 +166,7 @@ impl Proxy {
                     max_forwards: mf,
                     record_route: rr.as_deref().map(str::as_bytes),
                     pop_route,
+                    strip_credentials,
                 },
             );
             match Message::parse_datagram(Bytes::from(data)) {
@@ -170,10 +195,16 @@ impl Proxy {
         for (i, (t, (branch, sent))) in targets.iter().zip(copies).enumerate() {
             self.client_index
                 .insert(branch.as_bytes().to_vec(), (slot, i as u16));
-            self.send(t.peer, Source::Worker, sent.buffer().clone());
+            let source = if t.nat {
+                Source::Listen
+            } else {
+                Source::Worker
+            };
+            self.send(t.peer, source, sent.buffer().clone());
             branches.push(Branch {
                 id: branch.into_bytes(),
                 peer: t.peer,
+                source,
                 sent: Some(sent),
                 ack: None,
                 state: BranchState::Calling,
@@ -248,6 +279,12 @@ impl Proxy {
                 });
             match ours {
                 Some(Some(token)) if token == self.dialog_token(msg).as_bytes() => pop_route = true,
+                // A phone configured with the switch as outbound proxy
+                // preloads a Route naming it: popped, and nothing may
+                // follow it (that would be relaying by the sender's say).
+                Some(None) if !in_dialog(msg) && msg.values(HeaderName::Route).nth(1).is_none() => {
+                    pop_route = true
+                }
                 Some(_) => {
                     self.reply(
                         msg,
@@ -293,8 +330,7 @@ impl Proxy {
             return self.single_hop(msg, from, pop_route, peer, "No route for in-dialog request");
         }
         let uri = Uri::parse(msg.request_uri().expect("request")).expect("validated");
-        let method = msg.method().expect("request");
-        if method == Method::OPTIONS && uri.user().is_none() {
+        if is_ping(msg) {
             // OPTIONS to the switch itself: a keep-alive or capability probe.
             self.reply(msg, from, StatusCode::OK, "OK", &[("Allow", b"INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, PRACK, REFER, NOTIFY, MESSAGE")]);
             return None;
@@ -329,13 +365,7 @@ impl Proxy {
         reason: &'static str,
     ) -> Option<(bool, Vec<Target>)> {
         match peer {
-            Some(peer) => Some((
-                pop_route,
-                vec![Target {
-                    peer,
-                    request_uri: None,
-                }],
-            )),
+            Some(peer) => Some((pop_route, vec![Target::new(peer, None)])),
             None => {
                 self.reply(msg, from, StatusCode::NOT_FOUND, reason, &[]);
                 None
@@ -430,6 +460,7 @@ impl Proxy {
                 max_forwards: mf,
                 record_route: None,
                 pop_route,
+                strip_credentials: false,
             },
         );
         self.stats.forwarded += 1;
@@ -570,6 +601,16 @@ fn peer_of(
         transport,
         conn: None,
     })
+}
+
+/// Whether the request is an OPTIONS to the switch itself (no user part):
+/// a keep-alive or capability probe, answered without authentication.
+fn is_ping(msg: &Message) -> bool {
+    msg.method() == Some(Method::OPTIONS)
+        && msg
+            .request_uri()
+            .and_then(|u| Uri::parse(u).ok())
+            .is_some_and(|u| u.user().is_none())
 }
 
 /// Whether the request belongs to a dialog (its To has a tag).

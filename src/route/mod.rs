@@ -47,6 +47,6 @@ pub use decide::{Caller, Decision, Target};
 pub use numbering::{NumberBuf, Numbering, E164};
 pub use publish::{Publisher, Reader, ReloadStats};
 pub use table::{
-    BuildOptions, CarrierEntry, CarrierId, CompiledCompany, FriendEntry, FriendId, RoutingTable,
-    UserEntry, UserId,
+    Account, AccountKind, BuildOptions, CarrierEntry, CarrierId, CompiledCompany, FriendEntry,
+    FriendId, RoutingTable, UserEntry, UserId,
 };

@@ -157,6 +157,24 @@ pub(crate) struct PatternOwner {
     pub(crate) pattern: Box<str>,
 }
 
+/// A digest account of a company: a terminal or a friend.
+#[derive(Debug, Clone)]
+pub struct Account {
+    /// The configured password.
+    pub password: Box<str>,
+    /// Who authenticates with it.
+    pub kind: AccountKind,
+}
+
+/// What a digest account stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountKind {
+    /// A terminal, and the user that owns it (if any).
+    Terminal(Option<UserId>),
+    /// A friend.
+    Friend(FriendId),
+}
+
 /// One company, compiled. Immutable; shared by `Arc` between table versions
 /// while its configuration does not change.
 #[derive(Debug)]
@@ -180,6 +198,9 @@ pub struct CompiledCompany {
     pub(crate) user_by_name: FxHashMap<Box<str>, UserId>,
     pub(crate) user_by_terminal: FxHashMap<Box<str>, UserId>,
     pub(crate) friend_by_name: FxHashMap<Box<str>, FriendId>,
+    /// Digest accounts: terminal and friend names (one namespace) and
+    /// their passwords.
+    pub(crate) accounts: FxHashMap<Box<str>, Account>,
     pub(crate) extensions: FxHashMap<Box<str>, TargetId>,
     pub(crate) ddis: FxHashMap<Box<str>, DdiTarget>,
     /// All friends' patterns, ordered by (priority, friend, pattern index):
@@ -269,7 +290,7 @@ impl CompiledCompany {
             .enumerate()
             .map(|(i, u)| (u.name.clone(), UserId(i as u32)))
             .collect();
-        let user_by_terminal = users
+        let user_by_terminal: FxHashMap<Box<str>, UserId> = users
             .iter()
             .enumerate()
             .map(|(i, u)| (u.terminal.clone(), UserId(i as u32)))
@@ -278,6 +299,24 @@ impl CompiledCompany {
             .iter()
             .enumerate()
             .map(|(i, f)| (f.name.clone(), FriendId(i as u32)))
+            .collect();
+        let accounts: FxHashMap<Box<str>, Account> = c
+            .terminal
+            .iter()
+            .map(|t| {
+                let a = Account {
+                    password: t.password.as_str().into(),
+                    kind: AccountKind::Terminal(user_by_terminal.get(t.name.as_str()).copied()),
+                };
+                (t.name.as_str().into(), a)
+            })
+            .chain(c.friend.iter().map(|f| {
+                let a = Account {
+                    password: f.password.as_str().into(),
+                    kind: AccountKind::Friend(friend_by_name[f.name.as_str()]),
+                };
+                (f.name.as_str().into(), a)
+            }))
             .collect();
         let target = |user: &Option<String>, friend: &Option<String>| match (user, friend) {
             (Some(u), _) => user_by_name.get(u.as_str()).map(|&id| TargetId::User(id)),
@@ -364,6 +403,7 @@ impl CompiledCompany {
             user_by_name,
             user_by_terminal,
             friend_by_name,
+            accounts,
             extensions,
             ddis,
             patterns,
@@ -381,6 +421,11 @@ impl CompiledCompany {
     /// The user whose terminal is `terminal` (after digest authentication).
     pub fn user_by_terminal(&self, terminal: &str) -> Option<UserId> {
         self.user_by_terminal.get(terminal).copied()
+    }
+
+    /// The digest account (terminal or friend) called `name`.
+    pub fn account(&self, name: &str) -> Option<&Account> {
+        self.accounts.get(name)
     }
 
     /// The friend called `name`.

@@ -8,14 +8,17 @@
 //! (a bad one is logged and the running table kept), `SIGTERM`/`SIGINT` stop
 //! the process.
 
+pub mod persist;
 pub mod worker;
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::auth::{AuthConfig, Authenticator};
 use crate::config;
-use crate::proxy::{timer::TimerConfig, ProxyConfig, Transport};
+use crate::proxy::{timer::TimerConfig, ProxyConfig, Services, Transport, WallClock};
+use crate::registrar::{Registrar, RegistrarConfig};
 use crate::route::Publisher;
 
 /// Installs the `tracing` subscriber that writes one line per event to
@@ -63,6 +66,53 @@ fn random_seed() -> u64 {
     u64::from_le_bytes(b) ^ u64::from(std::process::id())
 }
 
+/// The switch's secret: 32 random bytes kept in `data_dir/secret` (mode
+/// 0600), created on first start. Nonces and dialog tokens are keyed with
+/// it, so a restart invalidates neither live nonces nor the Record-Route
+/// of calls in progress.
+fn load_secret(dir: &Path) -> Result<[u8; 32], String> {
+    use std::io::{Read, Write};
+    let path = dir.join("secret");
+    let mut secret = [0u8; 32];
+    match std::fs::File::open(&path) {
+        Ok(mut f) => {
+            f.read_exact(&mut secret)
+                .map_err(|e| format!("{}: {e} (delete it to make a new one)", path.display()))?;
+            return Ok(secret);
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    }
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut secret))
+        .map_err(|e| format!("/dev/urandom: {e}"))?;
+    let tmp = dir.join("secret.tmp");
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode_0600()
+            .open(&tmp)?;
+        f.write_all(&secret)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        std::fs::File::open(dir)?.sync_all()
+    };
+    write().map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(secret)
+}
+
+trait Mode0600 {
+    fn mode_0600(&mut self) -> &mut Self;
+}
+
+impl Mode0600 for std::fs::OpenOptions {
+    fn mode_0600(&mut self) -> &mut Self {
+        std::os::unix::fs::OpenOptionsExt::mode(self, 0o600)
+    }
+}
+
 /// Runs the switch on the configuration at `path` until a signal stops it.
 pub fn run(path: &Path) -> Result<(), String> {
     let cfg = config::load(path).map_err(|e| e.to_string())?;
@@ -104,9 +154,32 @@ pub fn run(path: &Path) -> Result<(), String> {
         })?;
     }
     let seed = random_seed();
-    // Independent of the seed, whose low bits appear in branches and tags.
-    let secret =
-        random_seed().rotate_left(17) ^ seed.rotate_right(29).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let data_dir = Path::new(&cfg.server.data_dir);
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| format!("server.data_dir {}: {e}", data_dir.display()))?;
+    let key = load_secret(data_dir)?;
+    // The dialog-token key: the secret's second half, independent of the
+    // seed (whose low bits appear in branches and tags).
+    let secret = u64::from_le_bytes(key[24..32].try_into().expect("8 bytes"));
+    let auth = Arc::new(Authenticator::new(AuthConfig::from_config(&cfg.auth), key));
+    let registrar = Arc::new(Registrar::new(RegistrarConfig::from_config(&cfg.registrar)));
+    let opened = persist::open(data_dir, registrar.clone(), persist::now_unix())
+        .map_err(|e| format!("registrar log in {}: {e}", data_dir.display()))?;
+    tracing::info!(
+        bindings = opened.bindings,
+        records = opened.replay.records,
+        torn = opened.replay.torn,
+        took_ms = opened.took.as_millis() as u64,
+        "registrations loaded"
+    );
+    let clock = WallClock {
+        at: std::time::Instant::now(),
+        unix: persist::now_unix(),
+    };
+    let (senders, mut receivers): (Vec<_>, Vec<_>) = (0..workers)
+        .map(|_| tokio::sync::mpsc::unbounded_channel())
+        .unzip();
+    let inboxes: worker::Inboxes = Arc::new(senders);
     tracing::info!(workers, ?listen, %advertised_host, "tandem starting");
 
     for index in 0..workers {
@@ -122,10 +195,22 @@ pub fn run(path: &Path) -> Result<(), String> {
         };
         let reader = publisher.reader();
         let listen = listen.clone();
+        let shared = worker::Shared {
+            services: Services {
+                auth: auth.clone(),
+                registrar: registrar.clone(),
+                workers: workers as u16,
+                clock,
+            },
+            persister: opened.persister.clone(),
+            inboxes: inboxes.clone(),
+            keepalive_s: cfg.registrar.keepalive_s,
+        };
+        let inbox = receivers.remove(0);
         std::thread::Builder::new()
             .name(format!("tandem-worker-{index}"))
             .spawn(move || {
-                if let Err(e) = worker::run(index, listen, proxy_cfg, reader) {
+                if let Err(e) = worker::run(index, listen, proxy_cfg, reader, shared, inbox) {
                     tracing::error!(worker = index, error = %e, "worker failed");
                     std::process::exit(1);
                 }

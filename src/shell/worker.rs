@@ -17,8 +17,9 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::Notify;
 use tokio_uring::net::{TcpListener, TcpStream, UdpSocket};
 
+use super::persist::Persister;
 use super::Listen;
-use crate::proxy::{Peer, Proxy, ProxyConfig, Source, Transmit, Transport};
+use crate::proxy::{Peer, Proxy, ProxyConfig, Services, Source, Transmit, Transport};
 use crate::route::Reader;
 use crate::sip::{Framing, Head, Status, MAX_MESSAGE_LEN};
 
@@ -35,8 +36,44 @@ const TCP_IO_LIMIT: Duration = Duration::from_secs(2);
 /// case per worker).
 const MAX_TCP_CONNECTIONS: usize = 4096;
 
+/// What one worker passes another: a response that belongs to the other's
+/// transaction, or a message to send on a TCP connection the other owns.
+#[derive(Debug)]
+pub enum Inbox {
+    /// Handle this message as if received by the addressee.
+    Receive {
+        /// The message.
+        data: Bytes,
+        /// Who sent it.
+        from: Peer,
+    },
+    /// Send this on the addressee's connection.
+    Send(Transmit),
+}
+
+/// The senders of every worker's inbox, indexed by worker.
+pub type Inboxes = std::sync::Arc<Vec<tokio::sync::mpsc::UnboundedSender<Inbox>>>;
+
+/// What a worker shares with the others.
+#[derive(Debug)]
+pub struct Shared {
+    /// Authenticator, registrar, clock.
+    pub services: Services,
+    /// The registrar's log.
+    pub persister: Persister,
+    /// Every worker's inbox.
+    pub inboxes: Inboxes,
+    /// Seconds between keep-alive OPTIONS to UDP bindings (0 = none).
+    pub keepalive_s: u32,
+}
+
+/// TCP connection ids carry their worker in the top 16 bits, so any worker
+/// can tell who owns a binding's connection.
+const CONN_WORKER_SHIFT: u32 = 48;
+
 struct Worker {
     proxy: RefCell<Proxy>,
+    shared: Shared,
     reader: RefCell<Reader>,
     udp_listen: Vec<Rc<UdpSocket>>,
     udp_own: Rc<UdpSocket>,
@@ -86,6 +123,8 @@ pub fn run(
     listen: Vec<Listen>,
     mut cfg: ProxyConfig,
     reader: Reader,
+    shared: Shared,
+    mut inbox: tokio::sync::mpsc::UnboundedReceiver<Inbox>,
 ) -> io::Result<()> {
     tokio_uring::start(async move {
         let mut udp_listen = Vec::new();
@@ -110,13 +149,14 @@ pub fn run(
         tracing::info!(worker = index, port = cfg.worker_port, "worker started");
         let udp_own = Rc::new(UdpSocket::from_std(own_std));
         let w = Rc::new(Worker {
-            proxy: RefCell::new(Proxy::new(cfg)),
+            proxy: RefCell::new(Proxy::with_services(cfg, shared.services.clone())),
+            shared,
             reader: RefCell::new(reader),
             udp_listen,
             udp_own,
             conns: RefCell::new(HashMap::new()),
             conn_by_addr: RefCell::new(HashMap::new()),
-            next_conn: std::cell::Cell::new(1),
+            next_conn: std::cell::Cell::new(((index as u64) << CONN_WORKER_SHIFT) + 1),
             wake: Notify::new(),
             index,
         });
@@ -127,6 +167,16 @@ pub fn run(
         for l in tcp_listen {
             tokio_uring::spawn(accept_loop(w.clone(), l));
         }
+        let iw = w.clone();
+        tokio_uring::spawn(async move {
+            while let Some(m) = inbox.recv().await {
+                match m {
+                    Inbox::Receive { data, from } => iw.handle(data, from).await,
+                    Inbox::Send(t) => iw.transmit(t).await,
+                }
+            }
+        });
+        tokio_uring::spawn(housekeeping(w.clone()));
         timer_loop(w).await;
         Ok(())
     })
@@ -173,6 +223,36 @@ async fn timer_loop(w: Rc<Worker>) {
             }
             _ = w.wake.notified() => {}
         }
+    }
+}
+
+/// Keep-alive OPTIONS to the UDP bindings this worker registered (their
+/// NAT pinholes lead to its 4-tuple), and, on worker 0, the purge of
+/// expired bindings.
+async fn housekeeping(w: Rc<Worker>) {
+    let every = w.shared.keepalive_s;
+    let period = Duration::from_secs(if every == 0 { 60 } else { u64::from(every) });
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    loop {
+        tick.tick().await;
+        let services = &w.shared.services;
+        let unix = services.clock.unix(Instant::now());
+        if every != 0 {
+            let me = w.index as u16;
+            let mut proxy = w.proxy.borrow_mut();
+            services.registrar.for_each_binding(unix, |_, b| {
+                if b.worker == me && b.transport == Transport::Udp {
+                    proxy.keepalive(b);
+                }
+            });
+        }
+        if w.index == 0 {
+            let purged = services.registrar.purge(unix);
+            if purged > 0 {
+                tracing::debug!(purged, "expired bindings purged");
+            }
+        }
+        w.flush().await;
     }
 }
 
@@ -273,10 +353,14 @@ impl Worker {
         {
             let mut reader = self.reader.borrow_mut();
             let table = reader.table();
-            let router = crate::proxy::router::TableRouter::new(table);
-            self.proxy
-                .borrow_mut()
-                .handle(Instant::now(), data, from, &router);
+            let now = Instant::now();
+            let services = &self.shared.services;
+            let router = crate::proxy::router::TableRouter::with_registrar(
+                table,
+                &services.registrar,
+                services.clock.unix(now),
+            );
+            self.proxy.borrow_mut().handle(now, data, from, &router);
         }
         let after = self.proxy.borrow().poll_timeout();
         if after.is_some() && (before.is_none() || after < before) {
@@ -287,6 +371,31 @@ impl Worker {
 
     async fn flush(self: &Rc<Self>) {
         loop {
+            let h = self.proxy.borrow_mut().poll_handover();
+            let Some(h) = h else { break };
+            if let Some(inbox) = self.shared.inboxes.get(usize::from(h.worker)) {
+                let _ = inbox.send(Inbox::Receive {
+                    data: h.data,
+                    from: h.from,
+                });
+            }
+        }
+        loop {
+            let p = self.proxy.borrow_mut().poll_persist();
+            let Some(p) = p else { break };
+            let done = self.shared.persister.persist(p.record);
+            let w = self.clone();
+            tokio_uring::spawn(async move {
+                let ok = matches!(done.await, Ok(Ok(())));
+                if !ok {
+                    tracing::error!(worker = w.index, "registration record not stored");
+                }
+                w.proxy.borrow_mut().persisted(Instant::now(), p.ticket, ok);
+                w.wake.notify_one();
+                w.flush().await;
+            });
+        }
+        loop {
             let t = self.proxy.borrow_mut().poll_transmit();
             let Some(t) = t else { break };
             self.transmit(t).await;
@@ -294,6 +403,17 @@ impl Worker {
     }
 
     async fn transmit(self: &Rc<Self>, t: Transmit) {
+        if let Some(id) = t.peer.conn {
+            let owner = (id >> CONN_WORKER_SHIFT) as usize;
+            if owner != self.index {
+                // A binding's connection lives on the worker that accepted
+                // it: that worker writes.
+                if let Some(inbox) = self.shared.inboxes.get(owner) {
+                    let _ = inbox.send(Inbox::Send(t));
+                }
+                return;
+            }
+        }
         match t.peer.transport {
             Transport::Udp => {
                 let sock = match t.source {

@@ -25,12 +25,14 @@ struct TestRouter;
 
 impl Router for TestRouter {
     fn route(&self, _req: &Message, uri: &Uri<'_>, _from: &Peer) -> Routing {
-        let target = |a: &str| Target {
-            peer: Peer::udp(addr(a)),
-            request_uri: Some(format!(
-                "sip:{}@{a}",
-                String::from_utf8_lossy(uri.user().unwrap_or(b""))
-            )),
+        let target = |a: &str| {
+            Target::new(
+                Peer::udp(addr(a)),
+                Some(format!(
+                    "sip:{}@{a}",
+                    String::from_utf8_lossy(uri.user().unwrap_or(b""))
+                )),
+            )
         };
         match uri.user() {
             Some(b"nobody") => Routing::Reject {

@@ -1,0 +1,410 @@
+//! Requests the switch answers itself or must let through first: the
+//! digest gate in front of routing, REGISTER (the registrar), keep-alive
+//! OPTIONS to bindings, and hand-over of responses between workers.
+//!
+//! Answers given here are stateful: a transaction with no branches holds
+//! the request, so a retransmitted REGISTER or INVITE is absorbed (and the
+//! last answer repeated) instead of being authenticated a second time,
+//! which the nonce-count replay check would refuse.
+//!
+//! A REGISTER that changes bindings is answered only once its log record
+//! is durable: the proxy queues a [`Persist`] with a [`Ticket`]; the shell
+//! writes and syncs it and calls [`Proxy::persisted`], which sends the
+//! `200 OK` (or a `500` if the write failed).
+
+use std::time::Instant;
+
+use crate::auth::{Attempt, Outcome};
+use crate::registrar::{self, Binding, UpdateError};
+use crate::sip::{response_to, HeaderName, Message, Method, NameAddr, StatusCode, Uri};
+
+use super::{Claim, Peer, Persist, Proxy, Router, ServerState, Ticket, Transport, Tx};
+
+/// What the digest gate decided.
+pub(super) enum Gate {
+    /// The request goes on to routing.
+    Pass {
+        /// Whether credentials of ours were consumed (and are removed
+        /// before forwarding, RFC 3261 §22.3).
+        authenticated: bool,
+    },
+    /// It was answered (challenge, rejection) or dropped.
+    Done,
+}
+
+impl Proxy {
+    /// Authenticates a new out-of-dialog request (RFC 3261 §22): carriers
+    /// pass, accounts prove themselves, anything else is refused.
+    pub(super) fn gate(
+        &mut self,
+        now: Instant,
+        msg: Message,
+        from: Peer,
+        key: &[u8],
+        router: &dyn Router,
+    ) -> (Gate, Option<Message>) {
+        let Some(services) = self.services.clone() else {
+            return (
+                Gate::Pass {
+                    authenticated: false,
+                },
+                Some(msg),
+            );
+        };
+        let (realm, user, password) = match router.claim(&msg, &from, false) {
+            Claim::Trusted => {
+                return (
+                    Gate::Pass {
+                        authenticated: false,
+                    },
+                    Some(msg),
+                )
+            }
+            Claim::Reject { status, reason } => {
+                self.answer(now, msg, from, key, status, &reason, &[]);
+                return (Gate::Done, None);
+            }
+            Claim::Account {
+                realm,
+                user,
+                password,
+                ..
+            } => (realm.into_owned(), user, password.map(str::to_owned)),
+        };
+        let unix = services.clock.unix(now);
+        let method = msg.method().expect("request").as_bytes().to_vec();
+        let creds: Vec<&[u8]> = msg.headers(HeaderName::ProxyAuthorization).collect();
+        let outcome = services.auth.check(
+            unix,
+            &Attempt {
+                method: &method,
+                realm: &realm,
+                user: &user,
+                credentials: &creds,
+                source: from.addr.ip(),
+            },
+            |_| password.as_deref(),
+        );
+        match outcome {
+            Outcome::Authenticated => (
+                Gate::Pass {
+                    authenticated: true,
+                },
+                Some(msg),
+            ),
+            Outcome::Banned => {
+                self.stats.dropped += 1;
+                (Gate::Done, None)
+            }
+            Outcome::Challenge { stale } => {
+                self.challenge(now, msg, from, key, &realm, stale, false);
+                (Gate::Done, None)
+            }
+        }
+    }
+
+    /// RFC 3261 §10.3: authenticate, update the bindings, answer with the
+    /// current ones once the change is durable.
+    pub(super) fn register(
+        &mut self,
+        now: Instant,
+        msg: Message,
+        from: Peer,
+        key: &[u8],
+        router: &dyn Router,
+    ) {
+        let Some(services) = self.services.clone() else {
+            return self.answer(
+                now,
+                msg,
+                from,
+                key,
+                StatusCode::FORBIDDEN,
+                "Registration not supported here",
+                &[],
+            );
+        };
+        let (realm, user, password, registers) = match router.claim(&msg, &from, true) {
+            Claim::Trusted => {
+                return self.answer(
+                    now,
+                    msg,
+                    from,
+                    key,
+                    StatusCode::FORBIDDEN,
+                    "Carriers do not register",
+                    &[],
+                )
+            }
+            Claim::Reject { status, reason } => {
+                return self.answer(now, msg, from, key, status, &reason, &[])
+            }
+            Claim::Account {
+                realm,
+                user,
+                password,
+                registers,
+            } => (
+                realm.into_owned(),
+                user,
+                password.map(str::to_owned),
+                registers,
+            ),
+        };
+        let unix = services.clock.unix(now);
+        let creds: Vec<&[u8]> = msg.headers(HeaderName::Authorization).collect();
+        let outcome = services.auth.check(
+            unix,
+            &Attempt {
+                method: b"REGISTER",
+                realm: &realm,
+                user: &user,
+                credentials: &creds,
+                source: from.addr.ip(),
+            },
+            |_| password.as_deref(),
+        );
+        match outcome {
+            Outcome::Authenticated => {}
+            Outcome::Banned => {
+                self.stats.dropped += 1;
+                return;
+            }
+            Outcome::Challenge { stale } => {
+                return self.challenge(now, msg, from, key, &realm, stale, true);
+            }
+        }
+        if !registers {
+            return self.answer(
+                now,
+                msg,
+                from,
+                key,
+                StatusCode::FORBIDDEN,
+                "Direct friends do not register",
+                &[],
+            );
+        }
+        let aor = format!("{user}@{realm}");
+        let update = registrar::request::decode(&msg, &aor, from, self.cfg.worker);
+        let result = update.and_then(|u| services.registrar.update(unix, &u));
+        match result {
+            Err(UpdateError::IntervalTooBrief { min_expires }) => {
+                let min = min_expires.to_string();
+                self.answer(
+                    now,
+                    msg,
+                    from,
+                    key,
+                    StatusCode(423),
+                    "Interval Too Brief",
+                    &[("Min-Expires", min.as_bytes())],
+                )
+            }
+            Err(UpdateError::Invalid(reason)) => {
+                self.answer(now, msg, from, key, StatusCode::BAD_REQUEST, reason, &[])
+            }
+            Err(UpdateError::OutOfOrder) => self.answer(
+                now,
+                msg,
+                from,
+                key,
+                StatusCode::SERVER_INTERNAL_ERROR,
+                "Out of order",
+                &[],
+            ),
+            Ok(updated) => {
+                let ok = registered(&msg, &updated.bindings, unix, &self.new_tag());
+                match updated.record {
+                    None => self.answer_with(now, msg, from, key, ok),
+                    Some(record) => {
+                        let ticket = self.hold(msg, from, key, ok);
+                        self.persist.push_back(Persist { record, ticket });
+                    }
+                }
+            }
+        }
+    }
+
+    /// The shell made the record of `ticket` durable (`ok`) or failed to.
+    /// Sends the waiting answer.
+    pub fn persisted(&mut self, now: Instant, ticket: Ticket, ok: bool) {
+        let live = self.generations.get(ticket.slot as usize) == Some(&ticket.generation);
+        let Some(tx) = self.slots[ticket.slot as usize].as_mut().filter(|_| live) else {
+            return;
+        };
+        if !ok {
+            if let Some(req) = &tx.request {
+                let r = response_to(
+                    req,
+                    StatusCode::SERVER_INTERNAL_ERROR,
+                    "Registration not stored",
+                    Some(tx.to_tag.as_bytes()),
+                    &[],
+                );
+                tx.best = Some((StatusCode::SERVER_INTERNAL_ERROR, r));
+            }
+        }
+        self.maybe_finish(now, ticket.slot);
+    }
+
+    /// Sends a keep-alive OPTIONS to a UDP binding behind NAT, from the
+    /// shared socket whose pinhole it keeps open. Stateless: the answer (if
+    /// any) matches no transaction and is dropped.
+    pub fn keepalive(&mut self, binding: &Binding) {
+        if binding.transport != Transport::Udp {
+            return;
+        }
+        self.counter += 1;
+        let host = &self.cfg.advertised_host;
+        let port = self.cfg.listen_port;
+        let tag = format!("{:x}{:x}", self.cfg.seed as u32, self.counter);
+        let msg = format!(
+            "OPTIONS {uri} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {host}:{port};branch=z9hG4bK-K{tag};rport\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:keepalive@{host}>;tag={tag}\r\n\
+             To: <{uri}>\r\n\
+             Call-ID: ka{tag}@{host}\r\n\
+             CSeq: 1 OPTIONS\r\n\
+             Content-Length: 0\r\n\r\n",
+            uri = binding.contact,
+        );
+        let peer = Peer {
+            addr: binding.source,
+            transport: Transport::Udp,
+            conn: None,
+        };
+        self.send(peer, super::Source::Listen, msg.into_bytes());
+    }
+
+    /// The worker a branch of ours names, when it is not this one.
+    pub(super) fn owner_of(&self, branch: &[u8]) -> Option<u16> {
+        let workers = self.services.as_ref()?.workers;
+        let rest = branch.strip_prefix(b"z9hG4bK-T")?;
+        let rest = rest.get(9..)?; // 8 hex digits of the loop hash, '-'
+        let end = rest.iter().position(|&c| c == b'-')?;
+        let w = u16::from_str_radix(std::str::from_utf8(&rest[..end]).ok()?, 16).ok()?;
+        (w < workers && w != self.cfg.worker).then_some(w)
+    }
+
+    /// A 401 (REGISTER) or 407 with one challenge per configured algorithm.
+    #[allow(clippy::too_many_arguments)]
+    fn challenge(
+        &mut self,
+        now: Instant,
+        msg: Message,
+        from: Peer,
+        key: &[u8],
+        realm: &str,
+        stale: bool,
+        register: bool,
+    ) {
+        let services = self.services.as_ref().expect("gate");
+        let values = services
+            .auth
+            .challenges(services.clock.unix(now), realm, stale);
+        let (status, reason, name) = if register {
+            (StatusCode(401), "Unauthorized", "WWW-Authenticate")
+        } else {
+            (
+                StatusCode(407),
+                "Proxy Authentication Required",
+                "Proxy-Authenticate",
+            )
+        };
+        let extra: Vec<(&str, &[u8])> = values.iter().map(|v| (name, v.as_bytes())).collect();
+        self.answer(now, msg, from, key, status, reason, &extra);
+    }
+
+    /// Answers `msg` with a final response, keeping a transaction that
+    /// repeats it to retransmissions (and absorbs the ACK of an INVITE).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn answer(
+        &mut self,
+        now: Instant,
+        msg: Message,
+        from: Peer,
+        key: &[u8],
+        status: StatusCode,
+        reason: &str,
+        extra: &[(&str, &[u8])],
+    ) {
+        self.stats.rejected += 1;
+        let tag = self.new_tag();
+        let r = response_to(&msg, status, reason, Some(tag.as_bytes()), extra);
+        self.answer_with(now, msg, from, key, (status, r, tag));
+    }
+
+    fn answer_with(
+        &mut self,
+        now: Instant,
+        msg: Message,
+        from: Peer,
+        key: &[u8],
+        answer: (StatusCode, Vec<u8>, String),
+    ) {
+        if self.live >= self.cfg.max_transactions {
+            // No room to absorb retransmissions: answer statelessly.
+            return self.send(from, super::Source::Listen, answer.1);
+        }
+        let ticket = self.hold(msg, from, key, answer);
+        self.maybe_finish(now, ticket.slot);
+    }
+
+    /// A transaction with no branches whose answer waits in `best`.
+    fn hold(
+        &mut self,
+        msg: Message,
+        from: Peer,
+        key: &[u8],
+        (status, data, to_tag): (StatusCode, Vec<u8>, String),
+    ) -> Ticket {
+        let slot = self.alloc();
+        let generation = self.generations[slot as usize];
+        let invite = msg.method() == Some(Method::INVITE);
+        self.server_index.insert(key.to_vec(), slot);
+        self.slots[slot as usize] = Some(Tx {
+            generation,
+            key: key.to_vec(),
+            invite,
+            upstream: from,
+            request: Some(msg),
+            state: ServerState::Proceeding,
+            last_response: None,
+            branches: Vec::new(),
+            best: Some((status, data)),
+            to_tag,
+            g_interval: self.cfg.timers.t1,
+        });
+        Ticket { slot, generation }
+    }
+}
+
+/// The 200 OK of a REGISTER: the current bindings with their remaining
+/// lifetimes (RFC 3261 §10.3 step 8).
+fn registered(
+    msg: &Message,
+    bindings: &[Binding],
+    unix: u64,
+    tag: &str,
+) -> (StatusCode, Vec<u8>, String) {
+    let contacts = registrar::contact_values(bindings, unix);
+    let extra: Vec<(&str, &[u8])> = contacts.iter().map(|c| ("Contact", c.as_bytes())).collect();
+    let r = response_to(msg, StatusCode::OK, "OK", Some(tag.as_bytes()), &extra);
+    (StatusCode::OK, r, tag.to_owned())
+}
+
+/// The `user@domain` of a name-addr header value, unescaped user.
+pub(super) fn user_host(v: &[u8]) -> Option<(String, String)> {
+    let a = NameAddr::parse(v).ok()?;
+    let Ok(Uri::Sip(u)) = a.parsed_uri() else {
+        return None;
+    };
+    let user = String::from_utf8(crate::sip::unescape(u.user?).into_owned()).ok()?;
+    let host = match u.host {
+        crate::sip::Host::Domain(d) => std::str::from_utf8(d).ok()?.to_ascii_lowercase(),
+        _ => return None,
+    };
+    Some((user, host))
+}

@@ -1,0 +1,459 @@
+//! Registration and digest authentication on the wire: SIPp registering
+//! with MD5, and a small phone of our own (raw UDP) for what SIPp cannot
+//! do: SHA-256 digest, being called at its binding, replaying a nonce,
+//! comparing challenges byte by byte, being banned.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use tandem::auth::{digest_response, Algorithm};
+
+use crate::wire::{
+    md5_only, scenario, status_of, uac, uac_error, write_scenario, Sipp, Switch, TempDir,
+};
+
+const DOMAIN: &str = "acme.example.com";
+
+/// A SIP phone on a UDP socket of its own.
+struct Phone {
+    sock: UdpSocket,
+    switch: SocketAddr,
+    cseq: u32,
+    call_id: String,
+}
+
+/// A received message, as text.
+struct Msg(String);
+
+impl Msg {
+    fn status(&self) -> u16 {
+        status_of(self.0.as_bytes())
+    }
+
+    fn header<'a>(&'a self, name: &'a str) -> Option<&'a str> {
+        self.headers(name).next()
+    }
+
+    fn headers<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0.split("\r\n").filter_map(move |l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+
+    /// Header names in order, for comparing the shape of two answers.
+    fn shape(&self) -> Vec<String> {
+        self.0
+            .split("\r\n")
+            .skip(1)
+            .take_while(|l| !l.is_empty())
+            .filter_map(|l| l.split_once(':').map(|(n, _)| n.to_ascii_lowercase()))
+            .collect()
+    }
+
+    fn first_line(&self) -> &str {
+        self.0.split("\r\n").next().unwrap_or("")
+    }
+}
+
+/// `name="value"` or `name=value` from a challenge or credentials value.
+fn param<'a>(v: &'a str, name: &str) -> Option<&'a str> {
+    v.split(',').find_map(|p| {
+        let p = p.trim().trim_start_matches("Digest ").trim();
+        let (n, val) = p.split_once('=')?;
+        (n.trim() == name).then(|| val.trim().trim_matches('"'))
+    })
+}
+
+impl Phone {
+    fn new(ip: &str, switch: SocketAddr) -> Phone {
+        let sock = UdpSocket::bind((ip, 0)).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let call_id = format!("reg-{}@{}", std::process::id(), sock.local_addr().unwrap());
+        Phone {
+            sock,
+            switch,
+            cseq: 0,
+            call_id,
+        }
+    }
+
+    fn local(&self) -> SocketAddr {
+        self.sock.local_addr().unwrap()
+    }
+
+    fn send(&self, text: &str) {
+        self.sock.send_to(text.as_bytes(), self.switch).unwrap();
+    }
+
+    /// The next message within `limit` that `want` accepts (others, such as
+    /// 100 Trying, are skipped).
+    fn recv_where(&self, limit: Duration, want: impl Fn(&Msg) -> bool) -> Option<Msg> {
+        let deadline = Instant::now() + limit;
+        let mut buf = vec![0u8; 65535];
+        while Instant::now() < deadline {
+            if let Ok((n, _)) = self.sock.recv_from(&mut buf) {
+                let m = Msg(String::from_utf8_lossy(&buf[..n]).into_owned());
+                if want(&m) {
+                    return Some(m);
+                }
+            }
+        }
+        None
+    }
+
+    /// The final response to our last request, if one comes in time.
+    fn final_response(&self) -> Option<Msg> {
+        self.recv_where(Duration::from_secs(2), |m| {
+            m.0.starts_with("SIP/2.0") && m.status() >= 200
+        })
+    }
+
+    /// Sends a REGISTER for `user` with `extra` header lines; a new branch
+    /// and the next CSeq each time.
+    fn register_raw(&mut self, user: &str, contact: &str, extra: &str) -> Option<Msg> {
+        self.cseq += 1;
+        let local = self.local();
+        let text = format!(
+            "REGISTER sip:{DOMAIN} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {local};branch=z9hG4bK-ph{cseq}x{port};rport\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:{user}@{DOMAIN}>;tag=ph{port}\r\n\
+             To: <sip:{user}@{DOMAIN}>\r\n\
+             Call-ID: {call_id}\r\n\
+             CSeq: {cseq} REGISTER\r\n\
+             Contact: {contact}\r\n\
+             {extra}Expires: 600\r\n\
+             Content-Length: 0\r\n\r\n",
+            cseq = self.cseq,
+            port = local.port(),
+            call_id = self.call_id,
+        );
+        self.send(&text);
+        self.final_response()
+    }
+
+    /// Credentials answering `challenge` (a WWW-Authenticate value).
+    fn credentials(user: &str, password: &str, challenge: &str, nc: &str) -> String {
+        let alg = Algorithm::parse(param(challenge, "algorithm").unwrap_or("MD5")).unwrap();
+        let nonce = param(challenge, "nonce").unwrap();
+        let uri = format!("sip:{DOMAIN}");
+        let cnonce = "0a4f113b";
+        let response = digest_response(
+            alg, user, DOMAIN, password, "REGISTER", &uri, nonce, nc, cnonce,
+        );
+        format!(
+            "Digest username=\"{user}\", realm=\"{DOMAIN}\", nonce=\"{nonce}\", uri=\"{uri}\", \
+             response=\"{response}\", algorithm={}, qop=auth, nc={nc}, cnonce=\"{cnonce}\"",
+            alg.as_str()
+        )
+    }
+
+    /// Registers with the first challenge's algorithm (SHA-256 in the demo
+    /// configuration); returns the challenge used and the 200.
+    fn register(&mut self, user: &str, password: &str) -> (String, Msg) {
+        let contact = format!("<sip:{user}@{}>", self.local());
+        let r = self.register_raw(user, &contact, "").expect("challenge");
+        assert_eq!(r.status(), 401, "{}", r.0);
+        let challenge = r.header("WWW-Authenticate").unwrap().to_owned();
+        let creds = Self::credentials(user, password, &challenge, "00000001");
+        let ok = self
+            .register_raw(user, &contact, &format!("Authorization: {creds}\r\n"))
+            .expect("answer to credentials");
+        (challenge, ok)
+    }
+
+    /// Answers an INVITE (180 then 200), its ACK, and later the BYE; returns
+    /// the INVITE. Keep-alive OPTIONS met meanwhile are answered.
+    fn answer_call(&self, limit: Duration) -> Option<Msg> {
+        let invite = self.recv_where(limit, |m| {
+            if m.0.starts_with("OPTIONS ") {
+                self.reply(m, 200, "OK");
+            }
+            m.0.starts_with("INVITE ")
+        })?;
+        self.reply(&invite, 180, "Ringing");
+        self.reply(&invite, 200, "OK");
+        self.recv_where(Duration::from_secs(5), |m| m.0.starts_with("ACK "))?;
+        let bye = self.recv_where(Duration::from_secs(5), |m| m.0.starts_with("BYE "))?;
+        self.reply(&bye, 200, "OK");
+        Some(invite)
+    }
+
+    /// A response to `req` sent back to the switch (RFC 3261 §8.2.6).
+    fn reply(&self, req: &Msg, code: u16, reason: &str) {
+        let mut out = format!("SIP/2.0 {code} {reason}\r\n");
+        for name in ["Via", "Record-Route"] {
+            for v in req.headers(name) {
+                out.push_str(&format!("{name}: {v}\r\n"));
+            }
+        }
+        for name in ["From", "Call-ID", "CSeq"] {
+            out.push_str(&format!("{name}: {}\r\n", req.header(name).unwrap_or("")));
+        }
+        let to = req.header("To").unwrap_or("");
+        if to.contains(";tag=") || code == 100 {
+            out.push_str(&format!("To: {to}\r\n"));
+        } else {
+            out.push_str(&format!("To: {to};tag=phone1\r\n"));
+        }
+        out.push_str(&format!("Contact: <sip:phone@{}>\r\n", self.local()));
+        out.push_str("Content-Length: 0\r\n\r\n");
+        self.send(&out);
+    }
+}
+
+/// The demo with a DDI for the register-mode friend `legacy`.
+fn with_legacy_ddi(c: String) -> String {
+    c.replace(
+        "  [[company.ddi]]\n  number = \"+34944000200\"",
+        "  [[company.ddi]]\n  number = \"+34944000300\"\n  friend = \"legacy\"\n\n  \
+         [[company.ddi]]\n  number = \"+34944000200\"",
+    )
+    .replace("keepalive_s = 30", "keepalive_s = 1")
+}
+
+/// SIPp registers with MD5 digest: 401 with the challenge, then 200 OK
+/// listing the binding with its lifetime (checked by the scenario).
+#[test]
+fn sipp_registers_with_md5_digest() {
+    let sw = Switch::start_with("reg-sipp", 21600, md5_only);
+    let reg = Sipp::spawn(&[
+        &sw.addr().to_string(),
+        "-sf",
+        scenario("register.xml").to_str().unwrap(),
+        "-i",
+        "127.0.0.1",
+        "-au",
+        "legacy",
+        "-ap",
+        "Legacy-Secret-88",
+        "-key",
+        "aor_user",
+        "legacy",
+        "-key",
+        "domain",
+        DOMAIN,
+        "-key",
+        "expires",
+        "600",
+        "-m",
+        "3",
+    ]);
+    assert_eq!(
+        reg.wait(Duration::from_secs(20)),
+        0,
+        "SIPp registration failed"
+    );
+}
+
+/// A register-mode friend: 480 before it registers; once registered with
+/// SHA-256 digest, a carrier call to its DDI reaches its binding (the
+/// number in the friend's format, keep-alive OPTIONS on the way); after a
+/// kill -9 and restart the binding is still there and calls still arrive.
+#[test]
+fn registered_friend_is_called_at_its_binding_across_a_restart() {
+    let mut sw = Switch::start_with("reg-call", 21700, with_legacy_ddi);
+    let dir = TempDir::new("reg-call-scenarios");
+    let expect_480 = write_scenario(&dir.0, "uac480.xml", &uac_error(480));
+    let switch = sw.addr();
+    let carrier = |path: &std::path::Path| {
+        uac(
+            switch,
+            "127.0.0.2",
+            path,
+            "+34944000300",
+            "+34600111222",
+            "pstn.example.net",
+            1,
+        )
+    };
+    assert_eq!(
+        carrier(&expect_480).wait(Duration::from_secs(20)),
+        0,
+        "an unregistered friend is 480"
+    );
+
+    let mut pbx = Phone::new("127.0.0.1", sw.addr());
+    let (challenge, ok) = pbx.register("legacy", "Legacy-Secret-88");
+    assert!(challenge.contains("algorithm=SHA-256"), "{challenge}");
+    assert_eq!(ok.status(), 200, "{}", ok.0);
+    let bound = ok.header("Contact").unwrap();
+    assert!(
+        bound.starts_with(&format!("<sip:legacy@{}>;expires=", pbx.local())),
+        "{bound}"
+    );
+
+    // Keep-alive OPTIONS (every second in this configuration).
+    let ka = pbx.recv_where(Duration::from_secs(3), |m| m.0.starts_with("OPTIONS "));
+    assert!(ka.is_some(), "no keep-alive OPTIONS to the binding");
+
+    for round in 0..2 {
+        let call = carrier(&scenario("uac.xml"));
+        let invite = pbx
+            .answer_call(Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("round {round}: the call did not reach the binding"));
+        assert_eq!(
+            invite.first_line(),
+            format!("INVITE sip:944000300@{} SIP/2.0", pbx.local()),
+            "round {round}: Request-URI is the binding with the local number"
+        );
+        assert_eq!(
+            call.wait(Duration::from_secs(20)),
+            0,
+            "round {round}: carrier side"
+        );
+        if round == 0 {
+            sw.crash_and_restart();
+        }
+    }
+}
+
+/// Unknown user and wrong password get the same answer; a replayed nonce
+/// count and a forged nonce are refused; an expired nonce gets
+/// `stale=true`; repeated failures ban the source (silence), and nobody
+/// else.
+#[test]
+fn digest_attacks_get_nothing() {
+    let sw = Switch::start_with("reg-attack", 21800, |c| {
+        c.replace("nonce_lifetime_s = 300", "nonce_lifetime_s = 2")
+            .replace("max_failures = 10", "max_failures = 4")
+    });
+    let mut phone = Phone::new("127.0.0.1", sw.addr());
+    let (challenge, ok) = phone.register("alice-phone", "Correct-Horse-42");
+    assert_eq!(ok.status(), 200, "{}", ok.0);
+
+    // Replay: the same credentials (same nonce, same nc) again.
+    let contact = format!("<sip:alice-phone@{}>", phone.local());
+    let creds = Phone::credentials("alice-phone", "Correct-Horse-42", &challenge, "00000001");
+    let replay = phone
+        .register_raw(
+            "alice-phone",
+            &contact,
+            &format!("Authorization: {creds}\r\n"),
+        )
+        .unwrap();
+    assert_eq!(replay.status(), 401, "replayed nc accepted");
+    // A higher nc on the same nonce is fine.
+    let creds = Phone::credentials("alice-phone", "Correct-Horse-42", &challenge, "00000002");
+    let again = phone
+        .register_raw(
+            "alice-phone",
+            &contact,
+            &format!("Authorization: {creds}\r\n"),
+        )
+        .unwrap();
+    assert_eq!(again.status(), 200, "nc 2 refused");
+
+    // Stale: the nonce outlives its 2 s; the right password gets stale=true.
+    std::thread::sleep(Duration::from_millis(3100));
+    let creds = Phone::credentials("alice-phone", "Correct-Horse-42", &challenge, "00000003");
+    let stale = phone
+        .register_raw(
+            "alice-phone",
+            &contact,
+            &format!("Authorization: {creds}\r\n"),
+        )
+        .unwrap();
+    assert_eq!(stale.status(), 401);
+    assert!(
+        stale
+            .headers("WWW-Authenticate")
+            .all(|v| param(v, "stale") == Some("true")),
+        "{}",
+        stale.0
+    );
+
+    // Wrong password vs unknown user, from another address: same shape.
+    let mut mallory = Phone::new("127.0.0.3", sw.addr());
+    let probe = |m: &mut Phone, user: &str| {
+        let contact = format!("<sip:{user}@{}>", m.local());
+        let c = m.register_raw(user, &contact, "").unwrap();
+        let ch = c.header("WWW-Authenticate").unwrap().to_owned();
+        let creds = Phone::credentials(user, "guess", &ch, "00000001");
+        m.register_raw(user, &contact, &format!("Authorization: {creds}\r\n"))
+    };
+    let wrong = probe(&mut mallory, "alice-phone").unwrap();
+    let unknown = probe(&mut mallory, "nobody").unwrap();
+    assert_eq!((wrong.status(), unknown.status()), (401, 401));
+    assert_eq!(wrong.first_line(), unknown.first_line());
+    assert_eq!(wrong.shape(), unknown.shape());
+    let names = |m: &Msg| -> Vec<Vec<String>> {
+        m.headers("WWW-Authenticate")
+            .map(|v| {
+                v.trim_start_matches("Digest ")
+                    .split(", ")
+                    .map(|p| p.split('=').next().unwrap().to_owned())
+                    .collect()
+            })
+            .collect()
+    };
+    assert_eq!(names(&wrong), names(&unknown));
+
+    // A forged nonce is a failure too (the third); the fourth bans.
+    let forged = challenge.replace("nonce=\"", "nonce=\"x");
+    let creds = Phone::credentials("alice-phone", "Correct-Horse-42", &forged, "00000001");
+    let contact = format!("<sip:alice-phone@{}>", mallory.local());
+    let r = mallory
+        .register_raw(
+            "alice-phone",
+            &contact,
+            &format!("Authorization: {creds}\r\n"),
+        )
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(
+        probe(&mut mallory, "bob").is_none(),
+        "the 4th failure is answered"
+    );
+    // Banned: silence, even for a request without credentials.
+    assert!(
+        mallory.register_raw("alice-phone", &contact, "").is_none(),
+        "a banned source got an answer"
+    );
+    // The legitimate phone at another address is not affected.
+    let (_, ok) = phone.register("alice-phone", "Correct-Horse-42");
+    assert_eq!(ok.status(), 200);
+}
+
+/// RFC 4475 cparam01/cparam02 after authentication: a contact parameter
+/// is not part of the bound URI, a URI parameter is.
+#[test]
+fn contact_parameters_after_authentication() {
+    let sw = Switch::start("reg-cparam", 21900);
+    let mut phone = Phone::new("127.0.0.1", sw.addr());
+    let (challenge, _) = phone.register("alice-phone", "Correct-Horse-42");
+    let mut nc = 1;
+    let mut bind = |contact: &str| {
+        nc += 1;
+        let creds = Phone::credentials(
+            "alice-phone",
+            "Correct-Horse-42",
+            &challenge,
+            &format!("{nc:08x}"),
+        );
+        let r = phone
+            .register_raw(
+                "alice-phone",
+                contact,
+                &format!("Authorization: {creds}\r\n"),
+            )
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.0);
+        r.headers("Contact").map(str::to_owned).collect::<Vec<_>>()
+    };
+    let c = bind("\"Quoted string \\\"\\\"\" <sip:jdrosen@example.com> ; newparam = newvalue ; secondparam ; q = 0.33");
+    assert!(
+        c.iter()
+            .any(|v| v.starts_with("<sip:jdrosen@example.com>;")),
+        "{c:?}"
+    );
+    assert!(!c.iter().any(|v| v.contains("newparam")), "{c:?}");
+    let c = bind("<sip:+1-972-555-2222@gw1.example.net;unknownparam>");
+    assert!(
+        c.iter()
+            .any(|v| v.starts_with("<sip:+1-972-555-2222@gw1.example.net;unknownparam>")),
+        "{c:?}"
+    );
+}
