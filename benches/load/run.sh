@@ -31,20 +31,11 @@ fi
 cargo build --release --locked -q
 
 SW_PORT=5160; FRIEND_PORT=5170; KAM_PORT=5260; KAM_FRIEND=5270
-tck=$(getconf CLK_TCK)
-
-cpu_ticks() { # total utime+stime of the given pids, in clock ticks
-    local t=0 p
-    for p in "$@"; do
-        [ -r /proc/$p/stat ] || continue
-        t=$(( t + $(awk '{print $14 + $15}' /proc/$p/stat) ))
-    done
-    echo $t
-}
+. $here/common.sh
 
 start_tandem() {
     sed -e "s/udp:127.0.0.1:5060/udp:127.0.0.1:$SW_PORT/; s/tcp:127.0.0.1:5060/tcp:127.0.0.1:$SW_PORT/" \
-        -e "s/port = 5070/port = $FRIEND_PORT/" config/tandem.toml > "$out/tandem.toml"
+        -e "s/port = 5070/port = $FRIEND_PORT/" -e "s#data_dir = \"var\"#data_dir = \"$out/var\"#" config/tandem.toml > "$out/tandem.toml"
     RUST_LOG=warn target/release/tandem run --config "$out/tandem.toml" 2>"$out/tandem.log" &
     PIDS=$!
     PORT=$SW_PORT; FPORT=$FRIEND_PORT
@@ -52,16 +43,8 @@ start_tandem() {
 }
 
 start_kamailio() {
-    sed -e "s/LISTEN_PORT/$KAM_PORT/g; s/FRIEND_PORT/$KAM_FRIEND/g" $here/kamailio.cfg > "$out/kamailio.cfg"
-    kamailio -f "$out/kamailio.cfg" -x tlsf -X tlsf -m 2048 -M 64 -P "$out/kamailio.pid" -E 2>"$out/kamailio.log"
-    sleep 2
-    PIDS=$(pgrep -f "kamailio -f $out/kamailio.cfg" | tr '\n' ' ')
+    start_kamailio_cfg $here/kamailio.cfg "$KAM_PORT" -e "s/FRIEND_PORT/$KAM_FRIEND/g"
     PORT=$KAM_PORT; FPORT=$KAM_FRIEND
-}
-
-stop_proxy() {
-    kill $PIDS 2>/dev/null || true
-    sleep 1
 }
 
 # run_rate NAME RATE -> prints "calls failed retrans cpu_us_per_call"
@@ -79,14 +62,9 @@ run_rate() {
     local after; after=$(cpu_ticks $PIDS)
     pkill -f "sipp -sf $here/uas.xml" 2>/dev/null || true
     sleep 0.5
-    local last; last=$(tail -n 1 "$out/$name-uac-$rate.csv")
-    local hdr; hdr=$(head -n 1 "$out/$name-uac-$rate.csv")
-    col() { echo "$hdr" | tr ';' '\n' | grep -n "^$1\$" | cut -d: -f1; }
     local ok failed retrans
-    ok=$(echo "$last" | cut -d';' -f"$(col 'SuccessfulCall(C)')")
-    failed=$(echo "$last" | cut -d';' -f"$(col 'FailedCall(C)')")
-    retrans=$(echo "$last" | cut -d';' -f"$(col 'Retransmissions(C)')")
-    local us; us=$(awk -v d=$(( after - before )) -v t="$tck" -v c="$ok" 'BEGIN { if (c > 0) printf "%.1f", d / t * 1e6 / c; else print "n/a" }')
+    read -r ok failed retrans <<<"$(stat_of "$out/$name-uac-$rate.csv")"
+    local us; us=$(us_per $(( after - before )) "$ok")
     echo "$ok $failed $retrans $us"
 }
 

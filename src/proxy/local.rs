@@ -364,7 +364,7 @@ impl Proxy {
         let generation = self.generations[slot as usize];
         let invite = msg.method() == Some(Method::INVITE);
         self.server_index.insert(key.to_vec(), slot);
-        self.slots[slot as usize] = Some(Tx {
+        self.slots[slot as usize] = Some(Box::new(Tx {
             generation,
             key: key.to_vec(),
             invite,
@@ -376,7 +376,7 @@ impl Proxy {
             best: Some((status, data)),
             to_tag,
             g_interval: self.cfg.timers.t1,
-        });
+        }));
         Ticket { slot, generation }
     }
 }

@@ -364,7 +364,9 @@ struct Tx {
 #[derive(Debug)]
 pub struct Proxy {
     cfg: ProxyConfig,
-    slots: Vec<Option<Tx>>,
+    /// Boxed: a Tx holds its request (with the header index, ~1 KiB), and
+    /// growing a vector of them inline would copy megabytes under load.
+    slots: Vec<Option<Box<Tx>>>,
     generations: Vec<u32>,
     free: Vec<u32>,
     live: usize,

@@ -248,7 +248,7 @@ impl Proxy {
         };
         self.stats.forwarded += 1;
         self.server_index.insert(key, slot);
-        self.slots[slot as usize] = Some(tx);
+        self.slots[slot as usize] = Some(Box::new(tx));
     }
 
     /// Where a new request goes: Route set first (loose routing, RFC 3261

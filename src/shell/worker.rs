@@ -77,6 +77,10 @@ struct Worker {
     reader: RefCell<Reader>,
     udp_listen: Vec<Rc<UdpSocket>>,
     udp_own: Rc<UdpSocket>,
+    /// The same sockets (duplicated descriptors) for plain non-blocking
+    /// `sendto`/`recvfrom`: see [`Worker::transmit`] and [`udp_loop`].
+    udp_listen_std: Vec<std::net::UdpSocket>,
+    udp_own_std: std::net::UdpSocket,
     conns: RefCell<HashMap<u64, Rc<TcpStream>>>,
     conn_by_addr: RefCell<HashMap<SocketAddr, u64>>,
     next_conn: std::cell::Cell<u64>,
@@ -128,11 +132,14 @@ pub fn run(
 ) -> io::Result<()> {
     tokio_uring::start(async move {
         let mut udp_listen = Vec::new();
+        let mut udp_listen_std = Vec::new();
         let mut tcp_listen = Vec::new();
         for l in &listen {
             match l.transport {
                 Transport::Udp => {
-                    udp_listen.push(Rc::new(UdpSocket::from_std(reuseport_udp(l.addr)?)))
+                    let s = reuseport_udp(l.addr)?;
+                    udp_listen_std.push(s.try_clone()?);
+                    udp_listen.push(Rc::new(UdpSocket::from_std(s)))
                 }
                 Transport::Tcp => tcp_listen.push(TcpListener::from_std(reuseport_tcp(l.addr)?)),
             }
@@ -147,6 +154,7 @@ pub fn run(
         own_std.set_nonblocking(true)?;
         cfg.worker_port = own_std.local_addr()?.port();
         tracing::info!(worker = index, port = cfg.worker_port, "worker started");
+        let udp_own_std = own_std.try_clone()?;
         let udp_own = Rc::new(UdpSocket::from_std(own_std));
         let w = Rc::new(Worker {
             proxy: RefCell::new(Proxy::with_services(cfg, shared.services.clone())),
@@ -154,16 +162,18 @@ pub fn run(
             reader: RefCell::new(reader),
             udp_listen,
             udp_own,
+            udp_listen_std,
+            udp_own_std,
             conns: RefCell::new(HashMap::new()),
             conn_by_addr: RefCell::new(HashMap::new()),
             next_conn: std::cell::Cell::new(((index as u64) << CONN_WORKER_SHIFT) + 1),
             wake: Notify::new(),
             index,
         });
-        for s in w.udp_listen.clone() {
-            tokio_uring::spawn(udp_loop(w.clone(), s));
+        for (i, s) in w.udp_listen.clone().into_iter().enumerate() {
+            tokio_uring::spawn(udp_loop(w.clone(), s, Some(i)));
         }
-        tokio_uring::spawn(udp_loop(w.clone(), w.udp_own.clone()));
+        tokio_uring::spawn(udp_loop(w.clone(), w.udp_own.clone(), None));
         for l in tcp_listen {
             tokio_uring::spawn(accept_loop(w.clone(), l));
         }
@@ -182,8 +192,15 @@ pub fn run(
     })
 }
 
-async fn udp_loop(w: Rc<Worker>, sock: Rc<UdpSocket>) {
+/// Receives on one UDP socket (`listen`: its index among the listening
+/// sockets, `None` for the worker's own). One io_uring receive waits for
+/// the first datagram; then whatever else is already queued is drained
+/// with plain non-blocking `recvfrom` before waiting again, so a busy
+/// socket costs one syscall per datagram instead of a submission, a
+/// completion and a task wake-up each.
+async fn udp_loop(w: Rc<Worker>, sock: Rc<UdpSocket>, listen: Option<usize>) {
     let mut buf = Vec::with_capacity(MAX_MESSAGE_LEN + 1);
+    let mut drain = vec![0u8; MAX_MESSAGE_LEN + 1];
     loop {
         let (res, b) = sock.recv_from(buf).await;
         buf = b;
@@ -196,6 +213,21 @@ async fn udp_loop(w: Rc<Worker>, sock: Rc<UdpSocket>) {
             Err(e) => {
                 buf.clear();
                 tracing::warn!(worker = w.index, error = %e, "UDP receive failed");
+                continue;
+            }
+        }
+        // A bounded drain: timers and other sockets get their turn.
+        for _ in 0..64 {
+            let std_sock = match listen {
+                Some(i) => &w.udp_listen_std[i],
+                None => &w.udp_own_std,
+            };
+            match std_sock.recv_from(&mut drain) {
+                Ok((n, from)) => {
+                    let data = Bytes::copy_from_slice(&drain[..n]);
+                    w.handle(data, Peer::udp(from)).await;
+                }
+                Err(_) => break, // WouldBlock: back to io_uring
             }
         }
     }
@@ -416,6 +448,21 @@ impl Worker {
         }
         match t.peer.transport {
             Transport::Udp => {
+                // A UDP send never waits for the peer: a plain non-blocking
+                // `sendto` does it in one syscall, with no completion to
+                // reap. Only a full socket buffer falls back to io_uring.
+                let std_sock = match t.source {
+                    Source::Worker => &self.udp_own_std,
+                    Source::Listen => self.udp_listen_std.first().unwrap_or(&self.udp_own_std),
+                };
+                match std_sock.send_to(&t.data, t.peer.addr) {
+                    Ok(_) => return,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => {
+                        tracing::debug!(worker = self.index, peer = %t.peer.addr, error = %e, "UDP send failed");
+                        return;
+                    }
+                }
                 let sock = match t.source {
                     Source::Worker => &self.udp_own,
                     Source::Listen => self.udp_listen.first().unwrap_or(&self.udp_own),
