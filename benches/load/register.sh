@@ -50,7 +50,7 @@ start_tandem() {
     for i in $(seq 1 "$USERS"); do
         printf '\n  [[company.terminal]]\n  name = "load%s"\n  password = "%s"\n' "$i" "$PASSWORD"
     done >> "$out/tandem.toml"
-    RUST_LOG=warn target/release/tandem run --config "$out/tandem.toml" 2>"$out/tandem.log" &
+    RUST_LOG=warn "${TANDEM_BIN:-target/release/tandem}" run --config "$out/tandem.toml" 2>"$out/tandem.log" &
     PIDS=$!
     PORT=$SW_PORT
     sleep 1.5

@@ -36,7 +36,7 @@ SW_PORT=5160; FRIEND_PORT=5170; KAM_PORT=5260; KAM_FRIEND=5270
 start_tandem() {
     sed -e "s/udp:127.0.0.1:5060/udp:127.0.0.1:$SW_PORT/; s/tcp:127.0.0.1:5060/tcp:127.0.0.1:$SW_PORT/" \
         -e "s/port = 5070/port = $FRIEND_PORT/" -e "s#data_dir = \"var\"#data_dir = \"$out/var\"#" config/tandem.toml > "$out/tandem.toml"
-    RUST_LOG=warn target/release/tandem run --config "$out/tandem.toml" 2>"$out/tandem.log" &
+    RUST_LOG=warn "${TANDEM_BIN:-target/release/tandem}" run --config "$out/tandem.toml" 2>"$out/tandem.log" &
     PIDS=$!
     PORT=$SW_PORT; FPORT=$FRIEND_PORT
     sleep 1

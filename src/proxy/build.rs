@@ -19,6 +19,8 @@ pub struct Forward<'a> {
     /// Whether Proxy-Authorization (our realm's credentials, consumed
     /// here) is removed (RFC 3261 §22.3).
     pub strip_credentials: bool,
+    /// From / To / identity / SDP edits (see the `rewrite` module).
+    pub edits: Option<&'a super::rewrite::Planned>,
 }
 
 /// Writes the forwarded copy of `req`.
@@ -29,6 +31,9 @@ pub fn forward(req: &Message, f: &Forward<'_>) -> Vec<u8> {
     }
     if f.strip_credentials {
         e.remove_header(HeaderName::ProxyAuthorization);
+    }
+    if let Some(p) = f.edits {
+        super::rewrite::apply(&mut e, p);
     }
     if let Some(rr) = f.record_route {
         e.add_record_route(rr);

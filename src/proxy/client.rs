@@ -9,6 +9,23 @@ use super::timer::TimerKind;
 use super::{build, BranchState, Peer, Proxy, ServerState, Source, Transmit, Transport};
 use crate::sip::{response_to, CSeq, HeaderName, Message, Method, StatusCode};
 
+/// A response as sent upstream: our Via removed, From/To/SDP restored to
+/// what the upstream side expects (see the `rewrite` module).
+fn upstream(b: &super::Branch, msg: &Message) -> Vec<u8> {
+    let mut e = msg.edit();
+    e.remove_top_via();
+    if let Some(r) = &b.restore {
+        super::rewrite::restore(
+            &mut e,
+            msg,
+            r.from.as_deref(),
+            r.to.as_deref(),
+            r.codecs.as_deref(),
+        );
+    }
+    e.finish()
+}
+
 impl Proxy {
     pub(super) fn response(&mut self, now: Instant, msg: Message, from: Peer) {
         let via = super::top_via(&msg);
@@ -60,9 +77,7 @@ impl Proxy {
             }
             let cancel_now = b.cancel_pending && !b.cancelled;
             if status != StatusCode::TRYING && tx.state == ServerState::Proceeding {
-                let mut e = msg.edit();
-                e.remove_top_via();
-                let data = e.finish().into();
+                let data = upstream(b, &msg).into();
                 let up = tx.upstream;
                 self.out.push_back(Transmit {
                     peer: up,
@@ -82,9 +97,7 @@ impl Proxy {
             b.state = BranchState::Terminated;
             b.final_status = Some(status);
             b.sent = None;
-            let mut e = msg.edit();
-            e.remove_top_via();
-            let data = e.finish().into();
+            let data = upstream(b, &msg).into();
             let up = tx.upstream;
             self.out.push_back(Transmit {
                 peer: up,
@@ -159,9 +172,34 @@ impl Proxy {
         self.timers
             .schedule(now + linger, slot, generation, TimerKind::ClientLinger(i));
 
-        let mut e = msg.edit();
-        e.remove_top_via();
-        let data = e.finish();
+        let data = upstream(b, &msg);
+        let (status, data) = match (b.friend.clone(), status.0) {
+            // DOMAIN.md §4.2: a friend never challenges the switch. The
+            // challenge is ACKed above, not answered, and not relayed (the
+            // caller's credentials are not the friend's): the caller gets
+            // a 502.
+            (Some(friend), 401 | 407) => {
+                tracing::warn!(
+                    friend = %friend,
+                    status = status.0,
+                    "friend {friend} challenged the switch: a friend must not authenticate \
+                     calls from Tandem (Asterisk chan_sip: insecure=port,invite on the peer; \
+                     PJSIP: no outbound_auth on the endpoint)"
+                );
+                let bad = StatusCode(502);
+                let data = tx.request.as_ref().map_or_else(Vec::new, |req| {
+                    response_to(
+                        req,
+                        bad,
+                        "Friend demands authentication",
+                        Some(tx.to_tag.as_bytes()),
+                        &[],
+                    )
+                });
+                (bad, data)
+            }
+            _ => (status, data),
+        };
         if better(status, tx.best.as_ref().map(|b| b.0)) {
             tx.best = Some((status, data));
         }

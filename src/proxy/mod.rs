@@ -35,6 +35,7 @@
 mod build;
 mod client;
 mod local;
+mod rewrite;
 pub mod router;
 mod server;
 pub mod timer;
@@ -127,17 +128,36 @@ pub struct Target {
     /// request leaves from the shared listening socket, the one the
     /// binding's REGISTER reached, so the NAT's pinhole lets it through.
     pub nat: bool,
+    /// What the switch rewrites for this target, for the whole dialog.
+    pub rewrite: Option<Box<Rewrite>>,
 }
 
 impl Target {
-    /// A target reached from this worker's own socket.
+    /// A target reached from this worker's own socket, nothing rewritten.
     pub fn new(peer: Peer, request_uri: Option<String>) -> Target {
         Target {
             peer,
             request_uri,
             nat: false,
+            rewrite: None,
         }
     }
+}
+
+/// What the switch changes in a new request for one target (DOMAIN.md
+/// §4.3, §4.4); kept for the whole dialog through Record-Route (see the
+/// `rewrite` module).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rewrite {
+    /// The From URI the target sees (display name dropped, tag kept).
+    pub from_uri: Option<String>,
+    /// A P-Asserted-Identity to send (the caller's PAI and
+    /// P-Preferred-Identity are removed).
+    pub pai: Option<String>,
+    /// The codecs SDP is filtered to, in both directions.
+    pub codecs: Option<Vec<String>>,
+    /// The target is this friend: a challenge from it is not relayed.
+    pub friend: Option<String>,
 }
 
 /// Who sent an out-of-dialog request, as far as the routing table can
@@ -342,6 +362,22 @@ struct Branch {
     /// Timer C's current deadline: every provisional pushes it back
     /// (RFC 3261 §16.7 step 2); earlier queue entries are stale.
     c_deadline: Option<Instant>,
+    /// The friend this branch calls (a 401/407 from it is not relayed).
+    friend: Option<Box<str>>,
+    /// Set when the request forwarded on this branch was rewritten.
+    restore: Option<Box<Restore>>,
+}
+
+/// How responses are shown to the upstream side of a transaction whose
+/// request was rewritten.
+#[derive(Debug, Default, Clone)]
+struct Restore {
+    /// The From the upstream side sent, when the forwarded one differs.
+    from: Option<Vec<u8>>,
+    /// The To the upstream side sent, when the forwarded one differs.
+    to: Option<Vec<u8>>,
+    /// The codecs SDP in responses is filtered to.
+    codecs: Option<Vec<String>>,
 }
 
 #[derive(Debug)]

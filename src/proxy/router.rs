@@ -21,11 +21,12 @@
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 
-use super::{Claim, Peer, Router, Routing, Target, Transport};
+use super::{Claim, Peer, Rewrite, Router, Routing, Target, Transport};
 use crate::config::values::Proto;
 use crate::registrar::Registrar;
 use crate::route::table::FriendConnection;
-use crate::route::AccountKind;
+use crate::route::table::FriendEntry;
+use crate::route::{AccountKind, E164};
 use crate::route::{Caller, Decision, RoutingTable, Target as To};
 use crate::sip::{escape_user, unescape, HeaderName, Message, NameAddr, StatusCode, Uri};
 
@@ -65,6 +66,7 @@ impl<'t> TableRouter<'t> {
         domain: &str,
         user: Option<&str>,
         what: &'static str,
+        rewrite: Option<Box<Rewrite>>,
     ) -> Routing {
         let Some(registrar) = self.registrar else {
             return reject(StatusCode::TEMPORARILY_UNAVAILABLE, what);
@@ -80,10 +82,11 @@ impl<'t> TableRouter<'t> {
                         conn: b.conn,
                     },
                     request_uri: Some(match user {
-                        Some(u) => with_user(&b.contact, u),
-                        None => b.contact.to_string(),
+                        Some(u) => with_user(request_uri_of(&b.contact), u),
+                        None => request_uri_of(&b.contact).to_owned(),
                     }),
                     nat: true,
+                    rewrite: rewrite.clone(),
                 })
                 .collect()
         });
@@ -93,6 +96,13 @@ impl<'t> TableRouter<'t> {
             Routing::Forward(targets)
         }
     }
+}
+
+/// A bound contact as a Request-URI: without its `?headers` part (RFC 3261
+/// §19.1.5: headers are for building a request, never part of a
+/// Request-URI; RFC 4475 `regescrt` binds one).
+fn request_uri_of(contact: &str) -> &str {
+    contact.split('?').next().unwrap_or(contact)
 }
 
 /// `contact` with its user part set to `user` (escaped): a friend's
@@ -129,18 +139,39 @@ fn peer(proto: Proto, host: &str, port: u16) -> Option<Peer> {
     })
 }
 
-fn target(peer: Option<Peer>, user: &str) -> Routing {
+fn target(peer: Option<Peer>, user: &str, rewrite: Option<Box<Rewrite>>) -> Routing {
     // The dialled user was unescaped for routing; it goes back escaped.
     let user = escape_user(user.as_bytes());
     match peer {
-        Some(p) => Routing::Forward(vec![Target::new(
-            p,
-            Some(match p.addr {
-                SocketAddr::V4(a) => format!("sip:{user}@{a}"),
-                SocketAddr::V6(a) => format!("sip:{user}@[{}]:{}", a.ip(), a.port()),
-            }),
-        )]),
+        Some(p) => {
+            let mut t = Target::new(
+                p,
+                Some(match p.addr {
+                    SocketAddr::V4(a) => format!("sip:{user}@{a}"),
+                    SocketAddr::V6(a) => format!("sip:{user}@[{}]:{}", a.ip(), a.port()),
+                }),
+            );
+            t.rewrite = rewrite;
+            Routing::Forward(vec![t])
+        }
         None => reject(StatusCode::SERVICE_UNAVAILABLE, "Next hop not resolvable"),
+    }
+}
+
+fn codec_names(list: &Option<Vec<Box<str>>>) -> Option<Vec<String>> {
+    list.as_ref()
+        .map(|l| l.iter().map(|c| c.to_string()).collect())
+}
+
+/// Both lists apply when both ends are friends with a filter.
+fn intersect(a: Option<Vec<String>>, b: Option<Vec<String>>) -> Option<Vec<String>> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(
+            a.into_iter()
+                .filter(|x| b.iter().any(|y| y.eq_ignore_ascii_case(x)))
+                .collect(),
+        ),
+        (a, b) => a.or(b),
     }
 }
 
@@ -245,14 +276,57 @@ impl Router for TableRouter<'_> {
             .or_else(|| req.header(HeaderName::From).and_then(user_of));
         let decision = t.decide(company, &caller, dialled, presented.as_deref());
         let domain = &company.domain;
+        // What the target sees (DOMAIN.md §4.4): a friend gets the caller's
+        // number in its local format (a user's extension when it has one)
+        // from its from_domain, and SDP filtered to its codecs (and to the
+        // calling friend's, when the caller is a friend with a list).
+        let caller_codecs = match caller {
+            Caller::Friend(f) => codec_names(&company.friend(f).allowed_codecs),
+            _ => None,
+        };
+        let from_user = req.header(HeaderName::From).and_then(user_of);
+        let for_friend = |f: &FriendEntry| {
+            let number = match caller {
+                Caller::User(u) => company
+                    .extension_of(u)
+                    .map(str::to_owned)
+                    .or_else(|| from_user.clone()),
+                _ => from_user.clone(),
+            };
+            let local = number.map(|n| match E164::parse(&n) {
+                Some(e) => f.numbering.to_local(e.as_str()).to_string(),
+                None => n,
+            });
+            Some(Box::new(Rewrite {
+                from_uri: local
+                    .map(|n| format!("sip:{}@{}", escape_user(n.as_bytes()), f.from_domain)),
+                pai: None,
+                codecs: intersect(codec_names(&f.allowed_codecs), caller_codecs.clone()),
+                friend: Some(f.name.to_string()),
+            }))
+        };
+        let for_user = || {
+            caller_codecs.clone().map(|c| {
+                Box::new(Rewrite {
+                    codecs: Some(c),
+                    ..Rewrite::default()
+                })
+            })
+        };
         let to_target = |dest: &To<'_>, user: &str| match dest {
-            To::User(_, u) => self.bindings(&u.terminal, domain, None, "Not registered"),
+            To::User(_, u) => {
+                self.bindings(&u.terminal, domain, None, "Not registered", for_user())
+            }
             To::Friend(_, f) => match &f.connection {
-                FriendConnection::Register => {
-                    self.bindings(&f.name, domain, Some(user), "Friend not registered")
-                }
+                FriendConnection::Register => self.bindings(
+                    &f.name,
+                    domain,
+                    Some(user),
+                    "Friend not registered",
+                    for_friend(f),
+                ),
                 FriendConnection::Direct { proto, host, port } => {
-                    target(peer(*proto, host, *port), user)
+                    target(peer(*proto, host, *port), user, for_friend(f))
                 }
             },
         };
@@ -267,11 +341,25 @@ impl Router for TableRouter<'_> {
                 to_target(target, &local)
             }
             Decision::External {
-                number, carrier, ..
-            } => target(
-                peer(carrier.proto, &carrier.host, carrier.port),
-                number.as_str(),
-            ),
+                number,
+                carrier,
+                presented,
+            } => {
+                // §4.3: the presented identity in From and PAI; nothing the
+                // caller presented reaches the carrier otherwise.
+                let identity = format!("sip:{}@{}", presented.as_str(), company.domain);
+                let rewrite = Rewrite {
+                    from_uri: Some(identity.clone()),
+                    pai: Some(identity),
+                    codecs: caller_codecs.clone(),
+                    friend: None,
+                };
+                target(
+                    peer(carrier.proto, &carrier.host, carrier.port),
+                    number.as_str(),
+                    Some(Box::new(rewrite)),
+                )
+            }
             Decision::Denied { .. } => reject(StatusCode::FORBIDDEN, "Forbidden by call ACL"),
             Decision::NoIdentity => reject(StatusCode::FORBIDDEN, "No outgoing identity"),
             Decision::NotFound => reject(StatusCode::NOT_FOUND, "Not Found"),

@@ -7,6 +7,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::local::Gate;
+use super::rewrite::{self, DialogEdit};
 use super::timer::TimerKind;
 use super::{
     build, Branch, BranchState, Peer, Proxy, Router, Routing, ServerState, Source, Target,
@@ -143,8 +144,24 @@ impl Proxy {
             .header(HeaderName::MaxForwards)
             .and_then(crate::sip::parse_max_forwards)
             .map_or(70, |n| n.saturating_sub(1));
+        // The edits an in-dialog request inherits from our Route.
+        let dialog = if pop_route {
+            self.route_edit(&msg)
+        } else {
+            None
+        };
         let mut copies = Vec::with_capacity(targets.len());
+        let mut plans = Vec::with_capacity(targets.len());
         for t in &targets {
+            let rewrite = t.rewrite.as_deref().filter(|_| !in_dialog);
+            match rewrite::plan(&msg, rewrite, dialog.as_ref()) {
+                Ok(p) => plans.push(p),
+                Err(rewrite::NothingLeft) => {
+                    return self.reply(&msg, from, StatusCode(488), "Not Acceptable Here", &[])
+                }
+            }
+        }
+        for (t, plan) in targets.iter().zip(&plans) {
             self.counter += 1;
             let branch = format!(
                 "{MAGIC_STR}-T{hash:08x}-{:x}-{:x}{:x}",
@@ -156,8 +173,8 @@ impl Proxy {
                 self.cfg.advertised_host,
                 self.via_port(t.peer.transport)
             );
-            let rr =
-                (creates_dialog && !in_dialog).then(|| self.record_route(t.peer.transport, &msg));
+            let rr = (creates_dialog && !in_dialog)
+                .then(|| self.record_route(t.peer.transport, &msg, &plan.record));
             let data = build::forward(
                 &msg,
                 &build::Forward {
@@ -167,6 +184,7 @@ impl Proxy {
                     record_route: rr.as_deref().map(str::as_bytes),
                     pop_route,
                     strip_credentials,
+                    edits: Some(plan),
                 },
             );
             match Message::parse_datagram(Bytes::from(data)) {
@@ -192,7 +210,7 @@ impl Proxy {
         let generation = self.generations[slot as usize];
         let to_tag = self.new_tag();
         let mut branches = Vec::with_capacity(targets.len());
-        for (i, (t, (branch, sent))) in targets.iter().zip(copies).enumerate() {
+        for (i, ((t, (branch, sent)), plan)) in targets.iter().zip(copies).zip(plans).enumerate() {
             self.client_index
                 .insert(branch.as_bytes().to_vec(), (slot, i as u16));
             let source = if t.nat {
@@ -216,6 +234,12 @@ impl Proxy {
                 cancel_interval: self.cfg.timers.t1,
                 cancel_answered: false,
                 c_deadline: None,
+                friend: t
+                    .rewrite
+                    .as_ref()
+                    .and_then(|r| r.friend.as_deref())
+                    .map(Box::from),
+                restore: plan.restore,
             });
             let i = i as u16;
             if t.peer.transport == Transport::Udp {
@@ -272,13 +296,18 @@ impl Proxy {
             let ours = NameAddr::parse(r)
                 .ok()
                 .and_then(|a| match a.parsed_uri().ok()? {
-                    Uri::Sip(u) if self.is_me(&u.host, u.port) => {
-                        Some(u.params.get(b"tdm").flatten().map(<[u8]>::to_vec))
-                    }
+                    Uri::Sip(u) if self.is_me(&u.host, u.port) => Some(
+                        u.params
+                            .get(b"tdm")
+                            .flatten()
+                            .map(|t| (t.to_vec(), DialogEdit::from_params(&u.params))),
+                    ),
                     _ => None,
                 });
             match ours {
-                Some(Some(token)) if token == self.dialog_token(msg).as_bytes() => pop_route = true,
+                Some(Some((token, edit))) if token == self.dialog_token(msg, &edit).as_bytes() => {
+                    pop_route = true
+                }
                 // A phone configured with the switch as outbound proxy
                 // preloads a Route naming it: popped, and nothing may
                 // follow it (that would be relaying by the sender's say).
@@ -398,13 +427,33 @@ impl Proxy {
     }
 
     /// Our Record-Route for a request, with the dialog token.
-    pub(super) fn record_route(&self, transport: Transport, msg: &Message) -> String {
-        let token = self.dialog_token(msg);
+    pub(super) fn record_route(
+        &self,
+        transport: Transport,
+        msg: &Message,
+        edit: &DialogEdit,
+    ) -> String {
+        let token = self.dialog_token(msg, edit);
         let (host, port) = (&self.cfg.advertised_host, self.cfg.listen_port);
+        let params = edit.rr_params();
         match transport {
-            Transport::Udp => format!("<sip:{host}:{port};lr;tdm={token}>"),
-            Transport::Tcp => format!("<sip:{host}:{port};transport=tcp;lr;tdm={token}>"),
+            Transport::Udp => format!("<sip:{host}:{port};lr{params};tdm={token}>"),
+            Transport::Tcp => {
+                format!("<sip:{host}:{port};transport=tcp;lr{params};tdm={token}>")
+            }
         }
+    }
+
+    /// The edits carried by the top Route of an in-dialog request (ours:
+    /// its token was checked by `next_hops`).
+    pub(super) fn route_edit(&self, msg: &Message) -> Option<DialogEdit> {
+        let r = msg.values(HeaderName::Route).flatten().next()?;
+        let a = NameAddr::parse(r).ok()?;
+        let Uri::Sip(u) = a.parsed_uri().ok()? else {
+            return None;
+        };
+        let d = DialogEdit::from_params(&u.params);
+        (!d.is_empty()).then_some(d)
     }
 
     /// A keyed hash of the Call-ID: the token that proves a Route was
@@ -412,11 +461,12 @@ impl Proxy {
     /// Call-ID (the secret is generated at start, so dialogs set up before a
     /// restart can no longer be routed through; a keyed MAC from the digest
     /// work's hash crates would be the stronger construction).
-    pub(super) fn dialog_token(&self, msg: &Message) -> String {
+    pub(super) fn dialog_token(&self, msg: &Message, edit: &DialogEdit) -> String {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         self.cfg.secret.hash(&mut h);
         msg.header(HeaderName::CallId).unwrap_or(b"").hash(&mut h);
+        edit.rr_params().hash(&mut h);
         format!("{:016x}", h.finish())
     }
 
@@ -441,6 +491,14 @@ impl Proxy {
             self.stats.dropped += 1;
             return; // an ACK is never answered: a hop limit or a loop ends it
         }
+        // A 2xx ACK keeps the dialog's From/To views (no SDP check: an ACK
+        // with an unacceptable answer is still an ACK).
+        let dialog = if pop_route {
+            self.route_edit(msg)
+        } else {
+            None
+        };
+        let plan = rewrite::plan(msg, None, dialog.as_ref()).ok();
         let hash = loop_hash(msg);
         let via = format!(
             "SIP/2.0/{} {}:{};branch={MAGIC_STR}-T{hash:08x}-a",
@@ -461,6 +519,7 @@ impl Proxy {
                 record_route: None,
                 pop_route,
                 strip_credentials: false,
+                edits: plan.as_ref(),
             },
         );
         self.stats.forwarded += 1;

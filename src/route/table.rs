@@ -201,6 +201,9 @@ pub struct CompiledCompany {
     /// Digest accounts: terminal and friend names (one namespace) and
     /// their passwords.
     pub(crate) accounts: FxHashMap<Box<str>, Account>,
+    /// Each user's first extension, by [`UserId`] (the number a friend
+    /// sees when the user calls it).
+    pub(crate) user_extension: Vec<Option<Box<str>>>,
     pub(crate) extensions: FxHashMap<Box<str>, TargetId>,
     pub(crate) ddis: FxHashMap<Box<str>, DdiTarget>,
     /// All friends' patterns, ordered by (priority, friend, pattern index):
@@ -318,6 +321,12 @@ impl CompiledCompany {
                 (f.name.as_str().into(), a)
             }))
             .collect();
+        let mut user_extension: Vec<Option<Box<str>>> = vec![None; users.len()];
+        for e in &c.extension {
+            if let Some(&UserId(u)) = e.user.as_deref().and_then(|u| user_by_name.get(u)) {
+                user_extension[u as usize].get_or_insert_with(|| e.number.as_str().into());
+            }
+        }
         let target = |user: &Option<String>, friend: &Option<String>| match (user, friend) {
             (Some(u), _) => user_by_name.get(u.as_str()).map(|&id| TargetId::User(id)),
             (None, Some(f)) => friend_by_name
@@ -404,6 +413,7 @@ impl CompiledCompany {
             user_by_terminal,
             friend_by_name,
             accounts,
+            user_extension,
             extensions,
             ddis,
             patterns,
@@ -426,6 +436,11 @@ impl CompiledCompany {
     /// The digest account (terminal or friend) called `name`.
     pub fn account(&self, name: &str) -> Option<&Account> {
         self.accounts.get(name)
+    }
+
+    /// The user's first extension, if it has one.
+    pub fn extension_of(&self, user: UserId) -> Option<&str> {
+        self.user_extension.get(user.0 as usize)?.as_deref()
     }
 
     /// The friend called `name`.

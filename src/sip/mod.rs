@@ -40,6 +40,7 @@ mod message;
 mod method;
 mod params;
 pub mod scan;
+pub mod sdp;
 mod status;
 mod uri;
 mod validate;

@@ -249,12 +249,13 @@ fn sipp_registers_with_md5_digest() {
 }
 
 /// A register-mode friend: 480 before it registers; once registered with
-/// SHA-256 digest, a carrier call to its DDI reaches its binding (the
+/// digest, a carrier call to its DDI reaches its binding (the
 /// number in the friend's format, keep-alive OPTIONS on the way); after a
-/// kill -9 and restart the binding is still there and calls still arrive.
+/// kill -9 and restart the binding is still there and calls still arrive;
+/// a friend's call routed by pattern reaches it too.
 #[test]
 fn registered_friend_is_called_at_its_binding_across_a_restart() {
-    let mut sw = Switch::start_with("reg-call", 21700, with_legacy_ddi);
+    let mut sw = Switch::start_with("reg-call", 21700, |c| md5_only(with_legacy_ddi(c)));
     let dir = TempDir::new("reg-call-scenarios");
     let expect_480 = write_scenario(&dir.0, "uac480.xml", &uac_error(480));
     let switch = sw.addr();
@@ -276,8 +277,7 @@ fn registered_friend_is_called_at_its_binding_across_a_restart() {
     );
 
     let mut pbx = Phone::new("127.0.0.1", sw.addr());
-    let (challenge, ok) = pbx.register("legacy", "Legacy-Secret-88");
-    assert!(challenge.contains("algorithm=SHA-256"), "{challenge}");
+    let (_, ok) = pbx.register("legacy", "Legacy-Secret-88");
     assert_eq!(ok.status(), 200, "{}", ok.0);
     let bound = ok.header("Contact").unwrap();
     assert!(
@@ -308,6 +308,44 @@ fn registered_friend_is_called_at_its_binding_across_a_restart() {
             sw.crash_and_restart();
         }
     }
+
+    // Routed by pattern: the direct friend `branch` (SIPp, digest) dials
+    // 3001, which only legacy's patterns match.
+    let caller = Sipp::spawn(&[
+        &switch.to_string(),
+        "-sf",
+        scenario("uac_auth.xml").to_str().unwrap(),
+        "-i",
+        "127.0.0.1",
+        "-s",
+        "3001",
+        "-au",
+        "branch",
+        "-ap",
+        "Branch-Secret-77",
+        "-key",
+        "from_user",
+        "branch",
+        "-key",
+        "from_domain",
+        DOMAIN,
+        "-m",
+        "1",
+        "-d",
+        "100",
+    ]);
+    let invite = pbx
+        .answer_call(Duration::from_secs(10))
+        .expect("the pattern call did not reach the binding");
+    assert_eq!(
+        invite.first_line(),
+        format!("INVITE sip:3001@{} SIP/2.0", pbx.local())
+    );
+    assert!(
+        invite.header("Proxy-Authorization").is_none(),
+        "our realm's credentials were forwarded"
+    );
+    assert_eq!(caller.wait(Duration::from_secs(20)), 0, "caller side");
 }
 
 /// Unknown user and wrong password get the same answer; a replayed nonce
@@ -322,6 +360,8 @@ fn digest_attacks_get_nothing() {
     });
     let mut phone = Phone::new("127.0.0.1", sw.addr());
     let (challenge, ok) = phone.register("alice-phone", "Correct-Horse-42");
+    // The demo offers SHA-256 first; the phone answers it.
+    assert!(challenge.contains("algorithm=SHA-256"), "{challenge}");
     assert_eq!(ok.status(), 200, "{}", ok.0);
 
     // Replay: the same credentials (same nonce, same nc) again.

@@ -1,0 +1,327 @@
+//! What the switch rewrites in the requests it forwards, and how it keeps
+//! that dialog-safe (DOMAIN.md §4.3, §4.4).
+//!
+//! Rewritten: the From URI (the presented identity towards a carrier; the
+//! caller's number in the friend's local format and the friend's
+//! `from_domain` towards a friend), P-Asserted-Identity towards a carrier
+//! (any PAI or P-Preferred-Identity of the caller removed: a number that
+//! is not a company DDI never leaks), and the SDP
+//! offer (codec filtering, [`crate::sip::sdp`]).
+//!
+//! ## Keeping each side's view (dialog-safe rewriting)
+//!
+//! Each side must keep seeing its own From and To in every response and
+//! every later in-dialog request. Tandem keeps no dialog state for this:
+//! its Record-Route carries the originals, like Kamailio's uac "restore"
+//! mode —
+//!
+//! ```text
+//! <sip:switch:5060;lr;tfo=<old From URI, base64url>;tfn=<new, base64url>;tcs=PCMA.PCMU;tdm=<token>>
+//! ```
+//!
+//! — and the dialog token `tdm` is a MAC over the Call-ID *and* these
+//! parameters, so an endpoint cannot edit them. An in-dialog request whose
+//! From URI is the original came from the caller's side: its From becomes
+//! the new one. One whose To URI is the new one came from the callee's
+//! side: its To becomes the original. Responses travelling upstream get the
+//! From and To of the request as the upstream side sent it (plus the
+//! callee's To tag). `tcs` filters every SDP of the dialog (re-INVITE,
+//! UPDATE, their answers) with the same codec list.
+
+use crate::sip::{sdp, Editor, HeaderName, Message, NameAddr};
+
+/// The edits a forwarded request carries for its whole dialog.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct DialogEdit {
+    /// The From URI the caller sent, when it was replaced.
+    pub orig_from: Option<String>,
+    /// The From URI the callee sees.
+    pub new_from: Option<String>,
+    /// The codecs every SDP of the dialog is filtered to.
+    pub codecs: Option<Vec<String>>,
+}
+
+impl DialogEdit {
+    pub fn is_empty(&self) -> bool {
+        self.new_from.is_none() && self.codecs.is_none()
+    }
+
+    /// The Record-Route parameters (each with its leading `;`).
+    pub fn rr_params(&self) -> String {
+        let mut p = String::new();
+        if let (Some(o), Some(n)) = (&self.orig_from, &self.new_from) {
+            p.push_str(";tfo=");
+            p.push_str(&b64(o.as_bytes()));
+            p.push_str(";tfn=");
+            p.push_str(&b64(n.as_bytes()));
+        }
+        if let Some(c) = &self.codecs {
+            p.push_str(";tcs=");
+            p.push_str(&c.join("."));
+        }
+        p
+    }
+
+    /// Reads the parameters of our Route back.
+    pub fn from_params(params: &crate::sip::Params<'_>) -> DialogEdit {
+        let text = |name: &[u8]| {
+            params
+                .get(name)
+                .flatten()
+                .and_then(unb64)
+                .and_then(|v| String::from_utf8(v).ok())
+        };
+        let codecs = params.get(b"tcs").flatten().map(|v| {
+            String::from_utf8_lossy(v)
+                .split('.')
+                .filter(|c| !c.is_empty())
+                .map(str::to_owned)
+                .collect()
+        });
+        DialogEdit {
+            orig_from: text(b"tfo"),
+            new_from: text(b"tfn"),
+            codecs,
+        }
+    }
+}
+
+/// The edits of one forwarded copy of a request.
+#[derive(Debug, Default)]
+pub(super) struct Planned {
+    /// New From value.
+    pub from: Option<Vec<u8>>,
+    /// New To value.
+    pub to: Option<Vec<u8>>,
+    /// A P-Asserted-Identity value; the caller's identity headers go.
+    pub pai: Option<String>,
+    /// New body.
+    pub body: Option<Vec<u8>>,
+    /// What our Record-Route carries (dialog-creating requests).
+    pub record: DialogEdit,
+    /// How responses are restored for the upstream side.
+    pub restore: Option<Box<super::Restore>>,
+}
+
+/// An offer whose media would be left without codecs (answer 488).
+#[derive(Debug)]
+pub(super) struct NothingLeft;
+
+/// Plans the edits of `msg` for a target: `rewrite` for a new request,
+/// `dialog` (our Route's parameters) for an in-dialog one.
+pub(super) fn plan(
+    msg: &Message,
+    rewrite: Option<&super::Rewrite>,
+    dialog: Option<&DialogEdit>,
+) -> Result<Planned, NothingLeft> {
+    let mut p = Planned::default();
+    let from_v = msg.header(HeaderName::From).unwrap_or(b"");
+    let to_v = msg.header(HeaderName::To).unwrap_or(b"");
+    let codecs = match (rewrite, dialog) {
+        (Some(r), _) => {
+            let orig = uri_of(from_v).map(|u| String::from_utf8_lossy(u).into_owned());
+            if let (Some(new), Some(orig)) = (&r.from_uri, orig) {
+                if new.as_bytes() != orig.as_bytes() {
+                    p.from = with_uri(from_v, new.as_bytes());
+                    p.record.orig_from = Some(orig);
+                    p.record.new_from = Some(new.clone());
+                }
+            }
+            if let Some(pai) = &r.pai {
+                p.pai = Some(format!("<{pai}>"));
+            }
+            p.record.codecs = r.codecs.clone();
+            r.codecs.clone()
+        }
+        (None, Some(d)) => {
+            if let (Some(orig), Some(new)) = (&d.orig_from, &d.new_from) {
+                if uri_of(from_v) == Some(orig.as_bytes()) {
+                    p.from = with_uri(from_v, new.as_bytes());
+                } else if uri_of(to_v) == Some(new.as_bytes()) {
+                    p.to = with_uri(to_v, orig.as_bytes());
+                }
+            }
+            d.codecs.clone()
+        }
+        (None, None) => None,
+    };
+    if let Some(c) = &codecs {
+        match filter(msg, c) {
+            sdp::Filtered::NothingLeft => return Err(NothingLeft),
+            sdp::Filtered::Changed(b) => p.body = Some(b),
+            sdp::Filtered::Unchanged => {}
+        }
+    }
+    if p.from.is_some() || p.to.is_some() || codecs.is_some() {
+        p.restore = Some(Box::new(super::Restore {
+            from: p.from.is_some().then(|| from_v.to_vec()),
+            to: p.to.is_some().then(|| to_v.to_vec()),
+            codecs,
+        }));
+    }
+    Ok(p)
+}
+
+/// Applies `p` to a forwarded copy.
+pub(super) fn apply(e: &mut Editor<'_>, p: &Planned) {
+    if let Some(v) = &p.from {
+        e.replace_header(HeaderName::From, v);
+    }
+    if let Some(v) = &p.to {
+        e.replace_header(HeaderName::To, v);
+    }
+    if let Some(pai) = &p.pai {
+        for h in IDENTITY_HEADERS {
+            e.remove_header(h);
+        }
+        e.append("P-Asserted-Identity", pai.as_bytes());
+    }
+    if let Some(b) = &p.body {
+        e.set_body(b);
+    }
+}
+
+/// The URI of a From/To value.
+pub(super) fn uri_of(v: &[u8]) -> Option<&[u8]> {
+    NameAddr::parse(v).ok().map(|a| a.uri)
+}
+
+/// A From/To value with its URI replaced by `uri` and its display name
+/// dropped; header parameters (the tag) kept.
+pub(super) fn with_uri(v: &[u8], uri: &[u8]) -> Option<Vec<u8>> {
+    let a = NameAddr::parse(v).ok()?;
+    let mut out = Vec::with_capacity(uri.len() + a.params.0.len() + 3);
+    out.push(b'<');
+    out.extend_from_slice(uri);
+    out.push(b'>');
+    if !a.params.0.is_empty() {
+        out.push(b';');
+        out.extend_from_slice(a.params.0);
+    }
+    Some(out)
+}
+
+/// Headers through which a caller could present an identity of its own.
+pub(super) const IDENTITY_HEADERS: [HeaderName; 2] = [
+    HeaderName::PAssertedIdentity,
+    HeaderName::PPreferredIdentity,
+];
+
+/// Whether the message carries an SDP body.
+pub(super) fn has_sdp(msg: &Message) -> bool {
+    !msg.body().is_empty()
+        && msg
+            .header(HeaderName::ContentType)
+            .and_then(crate::sip::ContentType::parse)
+            .is_some_and(|c| c.is("application", "sdp"))
+}
+
+/// The body filtered to `codecs`, if it is SDP.
+pub(super) fn filter(msg: &Message, codecs: &[String]) -> sdp::Filtered {
+    if !has_sdp(msg) {
+        return sdp::Filtered::Unchanged;
+    }
+    sdp::filter_codecs(msg.body(), codecs)
+}
+
+/// Edits the response `resp` into what the upstream side must see: its
+/// From and To as in the request that side sent (`request_from`,
+/// `request_to`; To with the response's tag), its SDP filtered to `codecs`.
+pub(super) fn restore(
+    e: &mut Editor<'_>,
+    resp: &Message,
+    request_from: Option<&[u8]>,
+    request_to: Option<&[u8]>,
+    codecs: Option<&[String]>,
+) {
+    if let Some(from) = request_from {
+        e.replace_header(HeaderName::From, from);
+    }
+    if let Some(to) = request_to {
+        let resp_to = resp.header(HeaderName::To).unwrap_or(b"");
+        let tag = NameAddr::parse(resp_to).ok().and_then(|a| a.tag());
+        let had_tag = NameAddr::parse(to).ok().and_then(|a| a.tag()).is_some();
+        let mut v = to.to_vec();
+        if let (Some(t), false) = (tag, had_tag) {
+            v.extend_from_slice(b";tag=");
+            v.extend_from_slice(t);
+        }
+        e.replace_header(HeaderName::To, &v);
+    }
+    if let Some(c) = codecs {
+        if let sdp::Filtered::Changed(b) = filter(resp, c) {
+            e.set_body(&b);
+        }
+    }
+}
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// base64url without padding: every character is legal in a URI parameter.
+fn b64(data: &[u8]) -> String {
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(B64[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+fn unb64(text: &[u8]) -> Option<Vec<u8>> {
+    let val = |c: u8| B64.iter().position(|&b| b == c).map(|p| p as u32);
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    for chunk in text.chunks(4) {
+        if chunk.len() < 2 {
+            return None;
+        }
+        let mut n = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            n |= val(c)? << (18 - 6 * i);
+        }
+        for i in 0..chunk.len() - 1 {
+            out.push((n >> (16 - 8 * i)) as u8);
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64url_round_trip() {
+        for s in [
+            "",
+            "a",
+            "ab",
+            "abc",
+            "sip:+34600111222@pstn.example.net;user=phone",
+        ] {
+            assert_eq!(unb64(b64(s.as_bytes()).as_bytes()).unwrap(), s.as_bytes());
+        }
+    }
+
+    #[test]
+    fn params_round_trip() {
+        let d = DialogEdit {
+            orig_from: Some("sip:+34600111222@pstn.example.net".into()),
+            new_from: Some("sip:600111222@acme.example.com".into()),
+            codecs: Some(vec!["PCMA".into(), "telephone-event".into()]),
+        };
+        let p = d.rr_params();
+        let parsed = DialogEdit::from_params(&crate::sip::Params(&p.as_bytes()[1..]));
+        assert_eq!(parsed, d);
+    }
+
+    #[test]
+    fn uri_replaced_tag_kept() {
+        let v = with_uri(b"\"Bob\" <sip:+346@x>;tag=12", b"sip:6@y").unwrap();
+        assert_eq!(v, b"<sip:6@y>;tag=12");
+    }
+}

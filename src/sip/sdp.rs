@@ -1,0 +1,229 @@
+//! Codec filtering of an SDP body (RFC 4566): keep only the payload types
+//! whose encoding is allowed, everything else byte for byte.
+//!
+//! For each `m=` line, each payload type is named by its `a=rtpmap` line
+//! in that media section, or, for static payload types without one, by the
+//! RFC 3551 table. Payload types not allowed are removed from the `m=`
+//! line together with their `a=rtpmap`, `a=fmtp` and `a=rtcp-fb` lines.
+//! Names compare case-insensitively (`pcma` = `PCMA`). A media section left
+//! without any payload type makes the whole offer unacceptable
+//! ([`Filtered::NothingLeft`]: the caller answers 488), because a stream
+//! cannot be offered with an empty format list.
+
+/// The outcome of [`filter_codecs`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Filtered {
+    /// Every payload type was allowed: send the body as it is.
+    Unchanged,
+    /// The filtered body.
+    Changed(Vec<u8>),
+    /// A media section has no allowed payload type left.
+    NothingLeft,
+}
+
+/// The encoding name of a static RTP payload type (RFC 3551 §6).
+fn static_name(pt: u32) -> Option<&'static str> {
+    Some(match pt {
+        0 => "PCMU",
+        3 => "GSM",
+        4 => "G723",
+        5 | 6 => "DVI4",
+        7 => "LPC",
+        8 => "PCMA",
+        9 => "G722",
+        10 | 11 => "L16",
+        12 => "QCELP",
+        13 => "CN",
+        14 => "MPA",
+        15 => "G728",
+        16 | 17 => "DVI4",
+        18 => "G729",
+        25 => "CelB",
+        26 => "JPEG",
+        28 => "nv",
+        31 => "H261",
+        32 => "MPV",
+        33 => "MP2T",
+        34 => "H263",
+        _ => return None,
+    })
+}
+
+/// `a=<attr>:<pt> ...` → `pt`, for the per-payload-type attributes.
+fn attr_pt(line: &[u8]) -> Option<u32> {
+    let rest = [&b"a=rtpmap:"[..], b"a=fmtp:", b"a=rtcp-fb:"]
+        .iter()
+        .find_map(|p| line.strip_prefix(*p))?;
+    let end = rest
+        .iter()
+        .position(|c| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    std::str::from_utf8(&rest[..end]).ok()?.parse().ok()
+}
+
+/// `a=rtpmap:<pt> <name>/...` → `(pt, name)`.
+fn rtpmap(line: &[u8]) -> Option<(u32, &[u8])> {
+    let rest = line.strip_prefix(b"a=rtpmap:")?;
+    let sp = rest.iter().position(|&c| c == b' ')?;
+    let pt = std::str::from_utf8(&rest[..sp]).ok()?.parse().ok()?;
+    let enc = &rest[sp + 1..];
+    let end = enc.iter().position(|&c| c == b'/').unwrap_or(enc.len());
+    Some((pt, enc[..end].trim_ascii()))
+}
+
+/// Splits `body` into lines, each with its line ending.
+fn lines(body: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for (i, &c) in body.iter().enumerate() {
+        if c == b'\n' {
+            out.push(&body[start..=i]);
+            start = i + 1;
+        }
+    }
+    if start < body.len() {
+        out.push(&body[start..]);
+    }
+    out
+}
+
+fn content(line: &[u8]) -> &[u8] {
+    let l = line.strip_suffix(b"\n").unwrap_or(line);
+    l.strip_suffix(b"\r").unwrap_or(l)
+}
+
+/// Keeps only the payload types whose encoding name is in `allowed`.
+pub fn filter_codecs<S: AsRef<str>>(body: &[u8], allowed: &[S]) -> Filtered {
+    let is_allowed = |name: &[u8]| {
+        allowed
+            .iter()
+            .any(|a| a.as_ref().as_bytes().eq_ignore_ascii_case(name))
+    };
+    let ls = lines(body);
+    // Media sections: [start, end) line ranges beginning with `m=`.
+    let mut sections: Vec<(usize, usize)> = Vec::new();
+    for (i, l) in ls.iter().enumerate() {
+        if l.starts_with(b"m=") {
+            if let Some(last) = sections.last_mut() {
+                last.1 = i;
+            }
+            sections.push((i, ls.len()));
+        }
+    }
+    if sections.is_empty() {
+        return Filtered::Unchanged;
+    }
+    let mut drop_line = vec![false; ls.len()];
+    let mut new_m: Vec<Option<Vec<u8>>> = vec![None; ls.len()];
+    let mut changed = false;
+    for &(start, end) in &sections {
+        let m = content(ls[start]);
+        // m=<media> <port> <proto> <fmt> ...
+        let fields: Vec<&[u8]> = m.split(|&c| c == b' ').filter(|f| !f.is_empty()).collect();
+        if fields.len() < 4 {
+            continue;
+        }
+        let proto = fields[2];
+        if !proto.starts_with(b"RTP/") && !proto.starts_with(b"UDP/TLS/RTP/") {
+            continue; // not RTP payload types (e.g. an image/T.38 stream)
+        }
+        let names: Vec<(u32, &[u8])> = ls[start + 1..end]
+            .iter()
+            .filter_map(|l| rtpmap(content(l)))
+            .collect();
+        let mut kept = Vec::new();
+        let mut removed = Vec::new();
+        for f in &fields[3..] {
+            let Some(pt) = std::str::from_utf8(f)
+                .ok()
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
+                kept.push(*f);
+                continue;
+            };
+            let name = names
+                .iter()
+                .find(|(p, _)| *p == pt)
+                .map(|(_, n)| *n)
+                .or_else(|| static_name(pt).map(str::as_bytes));
+            if name.is_some_and(is_allowed) {
+                kept.push(*f);
+            } else {
+                removed.push(pt);
+            }
+        }
+        if removed.is_empty() {
+            continue;
+        }
+        if kept.is_empty() {
+            return Filtered::NothingLeft;
+        }
+        changed = true;
+        let mut line = fields[..3].join(&b' ');
+        for k in &kept {
+            line.push(b' ');
+            line.extend_from_slice(k);
+        }
+        let ending = &ls[start][m.len()..];
+        line.extend_from_slice(ending);
+        new_m[start] = Some(line);
+        for (j, l) in ls.iter().enumerate().take(end).skip(start + 1) {
+            if attr_pt(content(l)).is_some_and(|pt| removed.contains(&pt)) {
+                drop_line[j] = true;
+            }
+        }
+    }
+    if !changed {
+        return Filtered::Unchanged;
+    }
+    let mut out = Vec::with_capacity(body.len());
+    for (i, l) in ls.iter().enumerate() {
+        if drop_line[i] {
+            continue;
+        }
+        match &new_m[i] {
+            Some(m) => out.extend_from_slice(m),
+            None => out.extend_from_slice(l),
+        }
+    }
+    Filtered::Changed(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OFFER: &str = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n\
+        m=audio 4000 RTP/AVP 8 0 18 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:18 G729/8000\r\n\
+        a=fmtp:18 annexb=no\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=sendrecv\r\n";
+
+    #[test]
+    fn keeps_allowed_static_and_dynamic_types() {
+        let Filtered::Changed(out) =
+            filter_codecs(OFFER.as_bytes(), &["pcma", "PCMU", "telephone-event"])
+        else {
+            panic!("expected a change")
+        };
+        let out = String::from_utf8(out).unwrap();
+        assert!(out.contains("m=audio 4000 RTP/AVP 8 0 101\r\n"), "{out}");
+        assert!(!out.contains("G729") && !out.contains("annexb"), "{out}");
+        assert!(out.contains("a=fmtp:101 0-16\r\n") && out.contains("a=sendrecv\r\n"));
+        assert!(out.starts_with("v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\n"));
+    }
+
+    #[test]
+    fn unchanged_and_nothing_left() {
+        assert_eq!(
+            filter_codecs(
+                OFFER.as_bytes(),
+                &["PCMA", "PCMU", "G729", "telephone-event"]
+            ),
+            Filtered::Unchanged
+        );
+        assert_eq!(
+            filter_codecs(OFFER.as_bytes(), &["G722"]),
+            Filtered::NothingLeft
+        );
+        assert_eq!(filter_codecs(b"v=0\r\n", &["PCMA"]), Filtered::Unchanged);
+    }
+}
