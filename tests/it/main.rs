@@ -3,6 +3,7 @@
 mod alloc;
 mod auth;
 mod config;
+mod friends;
 mod fuzz;
 mod proxy;
 mod registrar;

@@ -345,6 +345,16 @@ fn registered_friend_is_called_at_its_binding_across_a_restart() {
         invite.header("Proxy-Authorization").is_none(),
         "our realm's credentials were forwarded"
     );
+    // Friend → friend: the caller's name (not a number) at legacy's
+    // from_domain.
+    assert!(
+        invite
+            .header("From")
+            .unwrap()
+            .starts_with("<sip:branch@pbx.legacy.example>;tag="),
+        "{}",
+        invite.0
+    );
     assert_eq!(caller.wait(Duration::from_secs(20)), 0, "caller side");
 }
 
