@@ -368,3 +368,91 @@ fn unacceptable_offers_and_challenging_friends_fail_cleanly() {
         "friend got its ACK"
     );
 }
+
+/// The friend side of an internal call: the Request-URI user is what was
+/// dialled, the From is the calling user's extension at the company domain.
+fn friend_expecting(dialled: &str, from_user: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="friend expects {dialled}">
+  <recv request="INVITE" rrs="true">
+    <action>
+      <ereg regexp="^INVITE sip:{dialled}@127\.0\.0\.1:[0-9]+ SIP/2\.0" search_in="msg" check_it="true" assign_to="a"/>
+      <ereg regexp="^ *&lt;sip:{from_user}@acme\.example\.com&gt;;tag=" search_in="hdr" header="From:" check_it="true" assign_to="b"/>
+    </action>
+  </recv>
+  <send><![CDATA[
+
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]B[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      [last_Record-Route:]
+      Contact: <sip:branch@[local_ip]:[local_port]>
+      Content-Length: 0
+
+  ]]></send>
+  <recv request="ACK"/>
+  <recv request="BYE"/>
+  <send><![CDATA[
+
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+
+  ]]></send>
+  <timewait milliseconds="300"/>
+  <Reference variables="a,b"/>
+</scenario>
+"#
+    )
+}
+
+/// A user (alice, through her terminal, with digest) calls the friend by
+/// extension (102) and by a number matching its pattern (2001): the friend
+/// sees the dialled number and alice's extension (101) as the caller.
+#[test]
+fn users_reach_friends_by_extension_and_pattern() {
+    let sw = Switch::start_with("fr-user", 22300, md5_only);
+    let dir = TempDir::new("fr-user-scenarios");
+    for dialled in ["102", "2001"] {
+        let expect = write_scenario(
+            &dir.0,
+            &format!("friend{dialled}.xml"),
+            &friend_expecting(dialled, "101"),
+        );
+        let friend = uas("127.0.0.1", 22310, &expect, 1);
+        std::thread::sleep(Duration::from_millis(200));
+        let caller = Sipp::spawn(&[
+            &sw.addr().to_string(),
+            "-sf",
+            scenario("uac_auth.xml").to_str().unwrap(),
+            "-i",
+            "127.0.0.1",
+            "-s",
+            dialled,
+            "-au",
+            "alice-phone",
+            "-ap",
+            "Correct-Horse-42",
+            "-key",
+            "from_user",
+            "alice-phone",
+            "-key",
+            "from_domain",
+            "acme.example.com",
+            "-m",
+            "1",
+            "-d",
+            "100",
+        ]);
+        assert_eq!(caller.wait(Duration::from_secs(30)), 0, "{dialled}: caller");
+        assert_eq!(friend.wait(Duration::from_secs(10)), 0, "{dialled}: friend");
+    }
+}

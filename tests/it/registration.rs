@@ -507,3 +507,44 @@ fn contact_parameters_after_authentication() {
         "{c:?}"
     );
 }
+
+/// Friend → extension → user: the user's terminal is reached at its
+/// binding (Request-URI = the registered contact).
+#[test]
+fn friend_calls_a_user_extension_at_its_binding() {
+    let sw = Switch::start_with("reg-ext", 22400, md5_only);
+    let mut phone = Phone::new("127.0.0.1", sw.addr());
+    let (_, ok) = phone.register("alice-phone", "Correct-Horse-42");
+    assert_eq!(ok.status(), 200, "{}", ok.0);
+    let caller = Sipp::spawn(&[
+        &sw.addr().to_string(),
+        "-sf",
+        scenario("uac_auth.xml").to_str().unwrap(),
+        "-i",
+        "127.0.0.1",
+        "-s",
+        "101",
+        "-au",
+        "branch",
+        "-ap",
+        "Branch-Secret-77",
+        "-key",
+        "from_user",
+        "branch",
+        "-key",
+        "from_domain",
+        DOMAIN,
+        "-m",
+        "1",
+        "-d",
+        "100",
+    ]);
+    let invite = phone
+        .answer_call(Duration::from_secs(10))
+        .expect("the call did not reach alice's binding");
+    assert_eq!(
+        invite.first_line(),
+        format!("INVITE sip:alice-phone@{} SIP/2.0", phone.local())
+    );
+    assert_eq!(caller.wait(Duration::from_secs(20)), 0, "caller side");
+}
