@@ -2,10 +2,13 @@
 //! digest gate in front of routing, REGISTER (the registrar), keep-alive
 //! OPTIONS to bindings, and hand-over of responses between workers.
 //!
-//! Answers given here are stateful: a transaction with no branches holds
-//! the request, so a retransmitted REGISTER or INVITE is absorbed (and the
-//! last answer repeated) instead of being authenticated a second time,
-//! which the nonce-count replay check would refuse.
+//! Answers to requests that carried credentials are stateful: a
+//! transaction with no branches holds the request, so a retransmitted
+//! REGISTER or INVITE is absorbed (and the last answer repeated) instead of
+//! being authenticated a second time, which the nonce-count replay check
+//! would refuse. A challenge to a request without credentials is sent
+//! statelessly: there is nothing to protect, and it is half of all the
+//! traffic of a login.
 //!
 //! A REGISTER that changes bindings is answered only once its log record
 //! is durable: the proxy queues a [`Persist`] with a [`Ticket`]; the shell
@@ -314,6 +317,19 @@ impl Proxy {
             )
         };
         let extra: Vec<(&str, &[u8])> = values.iter().map(|v| (name, v.as_bytes())).collect();
+        let header = if register {
+            HeaderName::Authorization
+        } else {
+            HeaderName::ProxyAuthorization
+        };
+        if msg.header(header).is_none() {
+            // The first half of every login: answered statelessly (like
+            // Kamailio's sl_send_reply). A retransmission just gets a fresh
+            // challenge; the ACK of a 407 matches nothing and is dropped.
+            return self.reply(&msg, from, status, reason, &extra);
+        }
+        // With credentials (wrong, stale): a transaction absorbs the
+        // retransmissions, so a lost answer does not count twice.
         self.answer(now, msg, from, key, status, reason, &extra);
     }
 

@@ -49,6 +49,13 @@ pub enum Inbox {
     },
     /// Send this on the addressee's connection.
     Send(Transmit),
+    /// These REGISTERs' records are durable (or failed): answer them.
+    Persisted {
+        /// The transactions waiting.
+        tickets: Vec<crate::proxy::Ticket>,
+        /// Whether the write and sync succeeded.
+        ok: bool,
+    },
 }
 
 /// The senders of every worker's inbox, indexed by worker.
@@ -183,6 +190,17 @@ pub fn run(
                 match m {
                     Inbox::Receive { data, from } => iw.handle(data, from).await,
                     Inbox::Send(t) => iw.transmit(t).await,
+                    Inbox::Persisted { tickets, ok } => {
+                        {
+                            let mut proxy = iw.proxy.borrow_mut();
+                            let now = Instant::now();
+                            for t in tickets {
+                                proxy.persisted(now, t, ok);
+                            }
+                        }
+                        iw.wake.notify_one();
+                        iw.flush().await;
+                    }
                 }
             }
         });
@@ -412,19 +430,27 @@ impl Worker {
                 });
             }
         }
+        // Every record this flush produced goes to the log as one batch;
+        // when it is durable the writer posts the tickets back to this
+        // worker's inbox (one wake-up per batch).
+        let mut records = Vec::new();
+        let mut tickets = Vec::new();
         loop {
             let p = self.proxy.borrow_mut().poll_persist();
             let Some(p) = p else { break };
-            let done = self.shared.persister.persist(p.record);
-            let w = self.clone();
-            tokio_uring::spawn(async move {
-                let ok = matches!(done.await, Ok(Ok(())));
-                if !ok {
-                    tracing::error!(worker = w.index, "registration record not stored");
+            records.extend_from_slice(&p.record);
+            tickets.push(p.ticket);
+        }
+        if !tickets.is_empty() {
+            let inbox = self.shared.inboxes[self.index].clone();
+            self.shared.persister.persist_then(records, move |r| {
+                if let Err(e) = &r {
+                    tracing::error!(error = %e, "registration records not stored");
                 }
-                w.proxy.borrow_mut().persisted(Instant::now(), p.ticket, ok);
-                w.wake.notify_one();
-                w.flush().await;
+                let _ = inbox.send(Inbox::Persisted {
+                    tickets,
+                    ok: r.is_ok(),
+                });
             });
         }
         loop {
