@@ -569,7 +569,10 @@ impl Proxy {
 
     fn new_tag(&mut self) -> String {
         self.counter += 1;
-        format!("{:x}{:x}", self.cfg.seed as u32, self.counter)
+        let mut t = String::with_capacity(24);
+        push_hex(&mut t, u64::from(self.cfg.seed as u32));
+        push_hex(&mut t, self.counter);
+        t
     }
 
     fn alloc(&mut self) -> u32 {
@@ -592,6 +595,16 @@ impl Proxy {
             self.free.push(slot);
             self.live -= 1;
         }
+    }
+}
+
+/// Appends `n` in lower-case hex, no leading zeros (what `{:x}` writes,
+/// without the formatting machinery on the hot path).
+fn push_hex(out: &mut String, n: u64) {
+    let digits = (64 - n.leading_zeros()).div_ceil(4).max(1);
+    for i in (0..digits).rev() {
+        let d = ((n >> (i * 4)) & 0xf) as u8;
+        out.push(char::from(if d < 10 { b'0' + d } else { b'a' + d - 10 }));
     }
 }
 
