@@ -14,6 +14,9 @@ use crate::sip::{response_to, CSeq, HeaderName, Message, Method, StatusCode};
 fn upstream(b: &super::Branch, msg: &Message) -> Vec<u8> {
     let mut e = msg.edit();
     e.remove_top_via();
+    if b.source == Source::Listen && b.peer.transport == Transport::Udp {
+        super::rewrite::fix_response_contact(&mut e, msg, b.peer.addr);
+    }
     if let Some(r) = &b.restore {
         super::rewrite::restore(
             &mut e,

@@ -217,6 +217,12 @@ pub trait Router {
 
     /// Routes `req`, whose Request-URI is `uri`, received from `from`.
     fn route(&self, req: &Message, uri: &Uri<'_>, from: &Peer) -> Routing;
+
+    /// Whether `from` is a carrier (its Contact is never NAT-fixed).
+    fn is_carrier(&self, from: &Peer) -> bool {
+        let _ = from;
+        false
+    }
 }
 
 /// Wall-clock time as the proxy sees it: the Unix time at one instant of

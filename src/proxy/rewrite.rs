@@ -97,6 +97,8 @@ pub(super) struct Planned {
     pub pai: Option<String>,
     /// New body.
     pub body: Option<Vec<u8>>,
+    /// New Contact (the sender is behind NAT).
+    pub contact: Option<Vec<u8>>,
     /// What our Record-Route carries (dialog-creating requests).
     pub record: DialogEdit,
     /// How responses are restored for the upstream side.
@@ -179,6 +181,56 @@ pub(super) fn apply(e: &mut Editor<'_>, p: &Planned) {
     if let Some(b) = &p.body {
         e.set_body(b);
     }
+    if let Some(c) = &p.contact {
+        e.replace_header(HeaderName::Contact, c);
+    }
+}
+
+/// The Contact of a message from `source` (UDP) as the far end must use
+/// it: when it names another address than the packet came from (a device
+/// behind NAT writes its private address), its host and port become the
+/// source's and the URI gets a `tnat` parameter, so in-dialog requests to
+/// it are sent from the shared socket whose pinhole the device opened
+/// (like Kamailio's `fix_nated_contact`). `None` when nothing changes.
+pub(super) fn nat_contact(v: &[u8], source: std::net::SocketAddr) -> Option<Vec<u8>> {
+    let a = NameAddr::parse(v).ok()?;
+    let crate::sip::Uri::Sip(u) = a.parsed_uri().ok()? else {
+        return None;
+    };
+    if u.host.ip() == Some(source.ip()) && u.port.unwrap_or(5060) == source.port() {
+        return None;
+    }
+    if u.params
+        .get(b"transport")
+        .flatten()
+        .is_some_and(|t| !t.eq_ignore_ascii_case(b"udp"))
+    {
+        return None; // a stream transport: NAT is the connection's business
+    }
+    let mut out = Vec::with_capacity(v.len() + 32);
+    out.extend_from_slice(if u.secure { b"<sips:" } else { b"<sip:" });
+    if let Some(user) = u.user {
+        out.extend_from_slice(user);
+        out.push(b'@');
+    }
+    let host = match source {
+        std::net::SocketAddr::V4(a) => a.to_string(),
+        std::net::SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
+    };
+    out.extend_from_slice(host.as_bytes());
+    if !u.params.0.is_empty() {
+        out.push(b';');
+        out.extend_from_slice(u.params.0);
+    }
+    if u.params.get(b"tnat").is_none() {
+        out.extend_from_slice(b";tnat");
+    }
+    out.push(b'>');
+    if !a.params.0.is_empty() {
+        out.push(b';');
+        out.extend_from_slice(a.params.0);
+    }
+    Some(out)
 }
 
 /// The URI of a From/To value.
@@ -252,6 +304,21 @@ pub(super) fn restore(
         if let sdp::Filtered::Changed(b) = filter(resp, c) {
             e.set_body(&b);
         }
+    }
+}
+
+/// A response from a binding reached through NAT: its Contact fixed like
+/// a request's (see [`nat_contact`]).
+pub(super) fn fix_response_contact(
+    e: &mut Editor<'_>,
+    resp: &Message,
+    source: std::net::SocketAddr,
+) {
+    if let Some(c) = resp
+        .header(HeaderName::Contact)
+        .and_then(|v| nat_contact(v, source))
+    {
+        e.replace_header(HeaderName::Contact, &c);
     }
 }
 

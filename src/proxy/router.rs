@@ -183,6 +183,10 @@ fn user_of(v: &[u8]) -> Option<String> {
 }
 
 impl Router for TableRouter<'_> {
+    fn is_carrier(&self, from: &Peer) -> bool {
+        self.table.carrier_for_source(from.addr.ip()).is_some()
+    }
+
     fn claim(&self, req: &Message, from: &Peer, register: bool) -> Claim<'_> {
         if self.table.carrier_for_source(from.addr.ip()).is_some() {
             return Claim::Trusted;

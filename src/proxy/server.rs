@@ -152,10 +152,20 @@ impl Proxy {
         };
         let mut copies = Vec::with_capacity(targets.len());
         let mut plans = Vec::with_capacity(targets.len());
+        // A device behind NAT writes its private address in Contact: fixed
+        // to the packet's source so the far end's in-dialog requests reach
+        // it (UDP from anyone but a carrier).
+        let nat_contact = (from.transport == Transport::Udp && !router.is_carrier(&from))
+            .then(|| msg.header(HeaderName::Contact))
+            .flatten()
+            .and_then(|c| rewrite::nat_contact(c, from.addr));
         for t in &targets {
             let rewrite = t.rewrite.as_deref().filter(|_| !in_dialog);
             match rewrite::plan(&msg, rewrite, dialog.as_ref()) {
-                Ok(p) => plans.push(p),
+                Ok(mut p) => {
+                    p.contact.clone_from(&nat_contact);
+                    plans.push(p)
+                }
                 Err(rewrite::NothingLeft) => {
                     return self.reply(&msg, from, StatusCode(488), "Not Acceptable Here", &[])
                 }
@@ -356,7 +366,19 @@ impl Proxy {
             let peer = uri
                 .as_sip()
                 .and_then(|u| peer_of(u.host.ip()?, u.port, &u.params));
-            return self.single_hop(msg, from, pop_route, peer, "No route for in-dialog request");
+            // A Contact the switch fixed for NAT (`tnat`): sent from the
+            // shared socket, whose pinhole the device opened.
+            let nat = uri
+                .as_sip()
+                .is_some_and(|u| u.params.get(b"tnat").is_some());
+            let mut hop =
+                self.single_hop(msg, from, pop_route, peer, "No route for in-dialog request");
+            if let Some((_, targets)) = &mut hop {
+                for t in targets {
+                    t.nat = nat;
+                }
+            }
+            return hop;
         }
         let uri = Uri::parse(msg.request_uri().expect("request")).expect("validated");
         if is_ping(msg) {
@@ -523,7 +545,12 @@ impl Proxy {
             },
         );
         self.stats.forwarded += 1;
-        self.send(t.peer, Source::Worker, data);
+        let source = if t.nat {
+            Source::Listen
+        } else {
+            Source::Worker
+        };
+        self.send(t.peer, source, data);
     }
 
     pub(super) fn retransmission(

@@ -20,6 +20,9 @@ struct Phone {
     switch: SocketAddr,
     cseq: u32,
     call_id: String,
+    /// The address the phone believes it has (behind NAT: a private one),
+    /// written in the Contact of its answers; `None`: its socket's.
+    private: Option<String>,
 }
 
 /// A received message, as text.
@@ -76,6 +79,7 @@ impl Phone {
             switch,
             cseq: 0,
             call_id,
+            private: None,
         }
     }
 
@@ -154,6 +158,13 @@ impl Phone {
     /// configuration); returns the challenge used and the 200.
     fn register(&mut self, user: &str, password: &str) -> (String, Msg) {
         let contact = format!("<sip:{user}@{}>", self.local());
+        self.register_with(user, password, &contact)
+    }
+
+    /// Registers `contact` (which may name another address: a phone behind
+    /// NAT writes its private one).
+    fn register_with(&mut self, user: &str, password: &str, contact: &str) -> (String, Msg) {
+        let contact = contact.to_owned();
         let r = self.register_raw(user, &contact, "").expect("challenge");
         assert_eq!(r.status(), 401, "{}", r.0);
         let challenge = r.header("WWW-Authenticate").unwrap().to_owned();
@@ -198,7 +209,11 @@ impl Phone {
         } else {
             out.push_str(&format!("To: {to};tag=phone1\r\n"));
         }
-        out.push_str(&format!("Contact: <sip:phone@{}>\r\n", self.local()));
+        let me = self
+            .private
+            .clone()
+            .unwrap_or_else(|| self.local().to_string());
+        out.push_str(&format!("Contact: <sip:phone@{me}>\r\n"));
         out.push_str("Content-Length: 0\r\n\r\n");
         self.send(&out);
     }
@@ -547,4 +562,40 @@ fn friend_calls_a_user_extension_at_its_binding() {
         format!("INVITE sip:alice-phone@{} SIP/2.0", phone.local())
     );
     assert_eq!(caller.wait(Duration::from_secs(20)), 0, "caller side");
+}
+
+/// A phone behind NAT: it registers and answers with its private address
+/// in Contact. The call reaches it at the REGISTER's source, its 200's
+/// Contact is fixed to that source, so the caller's ACK and BYE (routed
+/// by that Contact through the switch) reach it too.
+#[test]
+fn a_phone_behind_nat_gets_its_whole_call() {
+    let sw = Switch::start("reg-nat", 22500);
+    let mut phone = Phone::new("127.0.0.1", sw.addr());
+    phone.private = Some("192.0.2.50:5060".into());
+    let (_, ok) = phone.register_with(
+        "alice-phone",
+        "Correct-Horse-42",
+        "<sip:alice-phone@192.0.2.50:5060>",
+    );
+    assert_eq!(ok.status(), 200, "{}", ok.0);
+    // The carrier calls alice's DDI.
+    let call = uac(
+        sw.addr(),
+        "127.0.0.2",
+        &scenario("uac.xml"),
+        "+34944000100",
+        "+34600111222",
+        "pstn.example.net",
+        1,
+    );
+    let invite = phone
+        .answer_call(Duration::from_secs(10))
+        .expect("INVITE, ACK and BYE all reach the phone behind NAT");
+    assert_eq!(
+        invite.first_line(),
+        "INVITE sip:alice-phone@192.0.2.50:5060 SIP/2.0",
+        "the Request-URI is the registered contact"
+    );
+    assert_eq!(call.wait(Duration::from_secs(20)), 0, "carrier side");
 }
