@@ -4,8 +4,8 @@
 //! Rewritten: the From URI (the presented identity towards a carrier; the
 //! caller's number in the friend's local format and the friend's
 //! `from_domain` towards a friend), P-Asserted-Identity towards a carrier
-//! (any PAI or P-Preferred-Identity of the caller removed: a number that
-//! is not a company DDI never leaks), and the SDP
+//! (any P-Asserted-Identity, P-Preferred-Identity or Remote-Party-ID of
+//! the caller removed: a number that is not a company DDI never leaks), and the SDP
 //! offer (codec filtering, [`crate::sip::sdp`]).
 //!
 //! ## Keeping each side's view (dialog-safe rewriting)
@@ -254,9 +254,10 @@ pub(super) fn with_uri(v: &[u8], uri: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// Headers through which a caller could present an identity of its own.
-pub(super) const IDENTITY_HEADERS: [HeaderName; 2] = [
+pub(super) const IDENTITY_HEADERS: [HeaderName; 3] = [
     HeaderName::PAssertedIdentity,
     HeaderName::PPreferredIdentity,
+    HeaderName::RemotePartyId,
 ];
 
 /// Whether the message carries an SDP body.

@@ -65,6 +65,7 @@ header_names! {
     RAck => "RAck";
     Reason => "Reason";
     RecordRoute => "Record-Route";
+    RemotePartyId => "Remote-Party-ID";
     ReferTo => "Refer-To", b'r';
     ReferredBy => "Referred-By", b'b';
     RejectContact => "Reject-Contact", b'j';

@@ -49,7 +49,7 @@ fn carrier_expecting(dialled: &str, presented: &str) -> String {
       <ereg regexp="^INVITE sip:{d}@127\.0\.0\.2:[0-9]+ SIP/2\.0" search_in="msg" check_it="true" assign_to="a"/>
       <ereg regexp="^ *&lt;sip:{p}@acme\.example\.com&gt;;tag=" search_in="hdr" header="From:" check_it="true" assign_to="b"/>
       <ereg regexp="^ *&lt;sip:{p}@acme\.example\.com&gt;" search_in="hdr" header="P-Asserted-Identity:" check_it="true" assign_to="c"/>
-      <ereg regexp="P-Preferred-Identity|Proxy-Authorization|600999999|600123456" search_in="msg" check_it_inverse="true" assign_to="e"/>
+      <ereg regexp="P-Preferred-Identity|Remote-Party-ID|Proxy-Authorization|600999999|600888888|600123456" search_in="msg" check_it_inverse="true" assign_to="e"/>
       <ereg regexp="m=audio [0-9]+ RTP/AVP 8 0\r?\n" search_in="body" check_it="true" assign_to="f"/>
     </action>
   </recv>
@@ -94,7 +94,7 @@ fn carrier_expecting(dialled: &str, presented: &str) -> String {
 /// G.729 too; expects `final_code` (after the 407 round).
 fn friend_caller(pai: Option<&str>, final_code: u16) -> String {
     let pai = pai
-        .map(|p| format!("P-Asserted-Identity: <sip:{p}@acme.example.com>\n      P-Preferred-Identity: <sip:+34600999999@acme.example.com>\n      "))
+        .map(|p| format!("P-Asserted-Identity: <sip:{p}@acme.example.com>\n      P-Preferred-Identity: <sip:+34600999999@acme.example.com>\n      Remote-Party-ID: <sip:+34600888888@acme.example.com>;party=calling\n      "))
         .unwrap_or_default();
     let invite = |cseq: u32, auth: &str| {
         format!(
