@@ -412,15 +412,21 @@ fn registered(
 }
 
 /// The `user@domain` of a name-addr header value, unescaped user.
+///
+/// Any host is accepted (an IP literal too, as scanners such as `svwar`
+/// and `svcrack` write it): it names no company, so the claim is
+/// challenged like an unknown account and its failures count towards a
+/// ban. A missing user part is the empty name.
 pub(super) fn user_host(v: &[u8]) -> Option<(String, String)> {
     let a = NameAddr::parse(v).ok()?;
     let Ok(Uri::Sip(u)) = a.parsed_uri() else {
         return None;
     };
-    let user = String::from_utf8(crate::sip::unescape(u.user?).into_owned()).ok()?;
+    let user = String::from_utf8(crate::sip::unescape(u.user.unwrap_or(b"")).into_owned()).ok()?;
     let host = match u.host {
         crate::sip::Host::Domain(d) => std::str::from_utf8(d).ok()?.to_ascii_lowercase(),
-        _ => return None,
+        crate::sip::Host::V4(ip) => ip.to_string(),
+        crate::sip::Host::V6(ip) => format!("[{ip}]"),
     };
     Some((user, host))
 }

@@ -599,3 +599,82 @@ fn a_phone_behind_nat_gets_its_whole_call() {
     );
     assert_eq!(call.wait(Duration::from_secs(20)), 0, "carrier side");
 }
+
+/// What `svwar` and `svcrack` send: the switch's IP literal as domain.
+/// Every name is challenged alike (nothing to enumerate), and guesses are
+/// failures that ban the source.
+#[test]
+fn ip_literal_domains_are_challenged_and_guessing_is_banned() {
+    let sw = Switch::start_with("reg-ip", 22600, |c| {
+        c.replace("max_failures = 10", "max_failures = 3")
+    });
+    let sock = UdpSocket::bind("127.0.0.4:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let local = sock.local_addr().unwrap();
+    let mut buf = vec![0u8; 65535];
+    let mut ask = |n: u32, user: &str, auth: &str| -> Option<String> {
+        let host = "127.0.0.1";
+        let text = format!(
+            "REGISTER sip:{host} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-ip{n}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:{user}@{host}>;tag=ip{n}\r\nTo: <sip:{user}@{host}>\r\n\
+             Call-ID: ip{n}@scan\r\nCSeq: 1 REGISTER\r\nContact: <sip:{user}@{local}>\r\n\
+             {auth}Content-Length: 0\r\n\r\n"
+        );
+        sock.send_to(text.as_bytes(), sw.addr()).unwrap();
+        let (len, _) = sock.recv_from(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..len]).into_owned())
+    };
+    // Enumeration: two names, the same answer shape.
+    let a = ask(1, "100", "").expect("answer");
+    let b = ask(2, "alice-phone", "").expect("answer");
+    assert!(
+        a.starts_with("SIP/2.0 401") && b.starts_with("SIP/2.0 401"),
+        "{a}"
+    );
+    assert!(a.contains("realm=\"127.0.0.1\""), "{a}");
+    // Guessing: each wrong answer is a failure; the third bans.
+    let challenge = a
+        .split("\r\n")
+        .find(|l| l.starts_with("WWW-Authenticate:"))
+        .unwrap()
+        .trim_start_matches("WWW-Authenticate:")
+        .trim()
+        .to_owned();
+    let nonce = param(&challenge, "nonce").unwrap().to_owned();
+    let alg = Algorithm::parse(param(&challenge, "algorithm").unwrap()).unwrap();
+    let mut answers = Vec::new();
+    for (n, guess) in ["123456", "password", "letmein", "qwerty"]
+        .iter()
+        .enumerate()
+    {
+        let r = digest_response(
+            alg,
+            "100",
+            "127.0.0.1",
+            guess,
+            "REGISTER",
+            "sip:127.0.0.1",
+            &nonce,
+            "00000001",
+            "abc",
+        );
+        let auth = format!(
+            "Authorization: Digest username=\"100\", realm=\"127.0.0.1\", nonce=\"{nonce}\", \
+             uri=\"sip:127.0.0.1\", response=\"{r}\", algorithm={}, qop=auth, nc=00000001, \
+             cnonce=\"abc\"\r\n",
+            alg.as_str()
+        );
+        answers.push(ask(10 + n as u32, "100", &auth));
+    }
+    assert!(answers[0]
+        .as_deref()
+        .is_some_and(|r| r.starts_with("SIP/2.0 401")));
+    assert!(answers[1]
+        .as_deref()
+        .is_some_and(|r| r.starts_with("SIP/2.0 401")));
+    assert!(
+        answers[2].is_none() && answers[3].is_none(),
+        "not banned: {answers:?}"
+    );
+}
