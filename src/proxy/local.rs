@@ -271,7 +271,11 @@ impl Proxy {
              Call-ID: ka{tag}@{host}\r\n\
              CSeq: 1 OPTIONS\r\n\
              Content-Length: 0\r\n\r\n",
-            uri = binding.contact,
+            uri = binding
+                .contact
+                .split('?')
+                .next()
+                .unwrap_or(&binding.contact),
         );
         let peer = Peer {
             addr: binding.source,

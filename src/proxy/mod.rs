@@ -419,6 +419,9 @@ pub struct Proxy {
     persist: VecDeque<Persist>,
     handover: VecDeque<HandOver>,
     services: Option<Services>,
+    /// Set while routing an authenticated request: its rejection is
+    /// answered statefully (time, server key).
+    stateful_reject: Option<(Instant, Vec<u8>)>,
     counter: u64,
     stats: Stats,
 }
@@ -452,6 +455,7 @@ impl Proxy {
             persist: VecDeque::new(),
             handover: VecDeque::new(),
             services,
+            stateful_reject: None,
             counter: 0,
             stats: Stats::default(),
         }

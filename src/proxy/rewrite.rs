@@ -4,8 +4,8 @@
 //! Rewritten: the From URI (the presented identity towards a carrier; the
 //! caller's number in the friend's local format and the friend's
 //! `from_domain` towards a friend), P-Asserted-Identity towards a carrier
-//! (any P-Asserted-Identity, P-Preferred-Identity or Remote-Party-ID of
-//! the caller removed: a number that is not a company DDI never leaks), and the SDP
+//! (any P-Asserted-Identity, P-Preferred-Identity, Remote-Party-ID or
+//! Diversion of the caller removed: a number that is not a company DDI never leaks), and the SDP
 //! offer (codec filtering, [`crate::sip::sdp`]).
 //!
 //! ## Keeping each side's view (dialog-safe rewriting)
@@ -39,11 +39,17 @@ pub(super) struct DialogEdit {
     pub new_from: Option<String>,
     /// The codecs every SDP of the dialog is filtered to.
     pub codecs: Option<Vec<String>>,
+    /// The new From is also the asserted identity (external calls): the
+    /// caller's in-dialog requests get it as P-Asserted-Identity too.
+    pub pai: bool,
+    /// A friend is in this dialog: a 401/407 to an in-dialog request is not
+    /// relayed either.
+    pub friend: bool,
 }
 
 impl DialogEdit {
     pub fn is_empty(&self) -> bool {
-        self.new_from.is_none() && self.codecs.is_none()
+        self.new_from.is_none() && self.codecs.is_none() && !self.friend
     }
 
     /// The Record-Route parameters (each with its leading `;`).
@@ -58,6 +64,12 @@ impl DialogEdit {
         if let Some(c) = &self.codecs {
             p.push_str(";tcs=");
             p.push_str(&c.join("."));
+        }
+        if self.pai {
+            p.push_str(";tpa");
+        }
+        if self.friend {
+            p.push_str(";tfd");
         }
         p
     }
@@ -82,6 +94,8 @@ impl DialogEdit {
             orig_from: text(b"tfo"),
             new_from: text(b"tfn"),
             codecs,
+            pai: params.get(b"tpa").is_some(),
+            friend: params.get(b"tfd").is_some(),
         }
     }
 }
@@ -131,7 +145,9 @@ pub(super) fn plan(
             }
             if let Some(pai) = &r.pai {
                 p.pai = Some(format!("<{pai}>"));
+                p.record.pai = p.record.new_from.as_deref() == Some(pai.as_str());
             }
+            p.record.friend = r.friend.is_some();
             p.record.codecs = r.codecs.clone();
             r.codecs.clone()
         }
@@ -139,6 +155,9 @@ pub(super) fn plan(
             if let (Some(orig), Some(new)) = (&d.orig_from, &d.new_from) {
                 if uri_of(from_v) == Some(orig.as_bytes()) {
                     p.from = with_uri(from_v, new.as_bytes());
+                    if d.pai {
+                        p.pai = Some(format!("<{new}>"));
+                    }
                 } else if uri_of(to_v) == Some(new.as_bytes()) {
                     p.to = with_uri(to_v, orig.as_bytes());
                 }
@@ -254,10 +273,11 @@ pub(super) fn with_uri(v: &[u8], uri: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// Headers through which a caller could present an identity of its own.
-pub(super) const IDENTITY_HEADERS: [HeaderName; 3] = [
+pub(super) const IDENTITY_HEADERS: [HeaderName; 4] = [
     HeaderName::PAssertedIdentity,
     HeaderName::PPreferredIdentity,
     HeaderName::RemotePartyId,
+    HeaderName::Diversion,
 ];
 
 /// Whether the message carries an SDP body.
@@ -381,6 +401,8 @@ mod tests {
             orig_from: Some("sip:+34600111222@pstn.example.net".into()),
             new_from: Some("sip:600111222@acme.example.com".into()),
             codecs: Some(vec!["PCMA".into(), "telephone-event".into()]),
+            pai: true,
+            friend: true,
         };
         let p = d.rr_params();
         let parsed = DialogEdit::from_params(&crate::sip::Params(&p.as_bytes()[1..]));

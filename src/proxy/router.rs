@@ -247,22 +247,15 @@ impl Router for TableRouter<'_> {
             };
             (company, Caller::Carrier(carrier))
         } else {
-            let Some(from_uri) = req
+            // The same reading of the From as the digest gate's claim
+            // (user unescaped, domain lower-cased).
+            let Some((user, domain)) = req
                 .header(HeaderName::From)
-                .and_then(|v| NameAddr::parse(v).ok())
+                .and_then(super::local::user_host)
             else {
                 return reject(StatusCode::FORBIDDEN, "Unknown caller");
             };
-            let Ok(Uri::Sip(fu)) = from_uri.parsed_uri() else {
-                return reject(StatusCode::FORBIDDEN, "Unknown caller");
-            };
-            let (Some(user), crate::sip::Host::Domain(domain)) = (fu.user, fu.host) else {
-                return reject(StatusCode::FORBIDDEN, "Unknown caller");
-            };
-            let (Ok(user), Ok(domain)) = (std::str::from_utf8(user), std::str::from_utf8(domain))
-            else {
-                return reject(StatusCode::FORBIDDEN, "Unknown caller");
-            };
+            let (user, domain) = (user.as_str(), domain.as_str());
             let Some(company) = t.company(domain) else {
                 return reject(StatusCode::FORBIDDEN, "Unknown company");
             };

@@ -75,6 +75,12 @@ impl Proxy {
         if method == Method::ACK {
             // An ACK matching no transaction acknowledges a 2xx: it is a
             // request of its own, forwarded statelessly along the route.
+            // A 2xx ACK always has a To tag; one without matches nothing
+            // and would be routed unauthenticated: dropped.
+            if !in_dialog(&msg) {
+                self.stats.dropped += 1;
+                return;
+            }
             return self.forward_stateless(&msg, from, router);
         }
 
@@ -99,16 +105,21 @@ impl Proxy {
         // the dialog token of our Record-Route (see `next_hops`).
         let register = method == Method::REGISTER;
         let mut msg = msg;
-        let mut strip_credentials = false;
+        let mut authenticated = false;
         if self.services.is_some() {
             if register {
                 return self.register(now, msg, from, &key, router);
             }
             if !in_dialog(&msg) && !is_ping(&msg) {
                 match self.gate(now, msg, from, &key, router) {
-                    (Gate::Pass { authenticated }, Some(m)) => {
+                    (
+                        Gate::Pass {
+                            authenticated: auth,
+                        },
+                        Some(m),
+                    ) => {
                         msg = m;
-                        strip_credentials = authenticated;
+                        authenticated = auth;
                     }
                     _ => return,
                 }
@@ -116,7 +127,13 @@ impl Proxy {
         }
         let method = msg.method().expect("request");
 
-        let Some(route) = self.next_hops(&msg, from, router) else {
+        // A rejection after authentication is answered statefully: a lost
+        // answer brings a retransmission with the same nonce count, which
+        // must meet the same answer, not a replay failure.
+        self.stateful_reject = authenticated.then(|| (now, key.clone()));
+        let hops = self.next_hops(&msg, from, router);
+        let stateful = self.stateful_reject.take();
+        let Some(route) = hops else {
             return;
         };
         let (pop_route, targets) = route;
@@ -167,7 +184,14 @@ impl Proxy {
                     plans.push(p)
                 }
                 Err(rewrite::NothingLeft) => {
-                    return self.reply(&msg, from, StatusCode(488), "Not Acceptable Here", &[])
+                    let status = StatusCode(488);
+                    return match &stateful {
+                        Some((_, key)) => {
+                            let key = key.clone();
+                            self.answer(now, msg, from, &key, status, "Not Acceptable Here", &[])
+                        }
+                        None => self.reply(&msg, from, status, "Not Acceptable Here", &[]),
+                    };
                 }
             }
         }
@@ -193,7 +217,9 @@ impl Proxy {
                     max_forwards: mf,
                     record_route: rr.as_deref().map(str::as_bytes),
                     pop_route,
-                    strip_credentials,
+                    // Credentials for our realms never travel on, in or out
+                    // of a dialog (phones resend cached ones on BYE).
+                    strip_credentials: true,
                     edits: Some(plan),
                 },
             );
@@ -248,7 +274,13 @@ impl Proxy {
                     .rewrite
                     .as_ref()
                     .and_then(|r| r.friend.as_deref())
-                    .map(Box::from),
+                    .map(Box::from)
+                    .or_else(|| {
+                        dialog
+                            .as_ref()
+                            .filter(|d| d.friend)
+                            .map(|_| Box::from("of this dialog"))
+                    }),
                 restore: plan.restore,
             });
             let i = i as u16;
@@ -315,7 +347,12 @@ impl Proxy {
                     _ => None,
                 });
             match ours {
-                Some(Some((token, edit))) if token == self.dialog_token(msg, &edit).as_bytes() => {
+                // Only in a dialog: a token replayed on a new request would
+                // route it past the digest gate, the ACL and the identity
+                // rules.
+                Some(Some((token, edit)))
+                    if in_dialog(msg) && self.token_ok(msg, &token, &edit) =>
+                {
                     pop_route = true
                 }
                 // A phone configured with the switch as outbound proxy
@@ -399,7 +436,12 @@ impl Proxy {
                 None
             }
             Routing::Reject { status, reason } => {
-                self.reply(msg, from, status, &reason, &[]);
+                match self.stateful_reject.take() {
+                    Some((now, key)) => {
+                        self.answer(now, msg.clone(), from, &key, status, &reason, &[])
+                    }
+                    None => self.reply(msg, from, status, &reason, &[]),
+                }
                 None
             }
         }
@@ -478,16 +520,37 @@ impl Proxy {
         (!d.is_empty()).then_some(d)
     }
 
-    /// A keyed hash of the Call-ID: the token that proves a Route was
-    /// written by this switch. SipHash over the process secret and the
-    /// Call-ID (the secret is generated at start, so dialogs set up before a
-    /// restart can no longer be routed through; a keyed MAC from the digest
-    /// work's hash crates would be the stronger construction).
+    /// The token that proves a Route was written by this switch for this
+    /// dialog: a keyed hash of the Call-ID, the caller's tag and the
+    /// rewriting parameters (so none of them can be edited). SipHash keyed
+    /// by 64 bits of the switch's persisted secret (`data_dir/secret`), so
+    /// calls survive a restart. Left: std's hasher is not guaranteed stable
+    /// across Rust versions (a rebuilt switch would refuse the in-dialog
+    /// requests of calls set up before the upgrade); an HMAC with a derived
+    /// key would be the better construction.
     pub(super) fn dialog_token(&self, msg: &Message, edit: &DialogEdit) -> String {
+        let tag = tag_of(msg.header(HeaderName::From));
+        self.token_for(msg.header(HeaderName::CallId).unwrap_or(b""), tag, edit)
+    }
+
+    /// Whether `token` is ours for this in-dialog request: issued for its
+    /// Call-ID and the caller's tag, which is the From tag of requests
+    /// from the caller's side and the To tag of the callee's.
+    fn token_ok(&self, msg: &Message, token: &[u8], edit: &DialogEdit) -> bool {
+        let call_id = msg.header(HeaderName::CallId).unwrap_or(b"");
+        [HeaderName::From, HeaderName::To].iter().any(|&h| {
+            self.token_for(call_id, tag_of(msg.header(h)), edit)
+                .as_bytes()
+                == token
+        })
+    }
+
+    fn token_for(&self, call_id: &[u8], tag: &[u8], edit: &DialogEdit) -> String {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         self.cfg.secret.hash(&mut h);
-        msg.header(HeaderName::CallId).unwrap_or(b"").hash(&mut h);
+        call_id.hash(&mut h);
+        tag.hash(&mut h);
         edit.rr_params().hash(&mut h);
         format!("{:016x}", h.finish())
     }
@@ -520,7 +583,14 @@ impl Proxy {
         } else {
             None
         };
-        let plan = rewrite::plan(msg, None, dialog.as_ref()).ok();
+        let plan = rewrite::plan(msg, None, dialog.as_ref())
+            .or_else(|_| {
+                // An ACK whose SDP would be emptied: its From/To views still
+                // apply, the body goes as it is.
+                let d = dialog.clone().map(|d| DialogEdit { codecs: None, ..d });
+                rewrite::plan(msg, None, d.as_ref())
+            })
+            .ok();
         let hash = loop_hash(msg);
         let via = format!(
             "SIP/2.0/{} {}:{};branch={MAGIC_STR}-T{hash:08x}-a",
@@ -540,7 +610,7 @@ impl Proxy {
                 max_forwards: mf,
                 record_route: None,
                 pop_route,
-                strip_credentials: false,
+                strip_credentials: true,
                 edits: plan.as_ref(),
             },
         );
@@ -697,6 +767,13 @@ fn is_ping(msg: &Message) -> bool {
             .request_uri()
             .and_then(|u| Uri::parse(u).ok())
             .is_some_and(|u| u.user().is_none())
+}
+
+/// The tag parameter of a From/To value (empty when absent).
+fn tag_of(v: Option<&[u8]>) -> &[u8] {
+    v.and_then(|v| NameAddr::parse(v).ok())
+        .and_then(|a| a.tag())
+        .unwrap_or(b"")
 }
 
 /// Whether the request belongs to a dialog (its To has a tag).

@@ -288,10 +288,12 @@ async fn housekeeping(w: Rc<Worker>) {
         let services = &w.shared.services;
         let unix = services.clock.unix(Instant::now());
         if every != 0 {
-            let me = w.index as u16;
+            // By the worker that registered it, modulo the workers running
+            // now (a restart may run fewer).
+            let (me, n) = (w.index, usize::from(services.workers.max(1)));
             let mut proxy = w.proxy.borrow_mut();
             services.registrar.for_each_binding(unix, |_, b| {
-                if b.worker == me && b.transport == Transport::Udp {
+                if usize::from(b.worker) % n == me && b.transport == Transport::Udp {
                     proxy.keepalive(b);
                 }
             });
@@ -310,6 +312,13 @@ async fn accept_loop(w: Rc<Worker>, listener: TcpListener) {
     loop {
         match listener.accept().await {
             Ok((stream, addr)) => {
+                let services = &w.shared.services;
+                if services
+                    .auth
+                    .is_banned(services.clock.unix(Instant::now()), addr.ip())
+                {
+                    continue; // a banned source gets nothing, not even a connection
+                }
                 if w.conns.borrow().len() >= MAX_TCP_CONNECTIONS {
                     // Each connection may buffer up to MAX_MESSAGE_LEN: the
                     // cap bounds that memory. The stream is dropped (closed).

@@ -34,6 +34,7 @@ header_names! {
     Authorization => "Authorization";
     CallId => "Call-ID", b'i';
     CallInfo => "Call-Info";
+    Diversion => "Diversion";
     Contact => "Contact", b'm';
     ContentDisposition => "Content-Disposition";
     ContentEncoding => "Content-Encoding", b'e';

@@ -6,9 +6,10 @@
 //! RFC 3551 table. Payload types not allowed are removed from the `m=`
 //! line together with their `a=rtpmap`, `a=fmtp` and `a=rtcp-fb` lines.
 //! Names compare case-insensitively (`pcma` = `PCMA`). A media section left
-//! without any payload type makes the whole offer unacceptable
-//! ([`Filtered::NothingLeft`]: the caller answers 488), because a stream
-//! cannot be offered with an empty format list.
+//! without any allowed payload type is disabled (port 0, one format kept so
+//! the line stays valid, RFC 3264 §6); sections already at port 0 are left
+//! alone. Only when no usable section remains is the offer unacceptable
+//! ([`Filtered::NothingLeft`]: the caller answers 488).
 
 /// The outcome of [`filter_codecs`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,6 +117,8 @@ pub fn filter_codecs<S: AsRef<str>>(body: &[u8], allowed: &[S]) -> Filtered {
     let mut drop_line = vec![false; ls.len()];
     let mut new_m: Vec<Option<Vec<u8>>> = vec![None; ls.len()];
     let mut changed = false;
+    // Media sections still usable after filtering.
+    let mut active = 0;
     for &(start, end) in &sections {
         let m = content(ls[start]);
         // m=<media> <port> <proto> <fmt> ...
@@ -125,7 +128,11 @@ pub fn filter_codecs<S: AsRef<str>>(body: &[u8], allowed: &[S]) -> Filtered {
         }
         let proto = fields[2];
         if !proto.starts_with(b"RTP/") && !proto.starts_with(b"UDP/TLS/RTP/") {
+            active += 1;
             continue; // not RTP payload types (e.g. an image/T.38 stream)
+        }
+        if fields[1] == b"0" {
+            continue; // a stream refused or disabled already: left alone
         }
         let names: Vec<(u32, &[u8])> = ls[start + 1..end]
             .iter()
@@ -153,13 +160,22 @@ pub fn filter_codecs<S: AsRef<str>>(body: &[u8], allowed: &[S]) -> Filtered {
             }
         }
         if removed.is_empty() {
+            active += 1;
             continue;
         }
-        if kept.is_empty() {
-            return Filtered::NothingLeft;
-        }
         changed = true;
-        let mut line = fields[..3].join(&b' ');
+        let mut line;
+        if kept.is_empty() {
+            // Nothing allowed in this stream: disabled (port 0, RFC 3264
+            // §6), keeping one format so the line stays well-formed.
+            line = [fields[0], b"0", fields[2], fields[3]].join(&b' ');
+            let ending = &ls[start][m.len()..];
+            line.extend_from_slice(ending);
+            new_m[start] = Some(line);
+            continue;
+        }
+        active += 1;
+        line = fields[..3].join(&b' ');
         for k in &kept {
             line.push(b' ');
             line.extend_from_slice(k);
@@ -175,6 +191,9 @@ pub fn filter_codecs<S: AsRef<str>>(body: &[u8], allowed: &[S]) -> Filtered {
     }
     if !changed {
         return Filtered::Unchanged;
+    }
+    if active == 0 {
+        return Filtered::NothingLeft;
     }
     let mut out = Vec::with_capacity(body.len());
     for (i, l) in ls.iter().enumerate() {

@@ -706,3 +706,52 @@ fn timer_c_restarts_with_each_provisional() {
         "{out:?}"
     );
 }
+
+/// A dialog token is good for its own dialog only: replayed on a new
+/// request (no To tag) with a Route past the switch, or with another
+/// caller tag, it is refused; an ACK without a To tag matching nothing is
+/// dropped, never routed.
+#[test]
+fn a_dialog_token_does_not_open_other_requests() {
+    let mut h = Harness::new();
+    let out = h.recv(A, &invite("bob", "z9hG4bK-t1"));
+    let fwd = out
+        .iter()
+        .find(|(to, _, m)| *to == addr(B) && m.is_request())
+        .map(|(_, _, m)| m.clone())
+        .expect("forwarded");
+    let rr = std::str::from_utf8(fwd.header(HeaderName::RecordRoute).unwrap())
+        .unwrap()
+        .to_owned();
+    // In its dialog (To tag, same Call-ID and caller tag) the token works.
+    let bye = format!(
+        "BYE sip:bob@{B} SIP/2.0\nVia: SIP/2.0/UDP {A};branch=z9hG4bK-t2\nMax-Forwards: 70\n\
+         From: <sip:alice@acme.example.com>;tag=a1\nTo: <sip:bob@acme.example.com>;tag=b1\n\
+         Call-ID: call-z9hG4bK-t1\nCSeq: 2 BYE\nRoute: {rr}\nContent-Length: 0\n\n"
+    );
+    let out = h.recv(A, &bye);
+    assert!(out.iter().any(|(to, _, m)| *to == addr(B) && m.is_request()), "{out:?}");
+    // Replayed on a new INVITE with a further Route: refused.
+    let replay = invite("bob", "z9hG4bK-t3")
+        .replace("Call-ID: call-z9hG4bK-t3", "Call-ID: call-z9hG4bK-t1")
+        .replace(
+            "Max-Forwards: 70\n",
+            &format!("Max-Forwards: 70\nRoute: {rr}, <sip:192.0.2.99;lr>\n"),
+        );
+    let out = h.recv(A, &replay);
+    assert!(out.iter().all(|(to, _, _)| *to == addr(A)), "relayed {out:?}");
+    assert_eq!(status(&out[0].2), 403);
+    // The same dialog's token under another caller tag: refused.
+    let other_tag = bye
+        .replace("z9hG4bK-t2", "z9hG4bK-t4")
+        .replace(";tag=a1", ";tag=zz");
+    let out = h.recv(A, &other_tag);
+    assert!(out.iter().all(|(to, _, _)| *to == addr(A)), "relayed {out:?}");
+    // An ACK without a To tag that matches no transaction: dropped.
+    let ack = format!(
+        "ACK sip:+34600111222@{B} SIP/2.0\nVia: SIP/2.0/UDP {A};branch=z9hG4bK-t5\n\
+         Max-Forwards: 70\nFrom: <sip:alice@acme.example.com>;tag=a1\nTo: <sip:x@acme.example.com>\n\
+         Call-ID: stray\nCSeq: 1 ACK\nContent-Length: 0\n\n"
+    );
+    assert!(h.recv(A, &ack).is_empty());
+}
