@@ -115,7 +115,7 @@ fn bench(c: &mut Criterion) {
             max_transactions: 1_000_000,
             timers: TimerConfig::default(),
             seed: 1,
-            secret: 2,
+            secret: [2; 32],
         },
         Services {
             auth,

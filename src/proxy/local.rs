@@ -222,6 +222,14 @@ impl Proxy {
                     None => self.answer_with(now, msg, from, key, ok),
                     Some(record) => {
                         let ticket = self.hold(msg, from, key, ok);
+                        // Should the log writer never answer, the waiting
+                        // transaction still ends (64·T1), unanswered.
+                        self.timers.schedule(
+                            now + self.cfg.timers.t1x64(),
+                            ticket.slot,
+                            ticket.generation,
+                            super::timer::TimerKind::ServerLinger,
+                        );
                         self.persist.push_back(Persist { record, ticket });
                     }
                 }

@@ -306,7 +306,7 @@ pub struct ProxyConfig {
     pub seed: u64,
     /// The process-wide secret of the dialog tokens in Record-Route (the
     /// same in every worker: an in-dialog request may reach any of them).
-    pub secret: u64,
+    pub secret: [u8; 32],
 }
 
 /// Counters, for logs and tests.

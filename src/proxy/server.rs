@@ -522,12 +522,10 @@ impl Proxy {
 
     /// The token that proves a Route was written by this switch for this
     /// dialog: a keyed hash of the Call-ID, the caller's tag and the
-    /// rewriting parameters (so none of them can be edited). SipHash keyed
-    /// by 64 bits of the switch's persisted secret (`data_dir/secret`), so
-    /// calls survive a restart. Left: std's hasher is not guaranteed stable
-    /// across Rust versions (a rebuilt switch would refuse the in-dialog
-    /// requests of calls set up before the upgrade); an HMAC with a derived
-    /// key would be the better construction.
+    /// rewriting parameters (so none of them can be edited): HMAC-SHA-256
+    /// truncated to 128 bits, keyed with a key derived from the switch's
+    /// persisted secret (`data_dir/secret`), so calls survive a restart
+    /// and an upgrade.
     pub(super) fn dialog_token(&self, msg: &Message, edit: &DialogEdit) -> String {
         let tag = tag_of(msg.header(HeaderName::From));
         self.token_for(msg.header(HeaderName::CallId).unwrap_or(b""), tag, edit)
@@ -546,13 +544,20 @@ impl Proxy {
     }
 
     fn token_for(&self, call_id: &[u8], tag: &[u8], edit: &DialogEdit) -> String {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        self.cfg.secret.hash(&mut h);
-        call_id.hash(&mut h);
-        tag.hash(&mut h);
-        edit.rr_params().hash(&mut h);
-        format!("{:016x}", h.finish())
+        use hmac::Mac;
+        let mut mac =
+            hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.cfg.secret).expect("any key length");
+        for part in [call_id, tag, edit.rr_params().as_bytes()] {
+            mac.update(&(part.len() as u32).to_be_bytes());
+            mac.update(part);
+        }
+        let out = mac.finalize().into_bytes();
+        let mut t = String::with_capacity(32);
+        for b in &out[..16] {
+            t.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
+            t.push(char::from(b"0123456789abcdef"[usize::from(b & 15)]));
+        }
+        t
     }
 
     /// Whether a next hop is this switch itself: forwarding there would

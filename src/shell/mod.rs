@@ -158,9 +158,14 @@ pub fn run(path: &Path) -> Result<(), String> {
     std::fs::create_dir_all(data_dir)
         .map_err(|e| format!("server.data_dir {}: {e}", data_dir.display()))?;
     let key = load_secret(data_dir)?;
-    // The dialog-token key: the secret's second half, independent of the
-    // seed (whose low bits appear in branches and tags).
-    let secret = u64::from_le_bytes(key[24..32].try_into().expect("8 bytes"));
+    // The dialog-token key, derived from the secret (the nonces use the
+    // secret itself): HMAC(secret, label).
+    let secret: [u8; 32] = {
+        use hmac::Mac;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).expect("any key length");
+        mac.update(b"tandem dialog token v1");
+        mac.finalize().into_bytes().into()
+    };
     let auth = Arc::new(Authenticator::new(AuthConfig::from_config(&cfg.auth), key));
     let registrar = Arc::new(Registrar::new(RegistrarConfig::from_config(&cfg.registrar)));
     let opened = persist::open(data_dir, registrar.clone(), persist::now_unix())

@@ -65,7 +65,7 @@ impl Harness {
                 max_transactions,
                 timers: TimerConfig::default(),
                 seed: 0xfeed,
-                secret: 0x005e_c7e7,
+                secret: [0x5e; 32],
             }),
             now: Instant::now(),
         }
@@ -618,7 +618,7 @@ fn loops_across_workers_are_detected() {
         max_transactions: 1000,
         timers: TimerConfig::default(),
         seed: 0xbeef,
-        secret: 0x005e_c7e7,
+        secret: [0x5e; 32],
     });
     let out = w1.recv(A, &invite("bob", "z9hG4bK-x1"));
     let via_w1 = out
@@ -730,7 +730,11 @@ fn a_dialog_token_does_not_open_other_requests() {
          Call-ID: call-z9hG4bK-t1\nCSeq: 2 BYE\nRoute: {rr}\nContent-Length: 0\n\n"
     );
     let out = h.recv(A, &bye);
-    assert!(out.iter().any(|(to, _, m)| *to == addr(B) && m.is_request()), "{out:?}");
+    assert!(
+        out.iter()
+            .any(|(to, _, m)| *to == addr(B) && m.is_request()),
+        "{out:?}"
+    );
     // Replayed on a new INVITE with a further Route: refused.
     let replay = invite("bob", "z9hG4bK-t3")
         .replace("Call-ID: call-z9hG4bK-t3", "Call-ID: call-z9hG4bK-t1")
@@ -739,14 +743,20 @@ fn a_dialog_token_does_not_open_other_requests() {
             &format!("Max-Forwards: 70\nRoute: {rr}, <sip:192.0.2.99;lr>\n"),
         );
     let out = h.recv(A, &replay);
-    assert!(out.iter().all(|(to, _, _)| *to == addr(A)), "relayed {out:?}");
+    assert!(
+        out.iter().all(|(to, _, _)| *to == addr(A)),
+        "relayed {out:?}"
+    );
     assert_eq!(status(&out[0].2), 403);
     // The same dialog's token under another caller tag: refused.
     let other_tag = bye
         .replace("z9hG4bK-t2", "z9hG4bK-t4")
         .replace(";tag=a1", ";tag=zz");
     let out = h.recv(A, &other_tag);
-    assert!(out.iter().all(|(to, _, _)| *to == addr(A)), "relayed {out:?}");
+    assert!(
+        out.iter().all(|(to, _, _)| *to == addr(A)),
+        "relayed {out:?}"
+    );
     // An ACK without a To tag that matches no transaction: dropped.
     let ack = format!(
         "ACK sip:+34600111222@{B} SIP/2.0\nVia: SIP/2.0/UDP {A};branch=z9hG4bK-t5\n\
