@@ -329,7 +329,15 @@ impl Router for TableRouter<'_> {
         };
         match &decision {
             Decision::Extension { number, target } => to_target(target, number),
-            Decision::Friend { id, friend, .. } => to_target(&To::Friend(*id, friend), dialled),
+            Decision::Friend { id, friend, .. } => {
+                // A pattern may match an E.164 number (`\+34946[0-9]{6}`):
+                // the friend gets it in its local format.
+                let local = match E164::parse(dialled) {
+                    Some(e) => friend.numbering.to_local(e.as_str()).to_string(),
+                    None => dialled.to_owned(),
+                };
+                to_target(&To::Friend(*id, friend), &local)
+            }
             Decision::Ddi { number, target, .. } => {
                 let local = match target {
                     To::Friend(_, f) => f.numbering.to_local(number.as_str()).to_string(),

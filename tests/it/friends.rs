@@ -415,17 +415,29 @@ fn friend_expecting(dialled: &str, from_user: &str) -> String {
 }
 
 /// A user (alice, through her terminal, with digest) calls the friend by
-/// extension (102) and by a number matching its pattern (2001): the friend
-/// sees the dialled number and alice's extension (101) as the caller.
+/// extension (102) and by numbers matching its patterns (2001, and an
+/// E.164 number, which arrives in the friend's local format): the friend
+/// sees alice's extension (101) as the caller.
 #[test]
 fn users_reach_friends_by_extension_and_pattern() {
-    let sw = Switch::start_with("fr-user", 22300, md5_only);
+    let sw = Switch::start_with("fr-user", 22300, |c| {
+        md5_only(c).replace(
+            "patterns = [\"2[0-9]{3}\"]",
+            "patterns = [\"2[0-9]{3}\", \"\\\\+34946[0-9]{6}\"]",
+        )
+    });
     let dir = TempDir::new("fr-user-scenarios");
-    for dialled in ["102", "2001"] {
+    // (dialled, what the friend's Request-URI says): an E.164 number
+    // matched by a pattern arrives in the friend's local format.
+    for (dialled, seen) in [
+        ("102", "102"),
+        ("2001", "2001"),
+        ("+34946123456", "946123456"),
+    ] {
         let expect = write_scenario(
             &dir.0,
-            &format!("friend{dialled}.xml"),
-            &friend_expecting(dialled, "101"),
+            &format!("friend{seen}.xml"),
+            &friend_expecting(seen, "101"),
         );
         let friend = uas("127.0.0.1", 22310, &expect, 1);
         std::thread::sleep(Duration::from_millis(200));
