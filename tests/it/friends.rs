@@ -6,7 +6,9 @@
 
 use std::time::Duration;
 
-use crate::wire::{md5_only, scenario, uac, uac_error, uas, write_scenario, Sipp, Switch, TempDir};
+use crate::wire::{
+    md5_only, scenario, uac, uac_auth, uac_error, uas, write_scenario, Sipp, Switch, TempDir,
+};
 
 fn friend_scenario(name: &str) -> std::path::PathBuf {
     scenario(&format!("friend/{name}"))
@@ -441,29 +443,7 @@ fn users_reach_friends_by_extension_and_pattern() {
         );
         let friend = uas("127.0.0.1", 22310, &expect, 1);
         std::thread::sleep(Duration::from_millis(200));
-        let caller = Sipp::spawn(&[
-            &sw.addr().to_string(),
-            "-sf",
-            scenario("uac_auth.xml").to_str().unwrap(),
-            "-i",
-            "127.0.0.1",
-            "-s",
-            dialled,
-            "-au",
-            "alice-phone",
-            "-ap",
-            "Correct-Horse-42",
-            "-key",
-            "from_user",
-            "alice-phone",
-            "-key",
-            "from_domain",
-            "acme.example.com",
-            "-m",
-            "1",
-            "-d",
-            "100",
-        ]);
+        let caller = uac_auth(sw.addr(), dialled, "alice-phone", "Correct-Horse-42", 1);
         assert_eq!(caller.wait(Duration::from_secs(30)), 0, "{dialled}: caller");
         assert_eq!(friend.wait(Duration::from_secs(10)), 0, "{dialled}: friend");
     }

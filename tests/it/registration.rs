@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tandem::auth::{digest_response, Algorithm};
 
 use crate::wire::{
-    md5_only, scenario, status_of, uac, uac_error, write_scenario, Sipp, Switch, TempDir,
+    md5_only, scenario, status_of, uac, uac_auth, uac_error, write_scenario, Sipp, Switch, TempDir,
 };
 
 const DOMAIN: &str = "acme.example.com";
@@ -326,29 +326,7 @@ fn registered_friend_is_called_at_its_binding_across_a_restart() {
 
     // Routed by pattern: the direct friend `branch` (SIPp, digest) dials
     // 3001, which only legacy's patterns match.
-    let caller = Sipp::spawn(&[
-        &switch.to_string(),
-        "-sf",
-        scenario("uac_auth.xml").to_str().unwrap(),
-        "-i",
-        "127.0.0.1",
-        "-s",
-        "3001",
-        "-au",
-        "branch",
-        "-ap",
-        "Branch-Secret-77",
-        "-key",
-        "from_user",
-        "branch",
-        "-key",
-        "from_domain",
-        DOMAIN,
-        "-m",
-        "1",
-        "-d",
-        "100",
-    ]);
+    let caller = uac_auth(switch, "3001", "branch", "Branch-Secret-77", 1);
     let invite = pbx
         .answer_call(Duration::from_secs(10))
         .expect("the pattern call did not reach the binding");
@@ -531,29 +509,7 @@ fn friend_calls_a_user_extension_at_its_binding() {
     let mut phone = Phone::new("127.0.0.1", sw.addr());
     let (_, ok) = phone.register("alice-phone", "Correct-Horse-42");
     assert_eq!(ok.status(), 200, "{}", ok.0);
-    let caller = Sipp::spawn(&[
-        &sw.addr().to_string(),
-        "-sf",
-        scenario("uac_auth.xml").to_str().unwrap(),
-        "-i",
-        "127.0.0.1",
-        "-s",
-        "101",
-        "-au",
-        "branch",
-        "-ap",
-        "Branch-Secret-77",
-        "-key",
-        "from_user",
-        "branch",
-        "-key",
-        "from_domain",
-        DOMAIN,
-        "-m",
-        "1",
-        "-d",
-        "100",
-    ]);
+    let caller = uac_auth(sw.addr(), "101", "branch", "Branch-Secret-77", 1);
     let invite = phone
         .answer_call(Duration::from_secs(10))
         .expect("the call did not reach alice's binding");

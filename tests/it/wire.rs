@@ -275,6 +275,38 @@ fn carrier_calls_a_ddi_that_rings_a_direct_friend() {
     );
 }
 
+/// A friend or terminal calling through the switch with digest
+/// (`tests/sipp/uac_auth.xml`): `user` authenticates with `password` and
+/// dials `dialled`, `calls` times, holding each call 100 ms.
+pub fn uac_auth(switch: SocketAddr, dialled: &str, user: &str, password: &str, calls: u32) -> Sipp {
+    let m = calls.to_string();
+    Sipp::spawn(&[
+        &switch.to_string(),
+        "-sf",
+        scenario("uac_auth.xml").to_str().unwrap(),
+        "-i",
+        "127.0.0.1",
+        "-s",
+        dialled,
+        "-au",
+        user,
+        "-ap",
+        password,
+        "-key",
+        "from_user",
+        user,
+        "-key",
+        "from_domain",
+        "acme.example.com",
+        "-m",
+        &m,
+        "-d",
+        "100",
+        "-r",
+        "10",
+    ])
+}
+
 /// SIPp only speaks MD5 digest and answers the first challenge it gets.
 pub fn md5_only(c: String) -> String {
     c.replace(
@@ -290,31 +322,7 @@ fn friend_calls_out_through_the_carrier() {
     let sw = Switch::start_with("ext", 21100, md5_only);
     let carrier = uas("127.0.0.2", 21120, &scenario("uas.xml"), 2);
     std::thread::sleep(Duration::from_millis(200));
-    let caller = Sipp::spawn(&[
-        &sw.addr().to_string(),
-        "-sf",
-        scenario("uac_auth.xml").to_str().unwrap(),
-        "-i",
-        "127.0.0.1",
-        "-s",
-        "944123456",
-        "-au",
-        "branch",
-        "-ap",
-        "Branch-Secret-77",
-        "-key",
-        "from_user",
-        "branch",
-        "-key",
-        "from_domain",
-        "acme.example.com",
-        "-m",
-        "2",
-        "-d",
-        "100",
-        "-r",
-        "10",
-    ]);
+    let caller = uac_auth(sw.addr(), "944123456", "branch", "Branch-Secret-77", 2);
     assert_eq!(caller.wait(Duration::from_secs(30)), 0);
     assert_eq!(carrier.wait(Duration::from_secs(10)), 0);
 }
