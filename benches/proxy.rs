@@ -6,6 +6,11 @@
 //!
 //! The measured loop also does the client's side (writing the two
 //! requests, computing its digest): `client_side` measures that alone.
+//!
+//! `carrier_call_to_friend`: a whole call through the core (13 messages
+//! in, with the friend rewriting and codec filtering), to set against the
+//! switch's CPU per call in `benches/load/run.sh`. It includes writing the
+//! test's own messages.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -156,6 +161,52 @@ fn bench(c: &mut Criterion) {
             t0.elapsed()
         })
     });
+    // A whole carrier → DDI → friend call through the core: INVITE (100
+    // back), 180 and 200 from the friend, ACK and BYE from the carrier,
+    // the BYE's 200; rewriting and SDP filtering included (the demo's
+    // friend `branch` filters codecs). 13 messages in, 12 out.
+    let carrier = Peer::udp(SocketAddr::from(([127, 0, 0, 2], 5090)));
+    let friend = Peer::udp(SocketAddr::from(([127, 0, 0, 1], 5070)));
+    g.bench_function("carrier_call_to_friend", |b| {
+        b.iter_custom(|iters| {
+            let t0 = Instant::now();
+            for _ in 0..iters {
+                n += 1;
+                let now = start + Duration::from_micros(n * 500);
+                let router = TableRouter::with_registrar(&table, &registrar, clock.unix(now));
+                let call = call_messages(n);
+                proxy.handle(now, call.invite.clone(), carrier, &router);
+                let mut fwd = None;
+                while let Some(t) = proxy.poll_transmit() {
+                    if t.peer == friend {
+                        fwd = Some(t.data);
+                    }
+                }
+                let fwd = fwd.expect("INVITE forwarded");
+                let via = top_via(&fwd);
+                let rr = header(&fwd, "Record-Route");
+                for code in ["180 Ringing", "200 OK"] {
+                    proxy.handle(now, call.response(&via, &rr, code), friend, &router);
+                    while proxy.poll_transmit().is_some() {}
+                }
+                proxy.handle(now, call.in_dialog("ACK", 1, &rr), carrier, &router);
+                while proxy.poll_transmit().is_some() {}
+                proxy.handle(now, call.in_dialog("BYE", 2, &rr), carrier, &router);
+                let mut bye = None;
+                while let Some(t) = proxy.poll_transmit() {
+                    if t.peer == friend {
+                        bye = Some(t.data);
+                    }
+                }
+                let bye = bye.expect("BYE forwarded");
+                let ok = call.bye_ok(&bye);
+                proxy.handle(now, ok, friend, &router);
+                while proxy.poll_transmit().is_some() {}
+                proxy.handle_timeout(now);
+            }
+            t0.elapsed()
+        })
+    });
     g.bench_function("client_side", |b| {
         b.iter(|| {
             n += 1;
@@ -167,6 +218,90 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.finish();
+}
+
+struct Call {
+    n: u64,
+    invite: Bytes,
+}
+
+fn call_messages(n: u64) -> Call {
+    let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\n\
+               m=audio 6000 RTP/AVP 8 0 18 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\n\
+               a=rtpmap:18 G729/8000\r\na=rtpmap:101 telephone-event/8000\r\n";
+    let invite = format!(
+        "INVITE sip:+34944000200@127.0.0.1:5060 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.2:5090;branch=z9hG4bK-c{n}\r\n\
+         From: <sip:+34600111222@pstn.example.net>;tag=c{n}\r\n\
+         To: <sip:+34944000200@pstn.example.net>\r\n\
+         Call-ID: call-{n}@127.0.0.2\r\nCSeq: 1 INVITE\r\n\
+         Contact: <sip:c@127.0.0.2:5090>\r\nMax-Forwards: 70\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    Call {
+        n,
+        invite: Bytes::from(invite),
+    }
+}
+
+impl Call {
+    /// A response of the friend to the forwarded INVITE.
+    fn response(&self, via: &str, rr: &str, code: &str) -> Bytes {
+        let n = self.n;
+        Bytes::from(format!(
+            "SIP/2.0 {code}\r\nVia: {via}\r\nVia: SIP/2.0/UDP 127.0.0.2:5090;branch=z9hG4bK-c{n}\r\n\
+             Record-Route: {rr}\r\n\
+             From: <sip:600111222@acme.example.com>;tag=c{n}\r\n\
+             To: <sip:+34944000200@pstn.example.net>;tag=f{n}\r\n\
+             Call-ID: call-{n}@127.0.0.2\r\nCSeq: 1 INVITE\r\n\
+             Contact: <sip:branch@127.0.0.1:5070>\r\nContent-Length: 0\r\n\r\n"
+        ))
+    }
+
+    /// ACK or BYE from the carrier through the recorded route.
+    fn in_dialog(&self, method: &str, cseq: u32, rr: &str) -> Bytes {
+        let n = self.n;
+        Bytes::from(format!(
+            "{method} sip:branch@127.0.0.1:5070 SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 127.0.0.2:5090;branch=z9hG4bK-c{n}-{cseq}\r\n\
+             Route: {rr}\r\n\
+             From: <sip:+34600111222@pstn.example.net>;tag=c{n}\r\n\
+             To: <sip:+34944000200@pstn.example.net>;tag=f{n}\r\n\
+             Call-ID: call-{n}@127.0.0.2\r\nCSeq: {cseq} {method}\r\nMax-Forwards: 70\r\n\
+             Content-Length: 0\r\n\r\n"
+        ))
+    }
+
+    /// The friend's 200 to the forwarded BYE.
+    fn bye_ok(&self, bye: &[u8]) -> Bytes {
+        let text = std::str::from_utf8(bye).unwrap();
+        let mut out = String::from("SIP/2.0 200 OK\r\n");
+        for line in text.split("\r\n").skip(1) {
+            if ["Via:", "From:", "To:", "Call-ID:", "CSeq:"]
+                .iter()
+                .any(|h| line.starts_with(h))
+            {
+                out.push_str(line);
+                out.push_str("\r\n");
+            }
+        }
+        out.push_str("Content-Length: 0\r\n\r\n");
+        Bytes::from(out)
+    }
+}
+
+fn header(msg: &[u8], name: &str) -> String {
+    let text = std::str::from_utf8(msg).unwrap();
+    let prefix = format!("{name}: ");
+    text.split("\r\n")
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap()
+        .to_owned()
+}
+
+fn top_via(msg: &[u8]) -> String {
+    header(msg, "Via")
 }
 
 criterion_group!(benches, bench);

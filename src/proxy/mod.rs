@@ -422,6 +422,8 @@ pub struct Proxy {
     /// Set while routing an authenticated request: its rejection is
     /// answered statefully (time, server key).
     stateful_reject: Option<(Instant, Vec<u8>)>,
+    /// The rewriting parameters of the Route `next_hops` just accepted.
+    route_dialog: Option<rewrite::DialogEdit>,
     counter: u64,
     stats: Stats,
 }
@@ -456,6 +458,7 @@ impl Proxy {
             handover: VecDeque::new(),
             services,
             stateful_reject: None,
+            route_dialog: None,
             counter: 0,
             stats: Stats::default(),
         }

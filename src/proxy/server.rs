@@ -162,11 +162,7 @@ impl Proxy {
             .and_then(crate::sip::parse_max_forwards)
             .map_or(70, |n| n.saturating_sub(1));
         // The edits an in-dialog request inherits from our Route.
-        let dialog = if pop_route {
-            self.route_edit(&msg)
-        } else {
-            None
-        };
+        let dialog = self.route_dialog.take().filter(|_| pop_route);
         let mut copies = Vec::with_capacity(targets.len());
         let mut plans = Vec::with_capacity(targets.len());
         // A device behind NAT writes its private address in Contact: fixed
@@ -326,6 +322,7 @@ impl Proxy {
         from: Peer,
         router: &dyn Router,
     ) -> Option<(bool, Vec<Target>)> {
+        self.route_dialog = None;
         // Tandem relays along a Route set or to an in-dialog Request-URI
         // only for dialogs it record-routed itself: its Record-Route carries
         // a keyed token of the Call-ID (`tdm`), which must come back in the
@@ -353,7 +350,9 @@ impl Proxy {
                 Some(Some((token, edit)))
                     if in_dialog(msg) && self.token_ok(msg, &token, &edit) =>
                 {
-                    pop_route = true
+                    pop_route = true;
+                    // Kept for the caller: the Route is parsed once.
+                    self.route_dialog = (!edit.is_empty()).then_some(edit);
                 }
                 // A phone configured with the switch as outbound proxy
                 // preloads a Route naming it: popped, and nothing may
@@ -508,18 +507,6 @@ impl Proxy {
         }
     }
 
-    /// The edits carried by the top Route of an in-dialog request (ours:
-    /// its token was checked by `next_hops`).
-    pub(super) fn route_edit(&self, msg: &Message) -> Option<DialogEdit> {
-        let r = msg.values(HeaderName::Route).flatten().next()?;
-        let a = NameAddr::parse(r).ok()?;
-        let Uri::Sip(u) = a.parsed_uri().ok()? else {
-            return None;
-        };
-        let d = DialogEdit::from_params(&u.params);
-        (!d.is_empty()).then_some(d)
-    }
-
     /// The token that proves a Route was written by this switch for this
     /// dialog: a keyed hash of the Call-ID, the caller's tag and the
     /// rewriting parameters (so none of them can be edited): HMAC-SHA-256
@@ -528,7 +515,11 @@ impl Proxy {
     /// and an upgrade.
     pub(super) fn dialog_token(&self, msg: &Message, edit: &DialogEdit) -> String {
         let tag = tag_of(msg.header(HeaderName::From));
-        self.token_for(msg.header(HeaderName::CallId).unwrap_or(b""), tag, edit)
+        self.token_for(
+            msg.header(HeaderName::CallId).unwrap_or(b""),
+            tag,
+            &edit.rr_params(),
+        )
     }
 
     /// Whether `token` is ours for this in-dialog request: issued for its
@@ -536,18 +527,19 @@ impl Proxy {
     /// from the caller's side and the To tag of the callee's.
     fn token_ok(&self, msg: &Message, token: &[u8], edit: &DialogEdit) -> bool {
         let call_id = msg.header(HeaderName::CallId).unwrap_or(b"");
+        let params = edit.rr_params();
         [HeaderName::From, HeaderName::To].iter().any(|&h| {
-            self.token_for(call_id, tag_of(msg.header(h)), edit)
+            self.token_for(call_id, tag_of(msg.header(h)), &params)
                 .as_bytes()
                 == token
         })
     }
 
-    fn token_for(&self, call_id: &[u8], tag: &[u8], edit: &DialogEdit) -> String {
+    fn token_for(&self, call_id: &[u8], tag: &[u8], params: &str) -> String {
         use hmac::Mac;
         let mut mac =
             hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.cfg.secret).expect("any key length");
-        for part in [call_id, tag, edit.rr_params().as_bytes()] {
+        for part in [call_id, tag, params.as_bytes()] {
             mac.update(&(part.len() as u32).to_be_bytes());
             mac.update(part);
         }
@@ -583,11 +575,7 @@ impl Proxy {
         }
         // A 2xx ACK keeps the dialog's From/To views (no SDP check: an ACK
         // with an unacceptable answer is still an ACK).
-        let dialog = if pop_route {
-            self.route_edit(msg)
-        } else {
-            None
-        };
+        let dialog = self.route_dialog.take().filter(|_| pop_route);
         let plan = rewrite::plan(msg, None, dialog.as_ref())
             .or_else(|_| {
                 // An ACK whose SDP would be emptied: its From/To views still
