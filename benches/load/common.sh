@@ -37,3 +37,24 @@ stop_proxy() {
     kill $PIDS 2>/dev/null || true
     sleep 1
 }
+
+# bench NAME: starts proxy NAME (start_NAME), runs run_rate (defined by the
+# sourcing script) at each of RATES and at CPU_RATE, prints one line per
+# rate and a RESULT line, stops the proxy. UNIT names what a run_rate
+# counts ("call", "registration").
+bench() {
+    local name=$1 best=0 r res ok failed retrans us
+    "start_$name"
+    for r in $RATES; do
+        res=$(run_rate "$name" "$r")
+        read -r ok failed retrans us <<<"$res"
+        echo "$name rate=$r ${UNIT}s=$ok failed=$failed retrans=$retrans cpu_us_per_$UNIT=$us"
+        # Clean: every one completed, none failed, nothing retransmitted.
+        if [ "$failed" = 0 ] && [ "$retrans" = 0 ] && [ "$ok" = $(( r * DURATION )) ]; then best=$r; fi
+    done
+    res=$(run_rate "$name" "$CPU_RATE")
+    read -r ok failed retrans us <<<"$res"
+    echo "$name cpu-check rate=$CPU_RATE ${UNIT}s=$ok failed=$failed retrans=$retrans cpu_us_per_$UNIT=$us"
+    echo "RESULT $name max_clean_rate=$best cpu_us_per_$UNIT@$CPU_RATE=$us"
+    stop_proxy
+}

@@ -32,6 +32,7 @@ if [ "$which" != tandem ]; then
 fi
 cargo build --release --locked -q
 . $here/common.sh
+UNIT=registration
 
 SW_PORT=5360; KAM_PORT=5460
 
@@ -72,23 +73,6 @@ run_rate() {
     local ok failed retrans
     read -r ok failed retrans <<<"$(stat_of "$out/$name-reg-$rate.csv")"
     echo "$ok $failed $retrans $(us_per $(( after - before )) "$ok")"
-}
-
-bench() {
-    local name=$1
-    "start_$name"
-    local best=0 r res ok failed retrans us
-    for r in $RATES; do
-        res=$(run_rate "$name" "$r")
-        read -r ok failed retrans us <<<"$res"
-        echo "$name rate=$r registrations=$ok failed=$failed retrans=$retrans cpu_us_per_registration=$us"
-        if [ "$failed" = 0 ] && [ "$retrans" = 0 ] && [ "$ok" = $(( r * DURATION )) ]; then best=$r; fi
-    done
-    res=$(run_rate "$name" "$CPU_RATE")
-    read -r ok failed retrans us <<<"$res"
-    echo "$name cpu-check rate=$CPU_RATE registrations=$ok failed=$failed retrans=$retrans cpu_us_per_registration=$us"
-    echo "RESULT $name max_clean_rate=$best cpu_us_per_registration@$CPU_RATE=$us"
-    stop_proxy
 }
 
 case $which in

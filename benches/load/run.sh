@@ -32,6 +32,7 @@ cargo build --release --locked -q
 
 SW_PORT=5160; FRIEND_PORT=5170; KAM_PORT=5260; KAM_FRIEND=5270
 . $here/common.sh
+UNIT=call
 
 start_tandem() {
     sed -e "s/udp:127.0.0.1:5060/udp:127.0.0.1:$SW_PORT/; s/tcp:127.0.0.1:5060/tcp:127.0.0.1:$SW_PORT/" \
@@ -66,25 +67,6 @@ run_rate() {
     read -r ok failed retrans <<<"$(stat_of "$out/$name-uac-$rate.csv")"
     local us; us=$(us_per $(( after - before )) "$ok")
     echo "$ok $failed $retrans $us"
-}
-
-bench() {
-    local name=$1
-    "start_$name"
-    local best=0 r res
-    for r in $RATES; do
-        res=$(run_rate "$name" "$r")
-        read -r ok failed retrans us <<<"$res"
-        echo "$name rate=$r calls=$ok failed=$failed retrans=$retrans cpu_us_per_call=$us"
-        # Clean: every call of the run completed, none failed, nothing was
-        # retransmitted.
-        if [ "$failed" = 0 ] && [ "$retrans" = 0 ] && [ "$ok" = $(( r * DURATION )) ]; then best=$r; fi
-    done
-    res=$(run_rate "$name" "$CPU_RATE")
-    read -r ok failed retrans us <<<"$res"
-    echo "$name cpu-check rate=$CPU_RATE calls=$ok failed=$failed retrans=$retrans cpu_us_per_call=$us"
-    echo "RESULT $name max_clean_rate=$best cpu_us_per_call@$CPU_RATE=$us"
-    stop_proxy
 }
 
 case $which in

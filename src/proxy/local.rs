@@ -74,19 +74,14 @@ impl Proxy {
                 ..
             } => (realm.into_owned(), user, password.map(str::to_owned)),
         };
-        let unix = services.clock.unix(now);
-        let method = msg.method().expect("request").as_bytes().to_vec();
-        let creds: Vec<&[u8]> = msg.headers(HeaderName::ProxyAuthorization).collect();
-        let outcome = services.auth.check(
-            unix,
-            &Attempt {
-                method: &method,
-                realm: &realm,
-                user: &user,
-                credentials: &creds,
-                source: from.addr.ip(),
-            },
-            |_| password.as_deref(),
+        let outcome = check(
+            &services,
+            now,
+            &msg,
+            from,
+            &realm,
+            &user,
+            password.as_deref(),
         );
         match outcome {
             Outcome::Authenticated => (
@@ -154,19 +149,16 @@ impl Proxy {
                 registers,
             ),
         };
-        let unix = services.clock.unix(now);
-        let creds: Vec<&[u8]> = msg.headers(HeaderName::Authorization).collect();
-        let outcome = services.auth.check(
-            unix,
-            &Attempt {
-                method: b"REGISTER",
-                realm: &realm,
-                user: &user,
-                credentials: &creds,
-                source: from.addr.ip(),
-            },
-            |_| password.as_deref(),
+        let outcome = check(
+            &services,
+            now,
+            &msg,
+            from,
+            &realm,
+            &user,
+            password.as_deref(),
         );
+        let unix = services.clock.unix(now);
         match outcome {
             Outcome::Authenticated => {}
             Outcome::Banned => {
@@ -407,6 +399,37 @@ impl Proxy {
         }));
         Ticket { slot, generation }
     }
+}
+
+/// Checks the credentials of `msg` (Authorization for a REGISTER,
+/// Proxy-Authorization otherwise) for `user` in `realm`.
+fn check(
+    services: &super::Services,
+    now: Instant,
+    msg: &Message,
+    from: Peer,
+    realm: &str,
+    user: &str,
+    password: Option<&str>,
+) -> Outcome {
+    let method = msg.method().expect("request");
+    let header = if method == Method::REGISTER {
+        HeaderName::Authorization
+    } else {
+        HeaderName::ProxyAuthorization
+    };
+    let creds: Vec<&[u8]> = msg.headers(header).collect();
+    services.auth.check(
+        services.clock.unix(now),
+        &Attempt {
+            method: method.as_bytes(),
+            realm,
+            user,
+            credentials: &creds,
+            source: from.addr.ip(),
+        },
+        |_| password,
+    )
 }
 
 /// The 200 OK of a REGISTER: the current bindings with their remaining
