@@ -127,12 +127,22 @@ impl Phone {
              To: <sip:{user}@{DOMAIN}>\r\n\
              Call-ID: {call_id}\r\n\
              CSeq: {cseq} REGISTER\r\n\
-             Contact: {contact}\r\n\
-             {extra}Expires: 600\r\n\
+             {contact}{extra}{expires}\
              Content-Length: 0\r\n\r\n",
             cseq = self.cseq,
             port = local.port(),
             call_id = self.call_id,
+            // No Contact: a fetch of the current bindings (RFC 3261 §10.2.3).
+            contact = if contact.is_empty() {
+                String::new()
+            } else {
+                format!("Contact: {contact}\r\n")
+            },
+            expires = if contact.is_empty() {
+                ""
+            } else {
+                "Expires: 600\r\n"
+            },
         );
         self.send(&text);
         self.final_response()
@@ -632,5 +642,66 @@ fn ip_literal_domains_are_challenged_and_guessing_is_banned() {
     assert!(
         answers[2].is_none() && answers[3].is_none(),
         "not banned: {answers:?}"
+    );
+}
+
+/// kill -9 while registrations are being acknowledged: after the restart,
+/// every registration that got its 200 OK is still bound (a 200 leaves
+/// only once the binding is synced to disk).
+#[test]
+fn no_acknowledged_registration_is_lost_to_kill_9() {
+    const USERS: usize = 400;
+    let mut sw = Switch::start_with("reg-kill", 22700, |mut c| {
+        for i in 0..USERS {
+            c.push_str(&format!(
+                "\n  [[company.terminal]]\n  name = \"k{i}\"\n  password = \"Kill-Secret-{i}\"\n"
+            ));
+        }
+        c
+    });
+    let switch = sw.addr();
+    let client = std::thread::spawn(move || {
+        let mut phone = Phone::new("127.0.0.5", switch);
+        let mut acked = Vec::new();
+        for i in 0..USERS {
+            let user = format!("k{i}");
+            let contact = format!("<sip:{user}@{}>", phone.local());
+            let Some(c) = phone.register_raw(&user, &contact, "") else {
+                break;
+            };
+            let Some(ch) = c.header("WWW-Authenticate").map(str::to_owned) else {
+                break;
+            };
+            let creds = Phone::credentials(&user, &format!("Kill-Secret-{i}"), &ch, "00000001");
+            match phone.register_raw(&user, &contact, &format!("Authorization: {creds}\r\n")) {
+                Some(ok) if ok.status() == 200 => acked.push(i),
+                _ => break,
+            }
+        }
+        (phone, acked)
+    });
+    std::thread::sleep(Duration::from_millis(400));
+    sw.crash_and_restart();
+    let (mut phone, acked) = client.join().unwrap();
+    assert!(!acked.is_empty(), "nothing was registered before the kill");
+    for &i in &acked {
+        let user = format!("k{i}");
+        let c = phone.register_raw(&user, "", "").expect("challenge");
+        let ch = c.header("WWW-Authenticate").unwrap().to_owned();
+        let creds = Phone::credentials(&user, &format!("Kill-Secret-{i}"), &ch, "00000001");
+        let ok = phone
+            .register_raw(&user, "", &format!("Authorization: {creds}\r\n"))
+            .expect("answer to the fetch");
+        assert_eq!(ok.status(), 200, "{}", ok.0);
+        let bound = format!("<sip:{user}@{}>;expires=", phone.local());
+        assert!(
+            ok.headers("Contact").any(|c| c.starts_with(&bound)),
+            "{user} acknowledged before the kill, missing after it: {}",
+            ok.0
+        );
+    }
+    eprintln!(
+        "{} of {USERS} registrations acknowledged before the kill; all kept",
+        acked.len()
     );
 }
