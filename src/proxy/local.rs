@@ -72,17 +72,9 @@ impl Proxy {
                 user,
                 password,
                 ..
-            } => (realm.into_owned(), user, password.map(str::to_owned)),
+            } => (realm, user, password),
         };
-        let outcome = check(
-            &services,
-            now,
-            &msg,
-            from,
-            &realm,
-            &user,
-            password.as_deref(),
-        );
+        let outcome = check(&services, now, &msg, from, &realm, &user, password);
         match outcome {
             Outcome::Authenticated => (
                 Gate::Pass {
@@ -142,22 +134,9 @@ impl Proxy {
                 user,
                 password,
                 registers,
-            } => (
-                realm.into_owned(),
-                user,
-                password.map(str::to_owned),
-                registers,
-            ),
+            } => (realm, user, password, registers),
         };
-        let outcome = check(
-            &services,
-            now,
-            &msg,
-            from,
-            &realm,
-            &user,
-            password.as_deref(),
-        );
+        let outcome = check(&services, now, &msg, from, &realm, &user, password);
         let unix = services.clock.unix(now);
         match outcome {
             Outcome::Authenticated => {}
