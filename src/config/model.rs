@@ -46,7 +46,18 @@ pub struct Server {
     pub workers: u32,
     /// Directory where registrations persist across restarts.
     pub data_dir: String,
+    /// Microseconds a busy UDP socket is left to fill after a batch before
+    /// it is read again (0 = read again at once). An extension of the
+    /// configuration contract: see `docs/wire.md`.
+    pub batch_window_us: u32,
 }
+
+/// The default `server.batch_window_us`: one millisecond.
+pub const DEFAULT_BATCH_WINDOW_US: u32 = 1000;
+
+/// The largest `server.batch_window_us`: 20 ms (SIP's T1 is 500 ms; a
+/// longer window only adds latency).
+pub const MAX_BATCH_WINDOW_US: u32 = 20_000;
 
 impl Default for Server {
     fn default() -> Self {
@@ -55,6 +66,7 @@ impl Default for Server {
             advertised_host: None,
             workers: 0,
             data_dir: "var".into(),
+            batch_window_us: DEFAULT_BATCH_WINDOW_US,
         }
     }
 }

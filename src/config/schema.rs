@@ -19,7 +19,13 @@ const REGISTRAR: &[&str] = &[
     "max_bindings",
     "keepalive_s",
 ];
-const SERVER: &[&str] = &["listen", "advertised_host", "workers", "data_dir"];
+const SERVER: &[&str] = &[
+    "listen",
+    "advertised_host",
+    "workers",
+    "data_dir",
+    "batch_window_us",
+];
 const AUTH: &[&str] = &[
     "algorithms",
     "nonce_lifetime_s",

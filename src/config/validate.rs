@@ -154,6 +154,15 @@ fn validate_server(config: &Config, errors: &mut ConfigErrors) {
     if server.data_dir.is_empty() {
         errors.push(place.field("data_dir"), ErrorKind::Empty);
     }
+    if server.batch_window_us > super::model::MAX_BATCH_WINDOW_US {
+        errors.push(
+            place.field("batch_window_us"),
+            ErrorKind::Invalid(format!(
+                "must not exceed {} (microseconds)",
+                super::model::MAX_BATCH_WINDOW_US
+            )),
+        );
+    }
 }
 
 fn validate_auth(config: &Config, errors: &mut ConfigErrors) {

@@ -8,6 +8,7 @@
 //! (a bad one is logged and the running table kept), `SIGTERM`/`SIGINT` stop
 //! the process.
 
+pub mod mmsg;
 pub mod persist;
 pub mod worker;
 
@@ -210,6 +211,7 @@ pub fn run(path: &Path) -> Result<(), String> {
             persister: opened.persister.clone(),
             inboxes: inboxes.clone(),
             keepalive_s: cfg.registrar.keepalive_s,
+            batch_window: std::time::Duration::from_micros(u64::from(cfg.server.batch_window_us)),
         };
         let inbox = receivers.remove(0);
         std::thread::Builder::new()

@@ -10,6 +10,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::Notify;
 use tokio_uring::net::{TcpListener, TcpStream, UdpSocket};
 
+use super::mmsg::{send_batch, RecvBatch};
 use super::persist::Persister;
 use super::Listen;
 use crate::proxy::{Peer, Proxy, ProxyConfig, Services, Source, Transmit, Transport};
@@ -72,6 +74,12 @@ pub struct Shared {
     pub inboxes: Inboxes,
     /// Seconds between keep-alive OPTIONS to UDP bindings (0 = none).
     pub keepalive_s: u32,
+    /// After a wake-up's batch, how long a UDP socket is left to fill
+    /// before it is read again (`server.batch_window_us`): under load one
+    /// wake-up, one `recvmmsg` and one `sendmmsg` then serve many
+    /// datagrams, at the price of at most this much added latency. Zero
+    /// reads again at once.
+    pub batch_window: Duration,
 }
 
 /// TCP connection ids carry their worker in the top 16 bits, so any worker
@@ -212,13 +220,17 @@ pub fn run(
 
 /// Receives on one UDP socket (`listen`: its index among the listening
 /// sockets, `None` for the worker's own). One io_uring receive waits for
-/// the first datagram; then whatever else is already queued is drained
-/// with plain non-blocking `recvfrom` before waiting again, so a busy
-/// socket costs one syscall per datagram instead of a submission, a
-/// completion and a task wake-up each.
+/// the first datagram; then whatever else is queued is taken with
+/// `recvmmsg`, many datagrams per call, everything they produce is sent
+/// with `sendmmsg`, and the loop waits the batch window before looking
+/// again (see [`Shared::batch_window`]).
 async fn udp_loop(w: Rc<Worker>, sock: Rc<UdpSocket>, listen: Option<usize>) {
     let mut buf = Vec::with_capacity(MAX_MESSAGE_LEN + 1);
-    let mut drain = vec![0u8; MAX_MESSAGE_LEN + 1];
+    let mut batch = RecvBatch::new(RECV_BATCH, MAX_MESSAGE_LEN + 1);
+    let fd = match listen {
+        Some(i) => w.udp_listen_std[i].as_raw_fd(),
+        None => w.udp_own_std.as_raw_fd(),
+    };
     loop {
         let (res, b) = sock.recv_from(buf).await;
         buf = b;
@@ -226,7 +238,7 @@ async fn udp_loop(w: Rc<Worker>, sock: Rc<UdpSocket>, listen: Option<usize>) {
             Ok((n, from)) => {
                 let data = Bytes::copy_from_slice(&buf[..n]);
                 buf.clear();
-                w.handle(data, Peer::udp(from)).await;
+                w.process(data, Peer::udp(from));
             }
             Err(e) => {
                 buf.clear();
@@ -235,21 +247,35 @@ async fn udp_loop(w: Rc<Worker>, sock: Rc<UdpSocket>, listen: Option<usize>) {
             }
         }
         // A bounded drain: timers and other sockets get their turn.
-        for _ in 0..64 {
-            let std_sock = match listen {
-                Some(i) => &w.udp_listen_std[i],
-                None => &w.udp_own_std,
-            };
-            match std_sock.recv_from(&mut drain) {
-                Ok((n, from)) => {
-                    let data = Bytes::copy_from_slice(&drain[..n]);
-                    w.handle(data, Peer::udp(from)).await;
+        for _ in 0..MAX_BATCHES {
+            let n = match batch.recv(fd) {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::debug!(worker = w.index, error = %e, "UDP receive failed");
+                    0
                 }
-                Err(_) => break, // WouldBlock: back to io_uring
+            };
+            for i in 0..n {
+                let (d, from) = batch.get(i);
+                if let Some(from) = from {
+                    w.process(Bytes::copy_from_slice(d), Peer::udp(from));
+                }
             }
+            if n < batch.capacity() {
+                break;
+            }
+        }
+        w.flush().await;
+        if !w.shared.batch_window.is_zero() {
+            tokio::time::sleep(w.shared.batch_window).await;
         }
     }
 }
+
+/// Datagrams one `recvmmsg` takes.
+const RECV_BATCH: usize = 32;
+/// `recvmmsg` calls per wake-up at most, before the other tasks run.
+const MAX_BATCHES: usize = 8;
 
 /// Timers are served in batches at most every [`TIMER_TICK`]: under load
 /// thousands of transaction timers fall due each second, and one wake-up per
@@ -408,6 +434,13 @@ impl Worker {
     }
 
     async fn handle(self: &Rc<Self>, data: Bytes, from: Peer) {
+        self.process(data, from);
+        self.flush().await;
+    }
+
+    /// Runs one received message through the proxy; what it produces waits
+    /// in the proxy's queues for [`Worker::flush`].
+    fn process(&self, data: Bytes, from: Peer) {
         let before = self.proxy.borrow().poll_timeout();
         {
             let mut reader = self.reader.borrow_mut();
@@ -425,7 +458,6 @@ impl Worker {
         if after.is_some() && (before.is_none() || after < before) {
             self.wake.notify_one();
         }
-        self.flush().await;
     }
 
     async fn flush(self: &Rc<Self>) {
@@ -462,10 +494,43 @@ impl Worker {
                 });
             });
         }
+        // UDP from this worker's own sockets goes out in one `sendmmsg` per
+        // socket; the rest (TCP, other workers' connections) one by one.
+        let mut udp: [Vec<Transmit>; 2] = [Vec::new(), Vec::new()];
         loop {
             let t = self.proxy.borrow_mut().poll_transmit();
             let Some(t) = t else { break };
-            self.transmit(t).await;
+            if t.peer.transport == Transport::Udp && t.peer.conn.is_none() {
+                udp[usize::from(t.source == Source::Listen)].push(t);
+            } else {
+                self.transmit(t).await;
+            }
+        }
+        for (i, group) in udp.into_iter().enumerate() {
+            if group.is_empty() {
+                continue;
+            }
+            let fd = if i == 1 {
+                self.udp_listen_std.first().unwrap_or(&self.udp_own_std)
+            } else {
+                &self.udp_own_std
+            }
+            .as_raw_fd();
+            let msgs: Vec<(SocketAddr, &[u8])> =
+                group.iter().map(|t| (t.peer.addr, &t.data[..])).collect();
+            let sent = match send_batch(fd, &msgs) {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::debug!(worker = self.index, error = %e, "UDP batch send failed");
+                    0
+                }
+            };
+            drop(msgs);
+            // What did not fit (a full socket buffer, or one bad
+            // destination) goes one by one, with io_uring's wait if needed.
+            for t in group.into_iter().skip(sent) {
+                self.transmit(t).await;
+            }
         }
     }
 
