@@ -143,7 +143,7 @@ impl Proxy {
             // The ACK is built once from the request as sent, which is then
             // dropped.
             if b.ack.is_none() {
-                if let Some(sent) = b.sent.take() {
+                if let Some(Ok(sent)) = b.sent.take().map(Message::parse_datagram) {
                     let to = msg.header(HeaderName::To);
                     b.ack = Some(build::derived_request(&sent, "ACK", to).into());
                 }
@@ -284,7 +284,7 @@ impl Proxy {
                         (b.interval * 2).min(timers.t2)
                     };
                     if let Some(sent) = &b.sent {
-                        let (peer, source, data) = (b.peer, b.source, sent.buffer().clone());
+                        let (peer, source, data) = (b.peer, b.source, sent.clone());
                         let next = b.interval;
                         self.send(peer, source, data);
                         self.timers.schedule(
@@ -386,10 +386,15 @@ impl Proxy {
         };
         let generation = tx.generation;
         let b = &mut tx.branches[i as usize];
-        let Some(sent) = b.sent.as_ref().filter(|_| !b.cancelled) else {
+        let Some(Ok(sent)) = b
+            .sent
+            .clone()
+            .filter(|_| !b.cancelled)
+            .map(Message::parse_datagram)
+        else {
             return;
         };
-        let data: Bytes = build::derived_request(sent, "CANCEL", None).into();
+        let data: Bytes = build::derived_request(&sent, "CANCEL", None).into();
         b.cancelled = true;
         b.cancel = Some(data.clone());
         b.cancel_interval = timers.t1;

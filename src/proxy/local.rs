@@ -368,7 +368,7 @@ impl Proxy {
             key: key.to_vec(),
             invite,
             upstream: from,
-            request: Some(msg),
+            request: Some(Box::new(msg)),
             state: ServerState::Proceeding,
             last_response: None,
             branches: Vec::new(),

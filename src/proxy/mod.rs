@@ -351,8 +351,9 @@ struct Branch {
     source: Source,
     /// The request as sent, kept until the branch has a final response
     /// (retransmissions, CANCEL); then dropped so a lingering transaction
-    /// stays small.
-    sent: Option<Message>,
+    /// stays small. Only bytes: it is parsed again in the rare case that a
+    /// CANCEL or an ACK is derived from it.
+    sent: Option<Bytes>,
     /// The ACK of a non-2xx final response, resent if that response is.
     ack: Option<Bytes>,
     state: BranchState,
@@ -393,7 +394,7 @@ struct Tx {
     invite: bool,
     upstream: Peer,
     /// The request, kept while no final response was sent upstream.
-    request: Option<Message>,
+    request: Option<Box<Message>>,
     state: ServerState,
     last_response: Option<Bytes>,
     branches: Vec<Branch>,
@@ -426,6 +427,9 @@ pub struct Proxy {
     route_dialog: Option<rewrite::DialogEdit>,
     counter: u64,
     stats: Stats,
+    /// HMAC-SHA-256 keyed with `cfg.secret`, its key schedule done once
+    /// (cloned per token).
+    token_key: hmac::Hmac<sha2::Sha256>,
 }
 
 const MAGIC: &[u8] = b"z9hG4bK";
@@ -444,7 +448,11 @@ impl Proxy {
     }
 
     fn build(cfg: ProxyConfig, services: Option<Services>) -> Proxy {
+        use hmac::Mac;
+        let token_key =
+            hmac::Hmac::<sha2::Sha256>::new_from_slice(&cfg.secret).expect("any key length");
         Proxy {
+            token_key,
             cfg,
             slots: Vec::new(),
             generations: Vec::new(),

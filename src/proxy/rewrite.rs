@@ -347,21 +347,35 @@ const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 
 /// base64url without padding: every character is legal in a URI parameter.
 fn b64(data: &[u8]) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    let mut out = Vec::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
         let n = chunk
             .iter()
             .enumerate()
             .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
         for i in 0..=chunk.len() {
-            out.push(B64[(n >> (18 - 6 * i) & 63) as usize] as char);
+            out.push(B64[(n >> (18 - 6 * i) & 63) as usize]);
         }
     }
-    out
+    String::from_utf8(out).expect("the alphabet is ASCII")
 }
 
+/// Each byte's value in [`B64`], or 0xff.
+const UNB64: [u8; 256] = {
+    let mut t = [0xff; 256];
+    let mut i = 0;
+    while i < 64 {
+        t[B64[i] as usize] = i as u8;
+        i += 1;
+    }
+    t
+};
+
 fn unb64(text: &[u8]) -> Option<Vec<u8>> {
-    let val = |c: u8| B64.iter().position(|&b| b == c).map(|p| p as u32);
+    let val = |c: u8| match UNB64[usize::from(c)] {
+        0xff => None,
+        v => Some(u32::from(v)),
+    };
     let mut out = Vec::with_capacity(text.len() * 3 / 4);
     for chunk in text.chunks(4) {
         if chunk.len() < 2 {

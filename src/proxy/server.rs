@@ -13,7 +13,10 @@ use super::{
     build, Branch, BranchState, Peer, Proxy, Router, Routing, ServerState, Source, Target,
     Transport, Tx, MAGIC,
 };
-use crate::sip::{response_to, CSeq, HeaderName, Message, Method, NameAddr, StatusCode, Uri, Via};
+use crate::sip::{
+    response_to, CSeq, HeaderName, Message, Method, NameAddr, StatusCode, Uri, Via, MAX_HEADERS,
+    MAX_MESSAGE_LEN,
+};
 
 impl Proxy {
     /// The server transaction key (RFC 3261 §17.2.3): branch, sent-by and
@@ -219,16 +222,19 @@ impl Proxy {
                     edits: Some(plan),
                 },
             );
-            match Message::parse_datagram(Bytes::from(data)) {
-                Ok(sent) => copies.push((branch, sent)),
-                Err(_) => {
+            // What we forward must frame again (CANCEL and ACK are derived
+            // from it): within the size and header limits of our parser.
+            if data.len() <= MAX_MESSAGE_LEN && msg.head().entries().len() + 2 <= MAX_HEADERS {
+                copies.push((branch, Bytes::from(data)));
+            } else {
+                {
                     return self.reply(
                         &msg,
                         from,
                         StatusCode::MESSAGE_TOO_LARGE,
                         "Message Too Large to forward",
                         &[],
-                    )
+                    );
                 }
             }
         }
@@ -250,7 +256,7 @@ impl Proxy {
             } else {
                 Source::Worker
             };
-            self.send(t.peer, source, sent.buffer().clone());
+            self.send(t.peer, source, sent.clone());
             branches.push(Branch {
                 id: branch.into_bytes(),
                 peer: t.peer,
@@ -300,7 +306,7 @@ impl Proxy {
             key: key.clone(),
             invite,
             upstream: from,
-            request: Some(msg),
+            request: Some(Box::new(msg)),
             state: ServerState::Proceeding,
             last_response: None,
             branches,
@@ -537,8 +543,7 @@ impl Proxy {
 
     fn token_for(&self, call_id: &[u8], tag: &[u8], params: &str) -> String {
         use hmac::Mac;
-        let mut mac =
-            hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.cfg.secret).expect("any key length");
+        let mut mac = self.token_key.clone();
         for part in [call_id, tag, params.as_bytes()] {
             mac.update(&(part.len() as u32).to_be_bytes());
             mac.update(part);

@@ -110,15 +110,27 @@ impl<'a> Params<'a> {
 
 /// `paramchar = param-unreserved / unreserved / escaped` (the `%` of an
 /// escape is checked loosely here; values are opaque to a proxy).
+#[inline]
 fn is_paramchar(c: u8) -> bool {
-    c.is_ascii_alphanumeric()
-        || matches!(
-            c,
-            b'[' | b']' | b'/' | b':' | b'&' | b'+' | b'$' // param-unreserved
-                | b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')' // mark
-                | b'%'
-        )
+    PARAMCHAR[usize::from(c)]
 }
+
+const PARAMCHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        t[i] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'[' | b']' | b'/' | b':' | b'&' | b'+' | b'$' // param-unreserved
+                    | b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')' // mark
+                    | b'%'
+            );
+        i += 1;
+    }
+    t
+};
 
 fn split_param(p: &[u8]) -> Param<'_> {
     match p.iter().position(|&c| c == b'=') {
