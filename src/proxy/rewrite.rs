@@ -74,29 +74,34 @@ impl DialogEdit {
         p
     }
 
-    /// Reads the parameters of our Route back.
+    /// Reads the parameters of our Route back (one pass over the list).
     pub fn from_params(params: &crate::sip::Params<'_>) -> DialogEdit {
-        let text = |name: &[u8]| {
-            params
-                .get(name)
-                .flatten()
-                .and_then(unb64)
-                .and_then(|v| String::from_utf8(v).ok())
-        };
-        let codecs = params.get(b"tcs").flatten().map(|v| {
-            String::from_utf8_lossy(v)
-                .split('.')
-                .filter(|c| !c.is_empty())
-                .map(str::to_owned)
-                .collect()
-        });
-        DialogEdit {
-            orig_from: text(b"tfo"),
-            new_from: text(b"tfn"),
-            codecs,
-            pai: params.get(b"tpa").is_some(),
-            friend: params.get(b"tfd").is_some(),
+        let text = |v: Option<&[u8]>| v.and_then(unb64).and_then(|v| String::from_utf8(v).ok());
+        let mut d = DialogEdit::default();
+        for (name, value) in params.iter() {
+            // Names compare case-insensitively (RFC 3261 §19.1.4).
+            let n = match name {
+                [a, b, c] => [a, b, c].map(u8::to_ascii_lowercase),
+                _ => continue,
+            };
+            match &n {
+                b"tfo" => d.orig_from = text(value),
+                b"tfn" => d.new_from = text(value),
+                b"tcs" => {
+                    d.codecs = value.map(|v| {
+                        String::from_utf8_lossy(v)
+                            .split('.')
+                            .filter(|c| !c.is_empty())
+                            .map(str::to_owned)
+                            .collect()
+                    })
+                }
+                b"tpa" => d.pai = true,
+                b"tfd" => d.friend = true,
+                _ => {}
+            }
         }
+        d
     }
 }
 

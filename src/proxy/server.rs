@@ -7,6 +7,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::local::Gate;
+use super::push_hex;
 use super::rewrite::{self, DialogEdit};
 use super::timer::TimerKind;
 use super::{
@@ -91,7 +92,11 @@ impl Proxy {
         // this request's loop hash means it came back unchanged. "Ours" is
         // our host with any port: the Via may be another worker's.
         let hash = loop_hash(&msg);
-        let mine = format!("{MAGIC_STR}-T{hash:08x}-");
+        let mut mine = String::with_capacity(24);
+        mine.push_str(MAGIC_STR);
+        mine.push_str("-T");
+        push_hex8(&mut mine, hash);
+        mine.push('-');
         for v in msg.values(HeaderName::Via).flatten() {
             if let Ok(v) = Via::parse(v) {
                 if self.is_my_host(&v.host)
@@ -196,16 +201,15 @@ impl Proxy {
         }
         for (t, plan) in targets.iter().zip(&plans) {
             self.counter += 1;
-            let branch = format!(
-                "{MAGIC_STR}-T{hash:08x}-{:x}-{:x}{:x}",
-                self.cfg.worker, self.cfg.seed as u32, self.counter
-            );
-            let via = format!(
-                "SIP/2.0/{} {}:{};branch={branch}",
-                t.peer.transport.as_str(),
-                self.cfg.advertised_host,
-                self.via_port(t.peer.transport)
-            );
+            // z9hG4bK-T<loop hash>-<worker>-<seed><counter>, no `format!`
+            // on the hot path.
+            let mut branch = String::with_capacity(48);
+            branch.push_str(&mine);
+            push_hex(&mut branch, u64::from(self.cfg.worker));
+            branch.push('-');
+            push_hex(&mut branch, u64::from(self.cfg.seed as u32));
+            push_hex(&mut branch, self.counter);
+            let via = self.via_value(t.peer.transport, &branch);
             let rr = (creates_dialog && !in_dialog)
                 .then(|| self.record_route(t.peer.transport, &msg, &plan.record));
             let data = build::forward(
@@ -502,30 +506,40 @@ impl Proxy {
         msg: &Message,
         edit: &DialogEdit,
     ) -> String {
-        let token = self.dialog_token(msg, edit);
-        let (host, port) = (&self.cfg.advertised_host, self.cfg.listen_port);
         let params = edit.rr_params();
-        match transport {
-            Transport::Udp => format!("<sip:{host}:{port};lr{params};tdm={token}>"),
-            Transport::Tcp => {
-                format!("<sip:{host}:{port};transport=tcp;lr{params};tdm={token}>")
-            }
+        let token = self.token_for(
+            msg.header(HeaderName::CallId).unwrap_or(b""),
+            tag_of(msg.header(HeaderName::From)),
+            &params,
+        );
+        let mut rr = String::with_capacity(64 + params.len() + token.len());
+        rr.push_str("<sip:");
+        rr.push_str(&self.cfg.advertised_host);
+        rr.push(':');
+        push_dec(&mut rr, u64::from(self.cfg.listen_port));
+        if transport == Transport::Tcp {
+            rr.push_str(";transport=tcp");
         }
+        rr.push_str(";lr");
+        rr.push_str(&params);
+        rr.push_str(";tdm=");
+        rr.push_str(&token);
+        rr.push('>');
+        rr
     }
 
-    /// The token that proves a Route was written by this switch for this
-    /// dialog: a keyed hash of the Call-ID, the caller's tag and the
-    /// rewriting parameters (so none of them can be edited): HMAC-SHA-256
-    /// truncated to 128 bits, keyed with a key derived from the switch's
-    /// persisted secret (`data_dir/secret`), so calls survive a restart
-    /// and an upgrade.
-    pub(super) fn dialog_token(&self, msg: &Message, edit: &DialogEdit) -> String {
-        let tag = tag_of(msg.header(HeaderName::From));
-        self.token_for(
-            msg.header(HeaderName::CallId).unwrap_or(b""),
-            tag,
-            &edit.rr_params(),
-        )
+    /// `SIP/2.0/<transport> <host>:<port>;branch=<branch>`: our Via.
+    fn via_value(&self, transport: Transport, branch: &str) -> String {
+        let mut via = String::with_capacity(40 + self.cfg.advertised_host.len() + branch.len());
+        via.push_str("SIP/2.0/");
+        via.push_str(transport.as_str());
+        via.push(' ');
+        via.push_str(&self.cfg.advertised_host);
+        via.push(':');
+        push_dec(&mut via, u64::from(self.via_port(transport)));
+        via.push_str(";branch=");
+        via.push_str(branch);
+        via
     }
 
     /// Whether `token` is ours for this in-dialog request: issued for its
@@ -541,6 +555,12 @@ impl Proxy {
         })
     }
 
+    /// The token that proves a Route was written by this switch for this
+    /// dialog: a keyed hash of the Call-ID, the caller's tag and the
+    /// rewriting parameters (so none of them can be edited): HMAC-SHA-256
+    /// truncated to 128 bits, keyed with a key derived from the switch's
+    /// persisted secret (`data_dir/secret`), so calls survive a restart
+    /// and an upgrade.
     fn token_for(&self, call_id: &[u8], tag: &[u8], params: &str) -> String {
         use hmac::Mac;
         let mut mac = self.token_key.clone();
@@ -590,12 +610,12 @@ impl Proxy {
             })
             .ok();
         let hash = loop_hash(msg);
-        let via = format!(
-            "SIP/2.0/{} {}:{};branch={MAGIC_STR}-T{hash:08x}-a",
-            t.peer.transport.as_str(),
-            self.cfg.advertised_host,
-            self.via_port(t.peer.transport)
-        );
+        let mut branch = String::with_capacity(24);
+        branch.push_str(MAGIC_STR);
+        branch.push_str("-T");
+        push_hex8(&mut branch, hash);
+        branch.push_str("-a");
+        let via = self.via_value(t.peer.transport, &branch);
         let mf = msg
             .header(HeaderName::MaxForwards)
             .and_then(crate::sip::parse_max_forwards)
@@ -779,4 +799,28 @@ fn in_dialog(msg: &Message) -> bool {
     msg.header(HeaderName::To)
         .and_then(|v| NameAddr::parse(v).ok())
         .is_some_and(|a| a.tag().is_some())
+}
+
+/// Appends `n` as exactly eight lower-case hex digits (`{:08x}`).
+fn push_hex8(out: &mut String, n: u32) {
+    for i in (0..8).rev() {
+        let d = ((n >> (i * 4)) & 0xf) as u8;
+        out.push(char::from(if d < 10 { b'0' + d } else { b'a' + d - 10 }));
+    }
+}
+
+/// Appends `n` in decimal.
+fn push_dec(out: &mut String, n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&buf[i..]).expect("digits"));
 }
