@@ -106,13 +106,23 @@ struct Worker {
 /// Builds a UDP socket bound to `addr` with `SO_REUSEPORT`, so every worker
 /// binds the same address and the kernel spreads datagrams by 4-tuple.
 pub fn reuseport_udp(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    udp_socket(addr, true)
+}
+
+/// A non-blocking UDP socket bound to `addr` with 4 MiB buffers (the
+/// default ~200 KiB overflows when a busy worker is descheduled for a few
+/// milliseconds: the worker's own socket, which receives every response to
+/// the requests it forwards, needs them as much as the shared one).
+fn udp_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::UdpSocket> {
     let s = socket2::Socket::new(
         socket2::Domain::for_address(addr),
         socket2::Type::DGRAM,
         None,
     )?;
-    s.set_reuse_port(true)?;
-    s.set_reuse_address(true)?;
+    if reuse_port {
+        s.set_reuse_port(true)?;
+        s.set_reuse_address(true)?;
+    }
     // Bursts of load arrive faster than one worker drains them.
     let _ = s.set_recv_buffer_size(4 << 20);
     let _ = s.set_send_buffer_size(4 << 20);
@@ -165,8 +175,7 @@ pub fn run(
             .ok_or_else(|| io::Error::other("nothing to listen on"))?;
         // The worker's own socket: same IP, a port of its own that goes in
         // its Via (see the proxy's module docs on worker affinity).
-        let own_std = std::net::UdpSocket::bind(SocketAddr::new(first.ip(), 0))?;
-        own_std.set_nonblocking(true)?;
+        let own_std = udp_socket(SocketAddr::new(first.ip(), 0), false)?;
         cfg.worker_port = own_std.local_addr()?.port();
         tracing::info!(worker = index, port = cfg.worker_port, "worker started");
         let udp_own_std = own_std.try_clone()?;
