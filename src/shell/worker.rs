@@ -228,11 +228,11 @@ pub fn run(
 }
 
 /// Receives on one UDP socket (`listen`: its index among the listening
-/// sockets, `None` for the worker's own). One io_uring receive waits for
-/// the first datagram; then whatever else is queued is taken with
-/// `recvmmsg`, many datagrams per call, everything they produce is sent
-/// with `sendmmsg`, and the loop waits the batch window before looking
-/// again (see [`Shared::batch_window`]).
+/// sockets, `None` for the worker's own). Whatever is queued is taken with
+/// `recvmmsg`, many datagrams per call; everything they produce is sent
+/// with `sendmmsg`; then the loop leaves the socket alone for the batch
+/// window (see [`Shared::batch_window`]). Only a socket found empty is
+/// waited on, with an io_uring receive: a busy one never needs it.
 async fn udp_loop(w: Rc<Worker>, sock: Rc<UdpSocket>, listen: Option<usize>) {
     let mut buf = Vec::with_capacity(MAX_MESSAGE_LEN + 1);
     let mut batch = RecvBatch::new(RECV_BATCH, MAX_MESSAGE_LEN + 1);
@@ -241,38 +241,22 @@ async fn udp_loop(w: Rc<Worker>, sock: Rc<UdpSocket>, listen: Option<usize>) {
         None => w.udp_own_std.as_raw_fd(),
     };
     loop {
-        let (res, b) = sock.recv_from(buf).await;
-        buf = b;
-        match res {
-            Ok((n, from)) => {
-                let data = Bytes::copy_from_slice(&buf[..n]);
-                buf.clear();
-                w.process(data, Peer::udp(from));
-            }
-            Err(e) => {
-                buf.clear();
-                tracing::warn!(worker = w.index, error = %e, "UDP receive failed");
-                continue;
-            }
-        }
-        // A bounded drain: timers and other sockets get their turn.
-        for _ in 0..MAX_BATCHES {
-            let n = match batch.recv(fd) {
-                Ok(n) => n,
+        if w.drain(&mut batch, fd) == 0 {
+            let (res, b) = sock.recv_from(buf).await;
+            buf = b;
+            match res {
+                Ok((n, from)) => {
+                    let data = Bytes::copy_from_slice(&buf[..n]);
+                    buf.clear();
+                    w.process(data, Peer::udp(from));
+                }
                 Err(e) => {
-                    tracing::debug!(worker = w.index, error = %e, "UDP receive failed");
-                    0
-                }
-            };
-            for i in 0..n {
-                let (d, from) = batch.get(i);
-                if let Some(from) = from {
-                    w.process(Bytes::copy_from_slice(d), Peer::udp(from));
+                    buf.clear();
+                    tracing::warn!(worker = w.index, error = %e, "UDP receive failed");
+                    continue;
                 }
             }
-            if n < batch.capacity() {
-                break;
-            }
+            w.drain(&mut batch, fd);
         }
         w.flush().await;
         if !w.shared.batch_window.is_zero() {
@@ -445,6 +429,33 @@ impl Worker {
     async fn handle(self: &Rc<Self>, data: Bytes, from: Peer) {
         self.process(data, from);
         self.flush().await;
+    }
+
+    /// Runs what is queued on UDP socket `fd` through the proxy, a batch
+    /// of datagrams per `recvmmsg`, at most [`MAX_BATCHES`] batches (timers
+    /// and other sockets get their turn). Returns how many were taken.
+    fn drain(&self, batch: &mut RecvBatch, fd: std::os::fd::RawFd) -> usize {
+        let mut total = 0;
+        for _ in 0..MAX_BATCHES {
+            let n = match batch.recv(fd) {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::debug!(worker = self.index, error = %e, "UDP receive failed");
+                    0
+                }
+            };
+            for i in 0..n {
+                let (d, from) = batch.get(i);
+                if let Some(from) = from {
+                    self.process(Bytes::copy_from_slice(d), Peer::udp(from));
+                }
+            }
+            total += n;
+            if n < batch.capacity() {
+                break;
+            }
+        }
+        total
     }
 
     /// Runs one received message through the proxy; what it produces waits
