@@ -101,6 +101,11 @@ pub const TICK: Duration = Duration::from_millis(1);
 /// Slots in the wheel: one turn is 8.192 s.
 pub const SLOTS: usize = 8192;
 
+/// The wheel's tick 0 lies this long before the first deadline scheduled,
+/// so later, earlier deadlines (a 5 s linger after a 32 s timeout) still
+/// fall after it: every entry in the slot of its own tick.
+const ORIGIN_MARGIN: Duration = Duration::from_secs(600);
+
 impl Default for TimerQueue {
     fn default() -> Self {
         TimerQueue {
@@ -117,15 +122,21 @@ impl Default for TimerQueue {
 impl TimerQueue {
     fn tick(&self, at: Instant) -> u64 {
         match self.origin {
-            Some(o) => (at.saturating_duration_since(o).as_nanos() / TICK.as_nanos()) as u64,
+            Some(o) => {
+                let d = at.saturating_duration_since(o);
+                // Whole milliseconds (TICK), without a 128-bit division.
+                d.as_secs() * 1000 + u64::from(d.subsec_millis())
+            }
             None => 0,
         }
     }
 
     /// Schedules `kind` for transaction slot `tx` (with its generation).
     pub fn schedule(&mut self, at: Instant, tx: u32, generation: u32, kind: TimerKind) {
-        if self.origin.is_none() {
-            self.origin = Some(at);
+        match self.origin {
+            None => self.origin = Some(at.checked_sub(ORIGIN_MARGIN).unwrap_or(at)),
+            Some(o) if at < o => self.rebase(at),
+            Some(_) => {}
         }
         // A deadline in a tick already fired goes in the current one.
         let tick = self.tick(at).max(self.cursor);
@@ -154,6 +165,26 @@ impl TimerQueue {
         let (_, tx, generation, kind) = self.ready.pop()?;
         self.len -= 1;
         Some((tx, generation, kind))
+    }
+
+    /// Moves the origin back to `at` (a deadline before it), keeping every
+    /// entry: the wheel is rebuilt around the new origin. Deadlines come
+    /// from a clock that only moves forward, so this happens at most while
+    /// the queue is young (the origin is set [`ORIGIN_MARGIN`] before the
+    /// first deadline, when the clock allows).
+    fn rebase(&mut self, at: Instant) {
+        let old = self.origin.expect("rebase of a started wheel");
+        let origin = at.checked_sub(ORIGIN_MARGIN).unwrap_or(at);
+        debug_assert!(origin < old);
+        self.origin = Some(origin);
+        // Back to the new deadline's tick: every entry sits at or after it
+        // (looking at slots again is harmless; missing one is not).
+        self.cursor = self.tick(at);
+        let entries: Vec<Entry> = self.slots.iter_mut().flat_map(std::mem::take).collect();
+        for e in entries {
+            let tick = self.tick(e.0).max(self.cursor);
+            self.slots[(tick % SLOTS as u64) as usize].push(e);
+        }
     }
 
     /// Moves every entry due at `now` to `ready`, in firing order.
@@ -268,6 +299,46 @@ mod tests {
         assert_eq!(drain(&mut q, t0 + Duration::from_secs(6)), vec![1]);
         q.schedule(t0 + Duration::from_secs(1), 2, 0, TimerKind::ServerLinger);
         assert_eq!(drain(&mut q, t0 + Duration::from_secs(6)), vec![2]);
+    }
+
+    #[test]
+    fn an_earlier_deadline_than_any_before_keeps_its_place() {
+        // The first deadline far out, then nearer ones: the wheel must not
+        // pile them into one slot (or fire them late).
+        let t0 = Instant::now();
+        let mut q = TimerQueue::default();
+        let s = Duration::from_secs;
+        q.schedule(t0 + s(32), 1, 0, TimerKind::ServerLinger);
+        q.schedule(t0 + s(5), 2, 0, TimerKind::ServerLinger);
+        q.schedule(
+            t0 + Duration::from_millis(500),
+            3,
+            0,
+            TimerKind::ServerLinger,
+        );
+        assert!(q.next().unwrap() <= t0 + Duration::from_millis(500));
+        assert_eq!(drain(&mut q, t0 + s(1)), vec![3]);
+        assert!(q.next().unwrap() > t0 + s(1));
+        assert_eq!(drain(&mut q, t0 + s(6)), vec![2]);
+        assert_eq!(drain(&mut q, t0 + s(40)), vec![1]);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn a_deadline_before_the_origin_rebuilds_the_wheel() {
+        let t0 = Instant::now();
+        let Some(early) = t0.checked_sub(Duration::from_secs(700)) else {
+            return; // the machine has not been up that long
+        };
+        let mut q = TimerQueue::default();
+        q.schedule(t0 + Duration::from_secs(1), 1, 0, TimerKind::ServerLinger);
+        q.schedule(early, 2, 0, TimerKind::ServerLinger);
+        q.schedule(t0 + Duration::from_secs(20), 3, 0, TimerKind::ServerLinger);
+        assert!(q.next().unwrap() <= early);
+        assert_eq!(drain(&mut q, early), vec![2]);
+        assert_eq!(drain(&mut q, t0), Vec::<u32>::new());
+        assert_eq!(drain(&mut q, t0 + Duration::from_secs(2)), vec![1]);
+        assert_eq!(drain(&mut q, t0 + Duration::from_secs(30)), vec![3]);
     }
 
     #[test]
