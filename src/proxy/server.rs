@@ -811,16 +811,5 @@ fn push_hex8(out: &mut String, n: u32) {
 
 /// Appends `n` in decimal.
 fn push_dec(out: &mut String, n: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.push_str(std::str::from_utf8(&buf[i..]).expect("digits"));
+    out.push_str(crate::sip::scan::itoa(n).as_str());
 }

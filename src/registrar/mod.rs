@@ -487,32 +487,6 @@ impl Registrar {
     }
 }
 
-/// Decimal digits of `n` without the formatting machinery.
-fn itoa(mut n: u64) -> ItoaBuf {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    ItoaBuf { buf, start: i }
-}
-
-struct ItoaBuf {
-    buf: [u8; 20],
-    start: usize,
-}
-
-impl ItoaBuf {
-    fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.buf[self.start..]).expect("digits")
-    }
-}
-
 /// The Contact values of a 200 OK to a REGISTER: `<uri>;expires=N` per
 /// live binding, N the seconds left (RFC 3261 §10.3 step 8).
 pub fn contact_values(bindings: &[Binding], now: u64) -> Vec<String> {
@@ -524,7 +498,7 @@ pub fn contact_values(bindings: &[Binding], now: u64) -> Vec<String> {
             v.push('<');
             v.push_str(&b.contact);
             v.push_str(">;expires=");
-            v.push_str(itoa(b.expires - now).as_str());
+            v.push_str(crate::sip::scan::itoa(b.expires - now).as_str());
             v
         })
         .collect()

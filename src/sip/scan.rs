@@ -206,3 +206,33 @@ mod tests {
         assert_eq!(quoted_end(b"\"abc"), None);
     }
 }
+
+/// Decimal digits of `n` without the formatting machinery (hot paths
+/// write numbers into messages).
+pub fn itoa(mut n: u64) -> Itoa {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    Itoa { buf, start: i }
+}
+
+/// The digits written by [`itoa`].
+#[derive(Debug, Clone, Copy)]
+pub struct Itoa {
+    buf: [u8; 20],
+    start: usize,
+}
+
+impl Itoa {
+    /// The digits.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[self.start..]).expect("digits")
+    }
+}
