@@ -413,8 +413,10 @@ pub struct Proxy {
     generations: Vec<u32>,
     free: Vec<u32>,
     live: usize,
-    server_index: HashMap<Vec<u8>, u32>,
-    client_index: HashMap<Vec<u8>, (u32, u16)>,
+    /// Keyed by branches and addresses the network chose: a hash with a
+    /// random seed per process (foldhash), so nobody can aim collisions.
+    server_index: HashMap<Vec<u8>, u32, foldhash::fast::RandomState>,
+    client_index: HashMap<Vec<u8>, (u32, u16), foldhash::fast::RandomState>,
     timers: TimerQueue,
     out: VecDeque<Transmit>,
     persist: VecDeque<Persist>,
@@ -458,8 +460,8 @@ impl Proxy {
             generations: Vec::new(),
             free: Vec::new(),
             live: 0,
-            server_index: HashMap::new(),
-            client_index: HashMap::new(),
+            server_index: HashMap::default(),
+            client_index: HashMap::default(),
             timers: TimerQueue::default(),
             out: VecDeque::new(),
             persist: VecDeque::new(),

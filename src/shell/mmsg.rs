@@ -10,12 +10,18 @@ use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::RawFd;
 
-/// Receive buffers for up to `n` datagrams of up to `slot` bytes each.
+/// Receive buffers for up to `n` datagrams of up to `slot` bytes each, and
+/// the `mmsghdr`/`iovec` arrays that point into them, built once: a
+/// receive allocates nothing. (The pointers target the heap blocks of the
+/// vectors, which are never resized, so moving the struct keeps them
+/// valid.)
 pub struct RecvBatch {
     slot: usize,
     bufs: Vec<u8>,
     lens: Vec<usize>,
     addrs: Vec<libc::sockaddr_storage>,
+    iovs: Vec<libc::iovec>,
+    hdrs: Vec<libc::mmsghdr>,
 }
 
 impl std::fmt::Debug for RecvBatch {
@@ -30,14 +36,34 @@ impl std::fmt::Debug for RecvBatch {
 impl RecvBatch {
     /// Room for `n` datagrams of `slot` bytes.
     pub fn new(n: usize, slot: usize) -> RecvBatch {
-        RecvBatch {
+        let mut b = RecvBatch {
             slot,
             bufs: vec![0; n * slot],
             lens: vec![0; n],
             // SAFETY: sockaddr_storage is plain old data; all zeroes is a
             // valid (unspecified-family) value.
             addrs: vec![unsafe { zeroed() }; n],
+            iovs: Vec::with_capacity(n),
+            hdrs: Vec::with_capacity(n),
+        };
+        let base = b.bufs.as_mut_ptr();
+        for i in 0..n {
+            b.iovs.push(libc::iovec {
+                // SAFETY: i * slot + slot <= bufs.len(), so the pointer and
+                // the slot after it stay inside `bufs`.
+                iov_base: unsafe { base.add(i * slot) }.cast(),
+                iov_len: slot,
+            });
         }
+        for i in 0..n {
+            // SAFETY: msghdr and mmsghdr are plain old data; zeroed is valid.
+            let mut h: libc::mmsghdr = unsafe { zeroed() };
+            h.msg_hdr.msg_name = (&mut b.addrs[i] as *mut libc::sockaddr_storage).cast();
+            h.msg_hdr.msg_iov = &mut b.iovs[i];
+            h.msg_hdr.msg_iovlen = 1;
+            b.hdrs.push(h);
+        }
+        b
     }
 
     /// How many datagrams one call can receive.
@@ -48,30 +74,17 @@ impl RecvBatch {
     /// Receives whatever is queued on `fd`, up to [`RecvBatch::capacity`]
     /// datagrams, without waiting: `Ok(0)` when nothing is.
     pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
-        let n = self.lens.len();
-        let mut iovs: Vec<libc::iovec> = Vec::with_capacity(n);
-        let base = self.bufs.as_mut_ptr();
-        for i in 0..n {
-            iovs.push(libc::iovec {
-                // SAFETY: i * slot + slot <= bufs.len(), so the pointer and
-                // the slot after it stay inside `bufs`.
-                iov_base: unsafe { base.add(i * self.slot) }.cast(),
-                iov_len: self.slot,
-            });
-        }
-        let mut hdrs: Vec<libc::mmsghdr> = Vec::with_capacity(n);
-        for (i, iov) in iovs.iter_mut().enumerate() {
-            // SAFETY: msghdr and mmsghdr are plain old data; zeroed is valid.
-            let mut h: libc::mmsghdr = unsafe { zeroed() };
-            h.msg_hdr.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
+        let n = self.hdrs.len();
+        for h in &mut self.hdrs {
+            // The kernel wrote the previous call's lengths and flags here.
             h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            h.msg_hdr.msg_iov = iov;
-            h.msg_hdr.msg_iovlen = 1;
-            hdrs.push(h);
+            h.msg_hdr.msg_flags = 0;
+            h.msg_len = 0;
         }
-        // SAFETY: every header points at an iovec and an address buffer that
-        // live (in `iovs`, `self.bufs`, `self.addrs`) until the call returns,
-        // with the lengths given; the kernel writes only within them.
+        let hdrs = &mut self.hdrs;
+        // SAFETY: every header points at an iovec and an address buffer
+        // owned by `self` (`iovs`, `bufs`, `addrs`, never resized), with the
+        // lengths given; the kernel writes only within them.
         let r = unsafe {
             libc::recvmmsg(
                 fd,
@@ -91,8 +104,8 @@ impl RecvBatch {
         let got = r as usize;
         for (i, h) in hdrs.iter().take(got).enumerate() {
             // A datagram longer than the slot is truncated (MSG_TRUNC in
-            // msg_flags): report the slot plus one so the caller sees it is
-            // over the limit.
+            // msg_flags): report the whole slot, so a caller whose slots are
+            // one byte over its message limit sees it is over.
             self.lens[i] = if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
                 self.slot
             } else {
