@@ -228,19 +228,16 @@ impl Proxy {
             );
             // What we forward must frame again (CANCEL and ACK are derived
             // from it): within the size and header limits of our parser.
-            if data.len() <= MAX_MESSAGE_LEN && msg.head().entries().len() + 2 <= MAX_HEADERS {
-                copies.push((branch, Bytes::from(data)));
-            } else {
-                {
-                    return self.reply(
-                        &msg,
-                        from,
-                        StatusCode::MESSAGE_TOO_LARGE,
-                        "Message Too Large to forward",
-                        &[],
-                    );
-                }
+            if data.len() > MAX_MESSAGE_LEN || header_lines(&data) > MAX_HEADERS {
+                return self.reply(
+                    &msg,
+                    from,
+                    StatusCode::MESSAGE_TOO_LARGE,
+                    "Message Too Large to forward",
+                    &[],
+                );
             }
+            copies.push((branch, Bytes::from(data)));
         }
 
         let invite = method == Method::INVITE;
@@ -812,4 +809,12 @@ fn push_hex8(out: &mut String, n: u32) {
 /// Appends `n` in decimal.
 fn push_dec(out: &mut String, n: u64) {
     out.push_str(crate::sip::scan::itoa(n).as_str());
+}
+
+/// Lines of the header section after the start line: at least as many as
+/// the header entries the parser will index (a folded header spans more
+/// than one line), so a copy within [`MAX_HEADERS`] lines frames again.
+fn header_lines(msg: &[u8]) -> usize {
+    let head = memchr::memmem::find(msg, b"\r\n\r\n").map_or(msg, |end| &msg[..end]);
+    memchr::memchr_iter(b'\n', head).count()
 }

@@ -516,26 +516,21 @@ impl Worker {
         }
         // UDP from this worker's own sockets goes out in one `sendmmsg` per
         // socket; the rest (TCP, other workers' connections) one by one.
-        let mut udp: [Vec<Transmit>; 2] = [Vec::new(), Vec::new()];
+        let mut udp = [(Source::Worker, Vec::new()), (Source::Listen, Vec::new())];
         loop {
             let t = self.proxy.borrow_mut().poll_transmit();
             let Some(t) = t else { break };
             if t.peer.transport == Transport::Udp && t.peer.conn.is_none() {
-                udp[usize::from(t.source == Source::Listen)].push(t);
+                udp[usize::from(t.source == Source::Listen)].1.push(t);
             } else {
                 self.transmit(t).await;
             }
         }
-        for (i, group) in udp.into_iter().enumerate() {
+        for (source, group) in udp {
             if group.is_empty() {
                 continue;
             }
-            let fd = if i == 1 {
-                self.udp_listen_std.first().unwrap_or(&self.udp_own_std)
-            } else {
-                &self.udp_own_std
-            }
-            .as_raw_fd();
+            let fd = self.udp_std(source).as_raw_fd();
             let msgs: Vec<(SocketAddr, &[u8])> =
                 group.iter().map(|t| (t.peer.addr, &t.data[..])).collect();
             let sent = match send_batch(fd, &msgs) {
@@ -551,6 +546,14 @@ impl Worker {
             for t in group.into_iter().skip(sent) {
                 self.transmit(t).await;
             }
+        }
+    }
+
+    /// The socket (plain descriptor) UDP from `source` leaves by.
+    fn udp_std(&self, source: Source) -> &std::net::UdpSocket {
+        match source {
+            Source::Worker => &self.udp_own_std,
+            Source::Listen => self.udp_listen_std.first().unwrap_or(&self.udp_own_std),
         }
     }
 
@@ -571,11 +574,7 @@ impl Worker {
                 // A UDP send never waits for the peer: a plain non-blocking
                 // `sendto` does it in one syscall, with no completion to
                 // reap. Only a full socket buffer falls back to io_uring.
-                let std_sock = match t.source {
-                    Source::Worker => &self.udp_own_std,
-                    Source::Listen => self.udp_listen_std.first().unwrap_or(&self.udp_own_std),
-                };
-                match std_sock.send_to(&t.data, t.peer.addr) {
+                match self.udp_std(t.source).send_to(&t.data, t.peer.addr) {
                     Ok(_) => return,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(e) => {

@@ -115,22 +115,13 @@ fn is_paramchar(c: u8) -> bool {
     PARAMCHAR[usize::from(c)]
 }
 
-const PARAMCHAR: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut i = 0;
-    while i < 256 {
-        let c = i as u8;
-        t[i] = c.is_ascii_alphanumeric()
-            || matches!(
-                c,
-                b'[' | b']' | b'/' | b':' | b'&' | b'+' | b'$' // param-unreserved
-                    | b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')' // mark
-                    | b'%'
-            );
-        i += 1;
-    }
-    t
-};
+const PARAMCHAR: [bool; 256] = scan::byte_table!(|c| c.is_ascii_alphanumeric()
+    || matches!(
+        c,
+        b'[' | b']' | b'/' | b':' | b'&' | b'+' | b'$' // param-unreserved
+            | b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')' // mark
+            | b'%'
+    ));
 
 fn split_param(p: &[u8]) -> Param<'_> {
     match p.iter().position(|&c| c == b'=') {

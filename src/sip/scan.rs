@@ -6,22 +6,30 @@
 //! CR or LF is always part of such a fold, so the decoders simply treat CR
 //! and LF as whitespace.
 
+/// A `[bool; 256]` table, built at compile time, of the bytes `c` for
+/// which the predicate holds: one load per byte where a grammar's character
+/// class would be a chain of comparisons.
+macro_rules! byte_table {
+    (|$c:ident| $pred:expr) => {{
+        let mut t = [false; 256];
+        let mut i = 0;
+        while i < 256 {
+            let $c = i as u8;
+            t[i] = $pred;
+            i += 1;
+        }
+        t
+    }};
+}
+pub(crate) use byte_table;
+
 /// `token` characters (RFC 3261 §25.1):
 /// `alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~"`.
-const TOKEN: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut i = 0;
-    while i < 256 {
-        let c = i as u8;
-        t[i] = c.is_ascii_alphanumeric()
-            || matches!(
-                c,
-                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
-            );
-        i += 1;
-    }
-    t
-};
+const TOKEN: [bool; 256] = byte_table!(|c| c.is_ascii_alphanumeric()
+    || matches!(
+        c,
+        b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+    ));
 
 /// Whether `c` is a `token` character.
 #[inline]

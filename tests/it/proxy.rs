@@ -412,6 +412,40 @@ fn forking_picks_the_best_final_and_cancels_on_2xx() {
     assert_eq!(cancel.2.method(), Some(tandem::sip::Method::CANCEL));
 }
 
+/// A request the parser takes but whose forwarded copy (one Via and a
+/// Record-Route more) would exceed its header limit is answered 513: the
+/// proxy must be able to parse its own copy again to derive a CANCEL or an
+/// ACK. One header fewer and it is forwarded.
+#[test]
+fn a_copy_beyond_the_header_limit_is_not_forwarded() {
+    let with_extra = |n: usize, branch: &str| {
+        let extra: String = (0..n).map(|i| format!("X-Pad-{i}: {i}\n")).collect();
+        invite("bob", branch).replacen("Content-Length", &format!("{extra}Content-Length"), 1)
+    };
+    let base = 9; // the headers of `invite`
+    let mut h = Harness::new();
+    // 95 headers: forwarded with 97.
+    let out = h.recv(
+        A,
+        &with_extra(tandem::sip::MAX_HEADERS - base - 1, "z9hG4bK-big1"),
+    );
+    assert!(
+        out.iter()
+            .any(|(to, _, m)| *to == addr(B) && m.method() == Some(tandem::sip::Method::INVITE)),
+        "{out:?}"
+    );
+    let out = h.recv(
+        A,
+        &with_extra(tandem::sip::MAX_HEADERS - base, "z9hG4bK-big2"),
+    );
+    assert!(out.iter().all(|(to, _, _)| *to == addr(A)), "{out:?}");
+    assert!(
+        out.iter()
+            .any(|(_, _, m)| m.status() == Some(StatusCode(513))),
+        "{out:?}"
+    );
+}
+
 #[test]
 fn hop_limits_loops_rejections_and_strays() {
     let mut h = Harness::new();
