@@ -72,11 +72,19 @@ impl Proxy {
                 b.state = BranchState::Proceeding;
             }
             if tx.invite && b.state == BranchState::Proceeding {
-                // Timer C restarts with every provisional response.
+                // Timer C restarts with every provisional response. One
+                // queue entry per branch: a later provisional only moves the
+                // deadline, and the entry, when it fires early, is queued
+                // again for the deadline as it then stands.
                 let deadline = now + timers.timer_c;
-                b.c_deadline = Some(deadline);
-                self.timers
-                    .schedule(deadline, slot, generation, TimerKind::ProceedingTimeout(i));
+                if b.c_deadline.replace(deadline).is_none() {
+                    self.timers.schedule(
+                        deadline,
+                        slot,
+                        generation,
+                        TimerKind::ProceedingTimeout(i),
+                    );
+                }
             }
             let cancel_now = b.cancel_pending && !b.cancelled;
             if status != StatusCode::TRYING && tx.state == ServerState::Proceeding {
@@ -308,9 +316,17 @@ impl Proxy {
                 // Timer C: the callee rang too long. CANCEL it; the branch
                 // ends with its 487, or 64·T1 later (CancelTimeout).
                 let b = &tx.branches[i as usize];
-                let due = b.c_deadline.is_some_and(|d| now >= d);
-                if due && b.state == BranchState::Proceeding {
-                    self.send_cancel(now, slot, i);
+                if b.state == BranchState::Proceeding {
+                    match b.c_deadline {
+                        Some(d) if now >= d => self.send_cancel(now, slot, i),
+                        Some(d) => self.timers.schedule(
+                            d,
+                            slot,
+                            generation,
+                            TimerKind::ProceedingTimeout(i),
+                        ),
+                        None => {}
+                    }
                 }
             }
             TimerKind::CancelRetransmit(i) => {

@@ -507,7 +507,15 @@ impl Proxy {
 
     /// Runs the timers due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some((slot, generation, kind)) = self.timers.pop_due(now) {
+        loop {
+            let (slots, generations) = (&self.slots, &self.generations);
+            let live = |slot: u32, generation: u32| {
+                generations.get(slot as usize) == Some(&generation)
+                    && slots[slot as usize].is_some()
+            };
+            let Some((slot, generation, kind)) = self.timers.pop_due(now, live) else {
+                break;
+            };
             if self.generations.get(slot as usize) != Some(&generation)
                 || self.slots[slot as usize].is_none()
             {

@@ -150,13 +150,21 @@ impl TimerQueue {
         self.hint
     }
 
-    /// Pops the next entry due at or before `now`.
-    pub fn pop_due(&mut self, now: Instant) -> Option<(u32, u32, TimerKind)> {
+    /// Pops the next entry due at or before `now`. `live(tx, generation)`
+    /// tells whether an entry's transaction still exists: an entry whose
+    /// transaction is gone is dropped when the wheel passes its slot, due
+    /// or not, so a finished call's Timer C (three minutes) does not stay
+    /// queued long after the call.
+    pub fn pop_due(
+        &mut self,
+        now: Instant,
+        live: impl Fn(u32, u32) -> bool,
+    ) -> Option<(u32, u32, TimerKind)> {
         if self.ready.is_empty() {
             if self.hint.is_none_or(|h| h > now) {
                 return None;
             }
-            self.collect(now);
+            self.collect(now, live);
             if self.ready.is_empty() {
                 self.hint = self.lower_bound();
                 return None;
@@ -187,8 +195,10 @@ impl TimerQueue {
         }
     }
 
-    /// Moves every entry due at `now` to `ready`, in firing order.
-    fn collect(&mut self, now: Instant) {
+    /// Moves every entry due at `now` to `ready`, in firing order, and
+    /// drops the entries of transactions that are gone from the slots it
+    /// passes (each entry is passed once per turn of the wheel).
+    fn collect(&mut self, now: Instant, live: impl Fn(u32, u32) -> bool) {
         let end = self.tick(now);
         let start = self.cursor.min(end);
         // A jump longer than one turn visits each slot once.
@@ -197,7 +207,11 @@ impl TimerQueue {
             let slot = &mut self.slots[(t % SLOTS as u64) as usize];
             let mut i = 0;
             while i < slot.len() {
-                if slot[i].0 <= now {
+                let (at, tx, generation, _) = slot[i];
+                if !live(tx, generation) {
+                    slot.swap_remove(i);
+                    self.len -= 1;
+                } else if at <= now {
                     self.ready.push(slot.swap_remove(i));
                 } else {
                     i += 1;
@@ -251,7 +265,7 @@ mod tests {
     use super::*;
 
     fn drain(q: &mut TimerQueue, now: Instant) -> Vec<u32> {
-        std::iter::from_fn(|| q.pop_due(now))
+        std::iter::from_fn(|| q.pop_due(now, |_, _| true))
             .map(|(tx, _, _)| tx)
             .collect()
     }
@@ -342,6 +356,33 @@ mod tests {
     }
 
     #[test]
+    fn entries_of_finished_transactions_go_within_a_turn() {
+        let t0 = Instant::now();
+        let mut q = TimerQueue::default();
+        let s = Duration::from_secs;
+        // Timer C of 1,000 calls, three minutes out; odd calls finish.
+        for tx in 0..1000u32 {
+            q.schedule(t0 + s(181), tx, 7, TimerKind::ProceedingTimeout(0));
+        }
+        q.schedule(t0 + s(1), 5000, 0, TimerKind::ServerLinger);
+        let live = |tx: u32, _| tx % 2 == 0;
+        let mut now = t0;
+        while now < t0 + s(20) {
+            now += Duration::from_millis(10);
+            while q.pop_due(now, live).is_some() {}
+        }
+        // One turn (8.2 s) later the finished calls' entries are gone, the
+        // live ones stay until their deadline.
+        assert_eq!(q.len(), 500);
+        let fired: Vec<u32> = std::iter::from_fn(|| q.pop_due(t0 + s(181), live))
+            .map(|(tx, _, _)| tx)
+            .collect();
+        assert_eq!(fired.len(), 500);
+        assert!(fired.iter().all(|tx| tx % 2 == 0));
+        assert!(q.is_empty());
+    }
+
+    #[test]
     fn many_entries_against_a_sorted_reference() {
         let t0 = Instant::now();
         let mut q = TimerQueue::default();
@@ -360,7 +401,7 @@ mod tests {
         let mut now = t0;
         while fired.len() < reference.len() {
             now += Duration::from_millis(7);
-            while let Some((tx, _, _)) = q.pop_due(now) {
+            while let Some((tx, _, _)) = q.pop_due(now, |_, _| true) {
                 fired.push(tx);
             }
             if let Some(n) = q.next() {

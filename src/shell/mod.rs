@@ -182,9 +182,7 @@ pub fn run(path: &Path) -> Result<(), String> {
         at: std::time::Instant::now(),
         unix: persist::now_unix(),
     };
-    let (senders, mut receivers): (Vec<_>, Vec<_>) = (0..workers)
-        .map(|_| tokio::sync::mpsc::unbounded_channel())
-        .unzip();
+    let (senders, mut receivers): (Vec<_>, Vec<_>) = (0..workers).map(|_| worker::inbox()).unzip();
     let inboxes: worker::Inboxes = Arc::new(senders);
     tracing::info!(workers, ?listen, %advertised_host, "tandem starting");
 

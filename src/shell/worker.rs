@@ -60,8 +60,68 @@ pub enum Inbox {
     },
 }
 
-/// The senders of every worker's inbox, indexed by worker.
-pub type Inboxes = std::sync::Arc<Vec<tokio::sync::mpsc::UnboundedSender<Inbox>>>;
+/// The senders of every worker's inboxes, indexed by worker.
+pub type Inboxes = std::sync::Arc<Vec<InboxSender>>;
+
+/// How many handed-over messages ([`Inbox::Receive`], [`Inbox::Send`]) may
+/// wait for one worker. Beyond it they are dropped and counted, as a full
+/// socket buffer would drop them: a flood of responses aimed at one
+/// worker's transactions, or a worker stalled on a slow peer, costs at most
+/// this many messages of memory (4,096 × [`MAX_MESSAGE_LEN`] = 256 MiB in
+/// the worst case, a few MiB for real traffic). [`Inbox::Persisted`] has a
+/// queue of its own that is never full: a registration whose record is
+/// durable must be answered, and those are bounded by the transaction
+/// table.
+pub const HANDOVER_QUEUE: usize = 4096;
+
+/// One worker's two inboxes, seen from the senders.
+#[derive(Debug, Clone)]
+pub struct InboxSender {
+    handover: tokio::sync::mpsc::Sender<Inbox>,
+    persisted: tokio::sync::mpsc::UnboundedSender<Inbox>,
+}
+
+/// One worker's two inboxes, seen from the worker.
+#[derive(Debug)]
+pub struct InboxReceiver {
+    handover: tokio::sync::mpsc::Receiver<Inbox>,
+    persisted: tokio::sync::mpsc::UnboundedReceiver<Inbox>,
+}
+
+/// A worker's inboxes.
+pub fn inbox() -> (InboxSender, InboxReceiver) {
+    let (h, hr) = tokio::sync::mpsc::channel(HANDOVER_QUEUE);
+    let (p, pr) = tokio::sync::mpsc::unbounded_channel();
+    (
+        InboxSender {
+            handover: h,
+            persisted: p,
+        },
+        InboxReceiver {
+            handover: hr,
+            persisted: pr,
+        },
+    )
+}
+
+/// Messages dropped because a worker's handover queue was full.
+static HANDOVERS_DROPPED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl InboxSender {
+    /// Queues a handed-over message; drops it (logged once per 1,000) when
+    /// the queue is full.
+    fn hand_over(&self, m: Inbox) {
+        if self.handover.try_send(m).is_err() {
+            let n = HANDOVERS_DROPPED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if n % 1000 == 0 {
+                tracing::warn!(
+                    dropped = n + 1,
+                    "a worker's handover queue is full: messages dropped"
+                );
+            }
+        }
+    }
+}
 
 /// What a worker shares with the others.
 #[derive(Debug)]
@@ -153,7 +213,7 @@ pub fn run(
     mut cfg: ProxyConfig,
     reader: Reader,
     shared: Shared,
-    mut inbox: tokio::sync::mpsc::UnboundedReceiver<Inbox>,
+    inbox: InboxReceiver,
 ) -> io::Result<()> {
     tokio_uring::start(async move {
         let mut udp_listen = Vec::new();
@@ -201,24 +261,20 @@ pub fn run(
         for l in tcp_listen {
             tokio_uring::spawn(accept_loop(w.clone(), l));
         }
+        let InboxReceiver {
+            mut handover,
+            mut persisted,
+        } = inbox;
         let iw = w.clone();
         tokio_uring::spawn(async move {
-            while let Some(m) = inbox.recv().await {
-                match m {
-                    Inbox::Receive { data, from } => iw.handle(data, from).await,
-                    Inbox::Send(t) => iw.transmit(t).await,
-                    Inbox::Persisted { tickets, ok } => {
-                        {
-                            let mut proxy = iw.proxy.borrow_mut();
-                            let now = Instant::now();
-                            for t in tickets {
-                                proxy.persisted(now, t, ok);
-                            }
-                        }
-                        iw.wake.notify_one();
-                        iw.flush().await;
-                    }
-                }
+            while let Some(m) = handover.recv().await {
+                iw.inbox(m).await;
+            }
+        });
+        let iw = w.clone();
+        tokio_uring::spawn(async move {
+            while let Some(m) = persisted.recv().await {
+                iw.inbox(m).await;
             }
         });
         tokio_uring::spawn(housekeeping(w.clone()));
@@ -426,6 +482,24 @@ impl Worker {
         }
     }
 
+    async fn inbox(self: &Rc<Self>, m: Inbox) {
+        match m {
+            Inbox::Receive { data, from } => self.handle(data, from).await,
+            Inbox::Send(t) => self.transmit(t).await,
+            Inbox::Persisted { tickets, ok } => {
+                {
+                    let mut proxy = self.proxy.borrow_mut();
+                    let now = Instant::now();
+                    for t in tickets {
+                        proxy.persisted(now, t, ok);
+                    }
+                }
+                self.wake.notify_one();
+                self.flush().await;
+            }
+        }
+    }
+
     async fn handle(self: &Rc<Self>, data: Bytes, from: Peer) {
         self.process(data, from);
         self.flush().await;
@@ -485,7 +559,7 @@ impl Worker {
             let h = self.proxy.borrow_mut().poll_handover();
             let Some(h) = h else { break };
             if let Some(inbox) = self.shared.inboxes.get(usize::from(h.worker)) {
-                let _ = inbox.send(Inbox::Receive {
+                inbox.hand_over(Inbox::Receive {
                     data: h.data,
                     from: h.from,
                 });
@@ -508,7 +582,7 @@ impl Worker {
                 if let Err(e) = &r {
                     tracing::error!(error = %e, "registration records not stored");
                 }
-                let _ = inbox.send(Inbox::Persisted {
+                let _ = inbox.persisted.send(Inbox::Persisted {
                     tickets,
                     ok: r.is_ok(),
                 });
@@ -564,7 +638,7 @@ impl Worker {
                 // A binding's connection lives on the worker that accepted
                 // it: that worker writes.
                 if let Some(inbox) = self.shared.inboxes.get(owner) {
-                    let _ = inbox.send(Inbox::Send(t));
+                    inbox.hand_over(Inbox::Send(t));
                 }
                 return;
             }
