@@ -155,7 +155,7 @@ pub struct Rewrite {
     /// P-Preferred-Identity are removed).
     pub pai: Option<String>,
     /// The codecs SDP is filtered to, in both directions.
-    pub codecs: Option<Vec<String>>,
+    pub codecs: Option<crate::sip::Codecs>,
     /// The target is this friend: a challenge from it is not relayed.
     pub friend: Option<String>,
 }
@@ -384,7 +384,7 @@ struct Restore {
     /// The To the upstream side sent, when the forwarded one differs.
     to: Option<Vec<u8>>,
     /// The codecs SDP in responses is filtered to.
-    codecs: Option<Vec<String>>,
+    codecs: Option<crate::sip::Codecs>,
 }
 
 #[derive(Debug)]

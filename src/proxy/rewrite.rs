@@ -38,7 +38,7 @@ pub(super) struct DialogEdit {
     /// The From URI the callee sees.
     pub new_from: Option<String>,
     /// The codecs every SDP of the dialog is filtered to.
-    pub codecs: Option<Vec<String>>,
+    pub codecs: Option<crate::sip::Codecs>,
     /// The new From is also the asserted identity (external calls): the
     /// caller's in-dialog requests get it as P-Asserted-Identity too.
     pub pai: bool,
@@ -92,7 +92,7 @@ impl DialogEdit {
                         String::from_utf8_lossy(v)
                             .split('.')
                             .filter(|c| !c.is_empty())
-                            .map(str::to_owned)
+                            .map(Box::from)
                             .collect()
                     })
                 }
@@ -295,7 +295,7 @@ pub(super) fn has_sdp(msg: &Message) -> bool {
 }
 
 /// The body filtered to `codecs`, if it is SDP.
-pub(super) fn filter(msg: &Message, codecs: &[String]) -> sdp::Filtered {
+pub(super) fn filter(msg: &Message, codecs: &[Box<str>]) -> sdp::Filtered {
     if !has_sdp(msg) {
         return sdp::Filtered::Unchanged;
     }
@@ -310,14 +310,13 @@ pub(super) fn restore(
     resp: &Message,
     request_from: Option<&[u8]>,
     request_to: Option<&[u8]>,
-    codecs: Option<&[String]>,
+    codecs: Option<&[Box<str>]>,
 ) {
     if let Some(from) = request_from {
         e.replace_header(HeaderName::From, from);
     }
     if let Some(to) = request_to {
-        let resp_to = resp.header(HeaderName::To).unwrap_or(b"");
-        let tag = NameAddr::parse(resp_to).ok().and_then(|a| a.tag());
+        let tag = resp.tag(HeaderName::To);
         let had_tag = NameAddr::parse(to).ok().and_then(|a| a.tag()).is_some();
         let mut v = to.to_vec();
         if let (Some(t), false) = (tag, had_tag) {
@@ -419,7 +418,7 @@ mod tests {
         let d = DialogEdit {
             orig_from: Some("sip:+34600111222@pstn.example.net".into()),
             new_from: Some("sip:600111222@acme.example.com".into()),
-            codecs: Some(vec!["PCMA".into(), "telephone-event".into()]),
+            codecs: Some(["PCMA", "telephone-event"].map(Box::from).into()),
             pai: true,
             friend: true,
         };

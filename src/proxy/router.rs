@@ -28,7 +28,7 @@ use crate::route::table::FriendConnection;
 use crate::route::table::FriendEntry;
 use crate::route::{AccountKind, E164};
 use crate::route::{Caller, Decision, RoutingTable, Target as To};
-use crate::sip::{escape_user, unescape, HeaderName, Message, NameAddr, StatusCode, Uri};
+use crate::sip::{escape_user, unescape, Codecs, HeaderName, Message, NameAddr, StatusCode, Uri};
 
 /// A [`Router`] over one version of the routing table.
 #[derive(Debug)]
@@ -158,17 +158,17 @@ fn target(peer: Option<Peer>, user: &str, rewrite: Option<Box<Rewrite>>) -> Rout
     }
 }
 
-fn codec_names(list: &Option<Vec<Box<str>>>) -> Option<Vec<String>> {
-    list.as_ref()
-        .map(|l| l.iter().map(|c| c.to_string()).collect())
+fn codec_names(list: &Option<Codecs>) -> Option<Codecs> {
+    list.clone()
 }
 
 /// Both lists apply when both ends are friends with a filter.
-fn intersect(a: Option<Vec<String>>, b: Option<Vec<String>>) -> Option<Vec<String>> {
+fn intersect(a: Option<Codecs>, b: Option<Codecs>) -> Option<Codecs> {
     match (a, b) {
         (Some(a), Some(b)) => Some(
-            a.into_iter()
+            a.iter()
                 .filter(|x| b.iter().any(|y| y.eq_ignore_ascii_case(x)))
+                .cloned()
                 .collect(),
         ),
         (a, b) => a.or(b),

@@ -44,11 +44,7 @@ impl Proxy {
                 if let Some(c) = msg.header(HeaderName::CSeq).and_then(CSeq::parse) {
                     k.extend_from_slice(&c.seq.to_be_bytes());
                 }
-                if let Some(t) = msg
-                    .header(HeaderName::From)
-                    .and_then(|v| NameAddr::parse(v).ok())
-                    .and_then(|a| a.tag())
-                {
+                if let Some(t) = msg.tag(HeaderName::From) {
                     k.extend_from_slice(t);
                 }
                 k.push(0);
@@ -506,7 +502,7 @@ impl Proxy {
         let params = edit.rr_params();
         let token = self.token_for(
             msg.header(HeaderName::CallId).unwrap_or(b""),
-            tag_of(msg.header(HeaderName::From)),
+            msg.tag(HeaderName::From).unwrap_or(b""),
             &params,
         );
         let mut rr = String::with_capacity(64 + params.len() + token.len());
@@ -546,7 +542,7 @@ impl Proxy {
         let call_id = msg.header(HeaderName::CallId).unwrap_or(b"");
         let params = edit.rr_params();
         [HeaderName::From, HeaderName::To].iter().any(|&h| {
-            self.token_for(call_id, tag_of(msg.header(h)), &params)
+            self.token_for(call_id, msg.tag(h).unwrap_or(b""), &params)
                 .as_bytes()
                 == token
         })
@@ -732,11 +728,7 @@ fn loop_hash(msg: &Message) -> u32 {
     };
     eat(msg.request_uri().unwrap_or(b""));
     for hn in [HeaderName::From, HeaderName::To] {
-        eat(msg
-            .header(hn)
-            .and_then(|v| NameAddr::parse(v).ok())
-            .and_then(|a| a.tag())
-            .unwrap_or(b""));
+        eat(msg.tag(hn).unwrap_or(b""));
     }
     eat(msg.header(HeaderName::CallId).unwrap_or(b""));
     eat(&msg
@@ -784,18 +776,9 @@ fn is_ping(msg: &Message) -> bool {
             .is_some_and(|u| u.user().is_none())
 }
 
-/// The tag parameter of a From/To value (empty when absent).
-fn tag_of(v: Option<&[u8]>) -> &[u8] {
-    v.and_then(|v| NameAddr::parse(v).ok())
-        .and_then(|a| a.tag())
-        .unwrap_or(b"")
-}
-
 /// Whether the request belongs to a dialog (its To has a tag).
 fn in_dialog(msg: &Message) -> bool {
-    msg.header(HeaderName::To)
-        .and_then(|v| NameAddr::parse(v).ok())
-        .is_some_and(|a| a.tag().is_some())
+    msg.tag(HeaderName::To).is_some()
 }
 
 /// Appends `n` as exactly eight lower-case hex digits (`{:08x}`).

@@ -102,7 +102,7 @@ pub struct FriendEntry {
     /// The friend's numbering (company settings with its overrides).
     pub numbering: Numbering,
     /// SDP encoding names kept in offers, or `None` for no filtering.
-    pub allowed_codecs: Option<Vec<Box<str>>>,
+    pub allowed_codecs: Option<crate::sip::Codecs>,
     /// From host on requests to the friend.
     pub from_domain: Box<str>,
 }
@@ -283,7 +283,7 @@ impl CompiledCompany {
                 allowed_codecs: f
                     .allowed_codecs
                     .as_ref()
-                    .map(|v| v.iter().map(|s| s.as_str().into()).collect()),
+                    .map(|v| v.iter().map(|s| Box::from(s.as_str())).collect()),
                 from_domain: f.from_domain.as_deref().unwrap_or(&c.domain).into(),
             })
             .collect();

@@ -259,7 +259,7 @@ pub fn response_to(
     let buf = req.buffer();
     let mut out = Vec::with_capacity(512);
     out.extend_from_slice(b"SIP/2.0 ");
-    out.extend_from_slice(status.0.to_string().as_bytes());
+    out.extend_from_slice(super::scan::itoa(u64::from(status.0)).as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(reason.as_bytes());
     out.extend_from_slice(b"\r\n");
@@ -272,9 +272,9 @@ pub fn response_to(
                 let value = req.slice(e.value());
                 out.extend_from_slice(b"To: ");
                 out.extend_from_slice(value);
-                let has_tag = super::addr::NameAddr::parse(value)
-                    .map(|a| a.tag().is_some())
-                    .unwrap_or(true);
+                // A malformed To is echoed as it is, without a tag.
+                let has_tag = req.tag(HeaderName::To).is_some()
+                    || super::addr::NameAddr::parse(value).is_err();
                 if let (false, Some(tag), false) = (has_tag, to_tag, status == StatusCode::TRYING) {
                     out.extend_from_slice(b";tag=");
                     out.extend_from_slice(tag);

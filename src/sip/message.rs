@@ -427,6 +427,10 @@ fn parse_start_line(buf: &[u8], start: usize, end: usize) -> Result<StartLine, P
 pub struct Message {
     buf: Bytes,
     head: Head,
+    /// The `tag` parameters of From and To, found on first use (a proxy
+    /// asks for them many times per request: transaction keys, loop hash,
+    /// dialog checks, tokens), as byte ranges of `buf`.
+    tags: [std::cell::OnceCell<Option<(u32, u32)>>; 2],
 }
 
 impl std::fmt::Debug for Message {
@@ -445,7 +449,7 @@ impl Message {
     /// [`Head::parse`] over the growing buffer avoids re-wrapping it.
     pub fn parse(buf: Bytes, framing: Framing) -> Result<Status<Message>, ParseError> {
         Ok(match Head::parse(&buf, framing)? {
-            Status::Complete(head) => Status::Complete(Message { buf, head }),
+            Status::Complete(head) => Status::Complete(Message::new(buf, head)),
             Status::Partial => Status::Partial,
         })
     }
@@ -464,7 +468,35 @@ impl Message {
             head.end() <= buf.len(),
             "head does not belong to this buffer"
         );
-        Message { buf, head }
+        Message::new(buf, head)
+    }
+
+    fn new(buf: Bytes, head: Head) -> Message {
+        Message {
+            buf,
+            head,
+            tags: Default::default(),
+        }
+    }
+
+    /// The `tag` parameter of the From (`HeaderName::From`) or To
+    /// (`HeaderName::To`) header, decoded once per message; `None` for any
+    /// other header, a missing or malformed header, or no tag.
+    pub fn tag(&self, name: HeaderName) -> Option<&[u8]> {
+        let cell = match name {
+            HeaderName::From => &self.tags[0],
+            HeaderName::To => &self.tags[1],
+            _ => return None,
+        };
+        let range = cell.get_or_init(|| {
+            let v = self.header(name)?;
+            let t = super::addr::NameAddr::parse(v).ok()?.tag()?;
+            // The tag is a slice of `buf`: keep its place, not a borrow.
+            let start = (t.as_ptr() as usize).checked_sub(self.buf.as_ptr() as usize)?;
+            let end = start + t.len();
+            (end <= self.buf.len()).then_some((start as u32, end as u32))
+        });
+        range.map(|(a, b)| &self.buf[a as usize..b as usize])
     }
 
     /// The index.

@@ -41,6 +41,7 @@ mod method;
 mod params;
 pub mod scan;
 pub mod sdp;
+pub use sdp::Codecs;
 mod status;
 mod uri;
 mod validate;

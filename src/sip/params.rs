@@ -90,26 +90,29 @@ impl<'a> Params<'a> {
         if self.0.is_empty() {
             return Ok(());
         }
-        for part in self.0.split(|&c| c == b';') {
-            let (name, value) = match part.iter().position(|&c| c == b'=') {
-                Some(i) => (&part[..i], Some(&part[i + 1..])),
-                None => (part, None),
-            };
-            if name.is_empty() || !name.iter().all(|&c| is_paramchar(c)) {
-                return Err(BadParams);
-            }
-            if let Some(v) = value {
-                if v.is_empty() || !v.iter().all(|&c| is_paramchar(c)) {
-                    return Err(BadParams);
-                }
+        // One scan: each `;`-separated part is a non-empty name, then
+        // optionally `=` and a non-empty value, all paramchars.
+        let (mut name, mut value) = (0usize, None::<usize>);
+        for &c in self.0 {
+            match (c, value) {
+                (b';', None) if name > 0 => name = 0,
+                (b';', Some(v)) if v > 0 => (name, value) = (0, None),
+                (b'=', None) if name > 0 => value = Some(0),
+                _ if is_paramchar(c) => match &mut value {
+                    None => name += 1,
+                    Some(v) => *v += 1,
+                },
+                _ => return Err(BadParams),
             }
         }
-        Ok(())
+        match value {
+            None if name > 0 => Ok(()),
+            Some(v) if v > 0 => Ok(()),
+            _ => Err(BadParams),
+        }
     }
 }
 
-/// `paramchar = param-unreserved / unreserved / escaped` (the `%` of an
-/// escape is checked loosely here; values are opaque to a proxy).
 #[inline]
 fn is_paramchar(c: u8) -> bool {
     PARAMCHAR[usize::from(c)]

@@ -11,6 +11,10 @@
 //! alone. Only when no usable section remains is the offer unacceptable
 //! ([`Filtered::NothingLeft`]: the caller answers 488).
 
+/// A list of codec names (shared: a friend's list is built once, with the
+/// routing table, and every call's rewrite only counts a reference).
+pub type Codecs = std::sync::Arc<[Box<str>]>;
+
 /// The outcome of [`filter_codecs`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Filtered {

@@ -154,37 +154,34 @@ impl<'a> Uri<'a> {
 }
 
 impl<'a> SipUri<'a> {
+    /// Decodes what follows `sip:` in about one pass over the text: the
+    /// `@` is found with `memchr`, and the userinfo, the host, the port and
+    /// the parameters are each checked as they are scanned, with the
+    /// character classes of [`CLASS`].
     fn parse_rest(rest: &'a [u8], secure: bool) -> Result<SipUri<'a>, UriError> {
         // '@' cannot appear unescaped after the userinfo (not in hostport,
         // uri-parameters or headers), so the first one ends the userinfo.
-        let (user, password, hostpart) = match rest.iter().position(|&c| c == b'@') {
+        let (user, password, hostpart) = match memchr::memchr(b'@', rest) {
             Some(at) => {
-                let info = &rest[..at];
-                let (u, p) = match info.iter().position(|&c| c == b':') {
-                    Some(i) => (&info[..i], Some(&info[i + 1..])),
-                    None => (info, None),
-                };
-                if u.is_empty() || !valid_escaped(u, is_user_char) {
-                    return Err(UriError::User);
-                }
-                if let Some(p) = p {
-                    if !valid_escaped(p, is_password_char) {
-                        return Err(UriError::User);
-                    }
-                }
+                let (u, p) = userinfo(&rest[..at])?;
                 (Some(u), p, &rest[at + 1..])
             }
             None => (None, None, rest),
         };
-        let (before_q, headers) = match hostpart.iter().position(|&c| c == b'?') {
-            Some(q) => (&hostpart[..q], Some(&hostpart[q + 1..])),
-            None => (hostpart, None),
+        let end = memchr::memchr2(b';', b'?', hostpart).unwrap_or(hostpart.len());
+        let (host, port) = parse_hostport(&hostpart[..end])?;
+        let tail = &hostpart[end..];
+        let (params, headers) = match tail.first() {
+            None => (Params(b""), None),
+            Some(b'?') => (Params(b""), Some(&tail[1..])),
+            Some(_) => {
+                let tail = &tail[1..];
+                match memchr::memchr(b'?', tail) {
+                    Some(q) => (Params(&tail[..q]), Some(&tail[q + 1..])),
+                    None => (Params(tail), None),
+                }
+            }
         };
-        let (hostport, params) = match before_q.iter().position(|&c| c == b';') {
-            Some(i) => (&before_q[..i], Params(&before_q[i + 1..])),
-            None => (before_q, Params(b"")),
-        };
-        let (host, port) = parse_hostport(hostport)?;
         params.check_uri().map_err(|_| UriError::Params)?;
         if let Some(h) = headers {
             if h.is_empty()
@@ -230,6 +227,39 @@ impl<'a> TelUri<'a> {
     }
 }
 
+/// `user [":" password]`: the user non-empty, both well escaped, in one
+/// scan.
+fn userinfo(info: &[u8]) -> Result<(&[u8], Option<&[u8]>), UriError> {
+    let mut i = 0;
+    let mut class = USER;
+    let mut colon = None;
+    while i < info.len() {
+        let c = info[i];
+        if c == b'%' {
+            match (info.get(i + 1), info.get(i + 2)) {
+                (Some(a), Some(b)) if a.is_ascii_hexdigit() && b.is_ascii_hexdigit() => i += 3,
+                _ => return Err(UriError::User),
+            }
+            continue;
+        }
+        if c == b':' && colon.is_none() {
+            colon = Some(i);
+            class = PASSWORD;
+        } else if CLASS[usize::from(c)] & class == 0 {
+            return Err(UriError::User);
+        }
+        i += 1;
+    }
+    let (u, p) = match colon {
+        Some(i) => (&info[..i], Some(&info[i + 1..])),
+        None => (info, None),
+    };
+    if u.is_empty() {
+        return Err(UriError::User);
+    }
+    Ok((u, p))
+}
+
 /// Decodes `host [":" port]`.
 pub fn parse_hostport(s: &[u8]) -> Result<(Host<'_>, Option<u16>), UriError> {
     if s.first() == Some(&b'[') {
@@ -245,7 +275,7 @@ pub fn parse_hostport(s: &[u8]) -> Result<(Host<'_>, Option<u16>), UriError> {
         };
         return Ok((Host::V6(ip), port));
     }
-    let (h, port) = match s.iter().position(|&c| c == b':') {
+    let (h, port) = match memchr::memchr(b':', s) {
         Some(i) => (&s[..i], Some(parse_u16(&s[i + 1..]).ok_or(UriError::Port)?)),
         None => (s, None),
     };
@@ -254,15 +284,22 @@ pub fn parse_hostport(s: &[u8]) -> Result<(Host<'_>, Option<u16>), UriError> {
 
 /// Decodes a host name or IPv4 address.
 pub fn parse_host(h: &[u8]) -> Result<Host<'_>, UriError> {
-    if h.is_empty() || !h.iter().all(|&c| CLASS[usize::from(c)] & HOST != 0) {
-        return Err(UriError::Host);
+    let mut numeric = true;
+    for &c in h {
+        if CLASS[usize::from(c)] & HOST == 0 {
+            return Err(UriError::Host);
+        }
+        numeric &= c.is_ascii_digit() || c == b'.';
     }
-    if h[h.len() - 1].is_ascii_digit() && h.iter().all(|&c| c.is_ascii_digit() || c == b'.') {
+    match h.last() {
+        None => Err(UriError::Host),
         // All digits and dots: it must be a dotted quad (a hostname's top
         // label starts with a letter, RFC 3261 §25.1).
-        return parse_ipv4(h).map(Host::V4).ok_or(UriError::Host);
+        Some(l) if numeric && l.is_ascii_digit() => {
+            parse_ipv4(h).map(Host::V4).ok_or(UriError::Host)
+        }
+        Some(_) => Ok(Host::Domain(h)),
     }
-    Ok(Host::Domain(h))
 }
 
 /// A dotted quad, each part 0..=255 without leading zeros beyond one
@@ -323,6 +360,7 @@ fn is_user_char(c: u8) -> bool {
 }
 
 /// `password = *( unreserved / escaped / "&" / "=" / "+" / "$" / "," )`.
+#[cfg(test)]
 #[inline]
 fn is_password_char(c: u8) -> bool {
     CLASS[usize::from(c)] & PASSWORD != 0
@@ -403,6 +441,157 @@ mod tests {
         match Uri::parse(s.as_bytes()).unwrap() {
             Uri::Sip(u) => u,
             other => panic!("not sip: {other:?}"),
+        }
+    }
+
+    /// The plain parser this module had before its one-scan version: each
+    /// part split off with `position` and checked on its own.
+    mod reference {
+        use super::super::*;
+
+        pub fn parse(s: &[u8]) -> Result<Uri<'_>, UriError> {
+            let colon = s.iter().position(|&c| c == b':').ok_or(UriError::Scheme)?;
+            let (scheme, rest) = (&s[..colon], &s[colon + 1..]);
+            if !scheme.eq_ignore_ascii_case(b"sip") || s.len() > MAX_URI_LEN {
+                return Uri::parse(s); // only `sip:` is compared
+            }
+            let (user, password, hostpart) = match rest.iter().position(|&c| c == b'@') {
+                Some(at) => {
+                    let info = &rest[..at];
+                    let (u, p) = match info.iter().position(|&c| c == b':') {
+                        Some(i) => (&info[..i], Some(&info[i + 1..])),
+                        None => (info, None),
+                    };
+                    if u.is_empty() || !valid_escaped(u, is_user_char) {
+                        return Err(UriError::User);
+                    }
+                    if p.is_some_and(|p| !valid_escaped(p, is_password_char)) {
+                        return Err(UriError::User);
+                    }
+                    (Some(u), p, &rest[at + 1..])
+                }
+                None => (None, None, rest),
+            };
+            let (before_q, headers) = match hostpart.iter().position(|&c| c == b'?') {
+                Some(q) => (&hostpart[..q], Some(&hostpart[q + 1..])),
+                None => (hostpart, None),
+            };
+            let (hostport, params) = match before_q.iter().position(|&c| c == b';') {
+                Some(i) => (&before_q[..i], Params(&before_q[i + 1..])),
+                None => (before_q, Params(b"")),
+            };
+            let (h, port) = match hostport.iter().position(|&c| c == b':') {
+                Some(i) if hostport.first() != Some(&b'[') => (
+                    &hostport[..i],
+                    Some(parse_u16(&hostport[i + 1..]).ok_or(UriError::Port)?),
+                ),
+                _ => (hostport, None),
+            };
+            let (host, port) = if h.first() == Some(&b'[') {
+                parse_hostport(h)?
+            } else {
+                if h.is_empty() || !h.iter().all(|&c| CLASS[usize::from(c)] & HOST != 0) {
+                    return Err(UriError::Host);
+                }
+                let numeric = h.iter().all(|&c| c.is_ascii_digit() || c == b'.');
+                let host = if h[h.len() - 1].is_ascii_digit() && numeric {
+                    Host::V4(parse_ipv4(h).ok_or(UriError::Host)?)
+                } else {
+                    Host::Domain(h)
+                };
+                (host, port)
+            };
+            for part in params
+                .0
+                .split(|&c| c == b';')
+                .filter(|_| !params.0.is_empty())
+            {
+                let (name, value) = match part.iter().position(|&c| c == b'=') {
+                    Some(i) => (&part[..i], Some(&part[i + 1..])),
+                    None => (part, None),
+                };
+                let pc = |s: &[u8]| {
+                    !s.is_empty()
+                        && s.iter().all(|&c| {
+                            c.is_ascii_alphanumeric() || b"[]/:&+$-_.!~*'()%".contains(&c)
+                        })
+                };
+                if !pc(name) || value.is_some_and(|v| !pc(v)) {
+                    return Err(UriError::Params);
+                }
+            }
+            if let Some(h) = headers {
+                if h.is_empty()
+                    || !valid_escaped(h, |c| {
+                        is_user_char(c) || c == b'[' || c == b']' || c == b':' || c == b'@'
+                    })
+                {
+                    return Err(UriError::Params);
+                }
+            }
+            Ok(Uri::Sip(SipUri {
+                secure: false,
+                user,
+                password,
+                host,
+                port,
+                params,
+                headers,
+            }))
+        }
+    }
+
+    #[test]
+    fn the_one_scan_parser_agrees_with_the_plain_one() {
+        // Random strings over the bytes that matter to the grammar, and
+        // mutations of real URIs.
+        const ALPHABET: &[u8] = b"sip:@;?=%[]:.-_aZ09+/&$,!~*'()\" <>\r\x00\xff#3Af";
+        let seeds: [&[u8]; 6] = [
+            b"sip:alice:pw@[2001:db8::10]:5070;transport=tcp;lr?Subject=x",
+            b"sip:+34944000200@127.0.0.1:5060;user=phone",
+            b"sip:user;par=u%40example.net@example.com",
+            b"sip:192.0.2.4",
+            b"sip:branch@127.0.0.1:5070;tfo=YWJj;tfn=ZGVm;tcs=8.0;tpa;tfd",
+            b"sip:%61lice@a.example.com?h=%20&x=y",
+        ];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |n: usize| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n as u64) as usize
+        };
+        for round in 0..200_000 {
+            let mut s: Vec<u8> = if round % 2 == 0 {
+                let mut v = b"sip:".to_vec();
+                for _ in 0..next(24) {
+                    v.push(ALPHABET[next(ALPHABET.len())]);
+                }
+                v
+            } else {
+                let mut v = seeds[next(seeds.len())].to_vec();
+                for _ in 0..1 + next(3) {
+                    let i = 4 + next(v.len() - 4);
+                    match next(3) {
+                        0 => v[i] = ALPHABET[next(ALPHABET.len())],
+                        1 => v.insert(i, ALPHABET[next(ALPHABET.len())]),
+                        _ => {
+                            v.remove(i);
+                        }
+                    }
+                    if v.len() <= 4 {
+                        break;
+                    }
+                }
+                v
+            };
+            s.truncate(MAX_URI_LEN);
+            assert_eq!(
+                Uri::parse(&s),
+                reference::parse(&s),
+                "{}",
+                String::from_utf8_lossy(&s)
+            );
         }
     }
 
