@@ -347,16 +347,29 @@ impl Authenticator {
     /// fresh nonce (a client answers only one of them).
     pub fn challenges(&self, now: u64, realm: &str, stale: bool) -> Vec<String> {
         let nonce = self.nonces.issue(now, realm);
-        let stale = if stale { ", stale=true" } else { "" };
+        // `realm` is written as a quoted-string; a domain has nothing to
+        // escape, so the common case copies it as it is.
+        let quoted = if realm.contains(['"', '\\']) {
+            std::borrow::Cow::Owned(Quoted(realm).to_string())
+        } else {
+            std::borrow::Cow::Borrowed(realm)
+        };
         self.cfg
             .algorithms
             .iter()
             .map(|alg| {
-                format!(
-                    "Digest realm=\"{}\", nonce=\"{nonce}\", algorithm={}, qop=\"auth\"{stale}",
-                    Quoted(realm),
-                    alg.as_str()
-                )
+                let mut v = String::with_capacity(80 + quoted.len() + nonce.len());
+                v.push_str("Digest realm=\"");
+                v.push_str(&quoted);
+                v.push_str("\", nonce=\"");
+                v.push_str(&nonce);
+                v.push_str("\", algorithm=");
+                v.push_str(alg.as_str());
+                v.push_str(", qop=\"auth\"");
+                if stale {
+                    v.push_str(", stale=true");
+                }
+                v
             })
             .collect()
     }

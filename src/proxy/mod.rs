@@ -484,6 +484,11 @@ impl Proxy {
         self.live
     }
 
+    /// Timer entries queued (stale ones included).
+    pub fn timer_entries(&self) -> usize {
+        self.timers.len()
+    }
+
     /// The next message to send, if any. Call until `None` after every
     /// `handle*` call.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {

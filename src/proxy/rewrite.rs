@@ -54,16 +54,21 @@ impl DialogEdit {
 
     /// The Record-Route parameters (each with its leading `;`).
     pub fn rr_params(&self) -> String {
-        let mut p = String::new();
+        let mut p = String::with_capacity(160);
         if let (Some(o), Some(n)) = (&self.orig_from, &self.new_from) {
             p.push_str(";tfo=");
-            p.push_str(&b64(o.as_bytes()));
+            push_b64(&mut p, o.as_bytes());
             p.push_str(";tfn=");
-            p.push_str(&b64(n.as_bytes()));
+            push_b64(&mut p, n.as_bytes());
         }
         if let Some(c) = &self.codecs {
             p.push_str(";tcs=");
-            p.push_str(&c.join("."));
+            for (i, name) in c.iter().enumerate() {
+                if i > 0 {
+                    p.push('.');
+                }
+                p.push_str(name);
+            }
         }
         if self.pai {
             p.push_str(";tpa");
@@ -350,18 +355,18 @@ pub(super) fn fix_response_contact(
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 /// base64url without padding: every character is legal in a URI parameter.
-fn b64(data: &[u8]) -> String {
-    let mut out = Vec::with_capacity(data.len().div_ceil(3) * 4);
+/// Appends `data` in the URL-safe alphabet, unpadded.
+fn push_b64(out: &mut String, data: &[u8]) {
+    out.reserve(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
         let n = chunk
             .iter()
             .enumerate()
             .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
         for i in 0..=chunk.len() {
-            out.push(B64[(n >> (18 - 6 * i) & 63) as usize]);
+            out.push(char::from(B64[(n >> (18 - 6 * i) & 63) as usize]));
         }
     }
-    String::from_utf8(out).expect("the alphabet is ASCII")
 }
 
 /// Each byte's value in [`B64`], or 0xff.
@@ -409,7 +414,9 @@ mod tests {
             "abc",
             "sip:+34600111222@pstn.example.net;user=phone",
         ] {
-            assert_eq!(unb64(b64(s.as_bytes()).as_bytes()).unwrap(), s.as_bytes());
+            let mut e = String::from("x");
+            push_b64(&mut e, s.as_bytes());
+            assert_eq!(unb64(&e.as_bytes()[1..]).unwrap(), s.as_bytes());
         }
     }
 

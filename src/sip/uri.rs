@@ -275,23 +275,28 @@ pub fn parse_hostport(s: &[u8]) -> Result<(Host<'_>, Option<u16>), UriError> {
         };
         return Ok((Host::V6(ip), port));
     }
-    let (h, port) = match memchr::memchr(b':', s) {
-        Some(i) => (&s[..i], Some(parse_u16(&s[i + 1..]).ok_or(UriError::Port)?)),
-        None => (s, None),
+    // One pass to the colon, classifying the host's bytes on the way.
+    let (mut i, mut hostname, mut numeric) = (0, true, true);
+    while let Some(&c) = s.get(i) {
+        if c == b':' {
+            break;
+        }
+        hostname &= CLASS[usize::from(c)] & HOST != 0;
+        numeric &= c.is_ascii_digit() || c == b'.';
+        i += 1;
+    }
+    let port = match s.get(i + 1..) {
+        Some(p) => Some(parse_u16(p).ok_or(UriError::Port)?),
+        None => None,
     };
-    Ok((parse_host(h)?, port))
+    Ok((host_of(&s[..i], hostname, numeric)?, port))
 }
 
-/// Decodes a host name or IPv4 address.
-pub fn parse_host(h: &[u8]) -> Result<Host<'_>, UriError> {
-    let mut numeric = true;
-    for &c in h {
-        if CLASS[usize::from(c)] & HOST == 0 {
-            return Err(UriError::Host);
-        }
-        numeric &= c.is_ascii_digit() || c == b'.';
-    }
+/// The host `h`, given whether all its bytes are hostname characters and
+/// whether all are digits and dots.
+fn host_of(h: &[u8], hostname: bool, numeric: bool) -> Result<Host<'_>, UriError> {
     match h.last() {
+        _ if !hostname => Err(UriError::Host),
         None => Err(UriError::Host),
         // All digits and dots: it must be a dotted quad (a hostname's top
         // label starts with a letter, RFC 3261 §25.1).
@@ -304,18 +309,33 @@ pub fn parse_host(h: &[u8]) -> Result<Host<'_>, UriError> {
 
 /// A dotted quad, each part 0..=255 without leading zeros beyond one
 /// digit's worth of ambiguity (`01` is refused, as `std` does).
+/// `h` holds only digits and dots.
 fn parse_ipv4(h: &[u8]) -> Option<Ipv4Addr> {
-    let mut octets = [0u8; 4];
-    let mut parts = h.split(|&c| c == b'.');
-    for o in &mut octets {
-        let p = parts.next()?;
-        if p.is_empty() || p.len() > 3 || (p.len() > 1 && p[0] == b'0') {
-            return None;
+    let (mut octets, mut k) = ([0u8; 4], 0);
+    let (mut value, mut len, mut first) = (0u16, 0, 0u8);
+    for &c in h {
+        if c == b'.' {
+            if len == 0 || k == 3 {
+                return None;
+            }
+            octets[k] = u8::try_from(value).ok()?;
+            (k, value, len) = (k + 1, 0, 0);
+        } else {
+            if len == 3 || (len == 1 && first == b'0') {
+                return None;
+            }
+            if len == 0 {
+                first = c;
+            }
+            value = value * 10 + u16::from(c - b'0');
+            len += 1;
         }
-        let v = p.iter().fold(0u16, |a, &c| a * 10 + u16::from(c - b'0'));
-        *o = u8::try_from(v).ok()?;
     }
-    parts.next().is_none().then_some(Ipv4Addr::from(octets))
+    if len == 0 || k != 3 {
+        return None;
+    }
+    octets[3] = u8::try_from(value).ok()?;
+    Some(Ipv4Addr::from(octets))
 }
 
 /// Character classes of the URI grammar, one bit each, looked up in
@@ -449,6 +469,20 @@ mod tests {
     mod reference {
         use super::super::*;
 
+        fn ipv4(h: &[u8]) -> Option<Ipv4Addr> {
+            let mut octets = [0u8; 4];
+            let mut parts = h.split(|&c| c == b'.');
+            for o in &mut octets {
+                let p = parts.next()?;
+                if p.is_empty() || p.len() > 3 || (p.len() > 1 && p[0] == b'0') {
+                    return None;
+                }
+                let v = p.iter().fold(0u16, |a, &c| a * 10 + u16::from(c - b'0'));
+                *o = u8::try_from(v).ok()?;
+            }
+            parts.next().is_none().then_some(Ipv4Addr::from(octets))
+        }
+
         pub fn parse(s: &[u8]) -> Result<Uri<'_>, UriError> {
             let colon = s.iter().position(|&c| c == b':').ok_or(UriError::Scheme)?;
             let (scheme, rest) = (&s[..colon], &s[colon + 1..]);
@@ -495,7 +529,7 @@ mod tests {
                 }
                 let numeric = h.iter().all(|&c| c.is_ascii_digit() || c == b'.');
                 let host = if h[h.len() - 1].is_ascii_digit() && numeric {
-                    Host::V4(parse_ipv4(h).ok_or(UriError::Host)?)
+                    Host::V4(ipv4(h).ok_or(UriError::Host)?)
                 } else {
                     Host::Domain(h)
                 };
