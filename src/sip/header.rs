@@ -17,6 +17,8 @@ macro_rules! header_names {
         const KNOWN: &[(HeaderName, &str, Option<u8>)] = &[
             $( (HeaderName::$variant, $name, header_names!(@compact $($compact)?)), )*
         ];
+        // A set of names fits in a `u128` (validation's duplicate check).
+        const _: () = assert!(KNOWN.len() < 128);
     };
     (@compact $c:literal) => { Some($c) };
     (@compact) => { None };

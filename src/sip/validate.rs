@@ -221,10 +221,14 @@ fn common_headers(msg: &Message) -> Option<Verdict> {
     }
     // A second copy of a single-valued header is ambiguous (RFC 4475
     // `multi01`): which Call-ID or To would a proxy believe?
-    let entries = msg.head().entries();
-    for (i, e) in entries.iter().enumerate() {
-        if e.name.is_single() && entries[..i].iter().any(|p| p.name == e.name) {
-            return fail(duplicate_reason(e.name));
+    let mut seen: u128 = 0;
+    for e in msg.head().entries() {
+        if e.name.is_single() {
+            let bit = 1u128 << (e.name as u8);
+            if seen & bit != 0 {
+                return fail(duplicate_reason(e.name));
+            }
+            seen |= bit;
         }
     }
     for v in msg.values(HeaderName::Via) {
