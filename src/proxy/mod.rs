@@ -367,7 +367,8 @@ struct Branch {
     cancel_interval: std::time::Duration,
     cancel_answered: bool,
     /// Timer C's current deadline: every provisional pushes it back
-    /// (RFC 3261 §16.7 step 2); earlier queue entries are stale.
+    /// (RFC 3261 §16.7 step 2). The branch has one queue entry for it,
+    /// queued again for this deadline when it fires early.
     c_deadline: Option<Instant>,
     /// The friend this branch calls (a 401/407 from it is not relayed).
     friend: Option<Box<str>>,
@@ -482,11 +483,6 @@ impl Proxy {
     /// Live transactions.
     pub fn transactions(&self) -> usize {
         self.live
-    }
-
-    /// Timer entries queued (stale ones included).
-    pub fn timer_entries(&self) -> usize {
-        self.timers.len()
     }
 
     /// The next message to send, if any. Call until `None` after every
