@@ -195,7 +195,9 @@ pub enum Outcome {
 
 /// The digest authenticator shared by all workers.
 pub struct Authenticator {
-    cfg: AuthConfig,
+    /// Replaced whole on a reload (SIGHUP); nonces, replay counters and
+    /// bans carry over.
+    cfg: arc_swap::ArcSwap<AuthConfig>,
     nonces: nonce::Nonces,
     replay: replay::ReplayTable,
     bans: ban::BanTable,
@@ -206,7 +208,7 @@ pub struct Authenticator {
 impl fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Authenticator")
-            .field("cfg", &self.cfg)
+            .field("cfg", &self.cfg.load())
             .field("replay_entries", &self.replay.len())
             .finish_non_exhaustive()
     }
@@ -224,7 +226,7 @@ impl Authenticator {
     pub fn with_limits(cfg: AuthConfig, secret: [u8; 32], limits: Limits) -> Authenticator {
         let dummy = nonce::derive(&secret, b"tandem auth dummy password");
         Authenticator {
-            cfg,
+            cfg: arc_swap::ArcSwap::from_pointee(cfg),
             nonces: nonce::Nonces::new(&secret),
             replay: replay::ReplayTable::new(limits.replay_entries),
             bans: ban::BanTable::new(limits.ban_entries),
@@ -233,8 +235,16 @@ impl Authenticator {
     }
 
     /// The settings in force.
-    pub fn config(&self) -> &AuthConfig {
-        &self.cfg
+    pub fn config(&self) -> std::sync::Arc<AuthConfig> {
+        self.cfg.load_full()
+    }
+
+    /// Puts new settings in force (a configuration reload): offered
+    /// algorithms, nonce lifetime and ban policy apply from the next
+    /// request; nonces already issued stay valid under the new lifetime,
+    /// and counts and bans in progress are kept.
+    pub fn set_config(&self, cfg: AuthConfig) {
+        self.cfg.store(std::sync::Arc::new(cfg));
     }
 
     /// Whether `source` is banned: the fast check done before anything
@@ -277,7 +287,8 @@ impl Authenticator {
         if *c.username != *attempt.user.as_bytes() {
             return Err(Reason::UserMismatch);
         }
-        if !self.cfg.algorithms.contains(&c.algorithm) {
+        let cfg = self.cfg.load();
+        if !cfg.algorithms.contains(&c.algorithm) {
             return Err(Reason::UnsupportedAlgorithm);
         }
         let nonce = self
@@ -300,12 +311,12 @@ impl Authenticator {
         if !(constant_time_eq(expected.as_bytes(), &c.response) & pw.is_some()) {
             return Err(Reason::WrongCredentials);
         }
-        if now.saturating_sub(nonce.issued_at) > self.cfg.nonce_lifetime {
+        if now.saturating_sub(nonce.issued_at) > cfg.nonce_lifetime {
             return Ok(Outcome::Challenge { stale: true });
         }
         match self
             .replay
-            .check(now, self.cfg.nonce_lifetime, nonce.own, &nonce.key, c.nc)
+            .check(now, cfg.nonce_lifetime, nonce.own, &nonce.key, c.nc)
         {
             replay::Verdict::Fresh => Ok(Outcome::Authenticated),
             replay::Verdict::Stale => Ok(Outcome::Challenge { stale: true }),
@@ -322,17 +333,18 @@ impl Authenticator {
             attempt.source,
             reason.as_str()
         );
+        let cfg = self.cfg.load();
         let policy = ban::Policy {
-            max_failures: self.cfg.max_failures,
-            window: self.cfg.failure_window,
-            ban: self.cfg.ban,
+            max_failures: cfg.max_failures,
+            window: cfg.failure_window,
+            ban: cfg.ban,
         };
         match self.bans.fail(now, attempt.source, &policy) {
             Some(failures) => {
                 tracing::warn!(
                     "auth ban: source={} for {}s after {} failures",
                     attempt.source,
-                    self.cfg.ban,
+                    cfg.ban,
                     failures
                 );
                 Outcome::Banned
@@ -355,6 +367,7 @@ impl Authenticator {
             std::borrow::Cow::Borrowed(realm)
         };
         self.cfg
+            .load()
             .algorithms
             .iter()
             .map(|alg| {

@@ -238,7 +238,9 @@ pub struct Updated {
 /// The bindings of every AoR; `Send + Sync`, shared through an `Arc`.
 #[derive(Debug)]
 pub struct Registrar {
-    cfg: RegistrarConfig,
+    /// Replaced whole on a reload (SIGHUP); bindings are kept as they
+    /// are and meet the new limits at their next REGISTER.
+    cfg: arc_swap::ArcSwap<RegistrarConfig>,
     store: Store,
     /// The next record's sequence number.
     seq: AtomicU64,
@@ -248,15 +250,21 @@ impl Registrar {
     /// An empty registrar.
     pub fn new(cfg: RegistrarConfig) -> Self {
         Registrar {
-            cfg,
+            cfg: arc_swap::ArcSwap::from_pointee(cfg),
             store: Store::default(),
             seq: AtomicU64::new(1),
         }
     }
 
     /// The limits in force.
-    pub fn config(&self) -> &RegistrarConfig {
-        &self.cfg
+    pub fn config(&self) -> std::sync::Arc<RegistrarConfig> {
+        self.cfg.load_full()
+    }
+
+    /// Puts new limits in force (a configuration reload), from the next
+    /// REGISTER on.
+    pub fn set_config(&self, cfg: RegistrarConfig) {
+        self.cfg.store(std::sync::Arc::new(cfg));
     }
 
     /// Applies a REGISTER (RFC 3261 §10.3 steps 5–8) at time `now`.
@@ -277,6 +285,7 @@ impl Registrar {
         if u.call_id.len() > usize::from(u16::MAX) {
             return Err(UpdateError::Invalid("Call-ID too long"));
         }
+        let cfg = self.cfg.load();
         let mut expiries = Vec::with_capacity(u.contacts.len());
         for c in &u.contacts {
             let exp = match *c {
@@ -291,15 +300,15 @@ impl Registrar {
                     return Err(UpdateError::Invalid("Contact URI too long"));
                 }
                 ContactSpec::Uri { expires, .. } => {
-                    expires.or(u.expires).unwrap_or(self.cfg.default_expires)
+                    expires.or(u.expires).unwrap_or(cfg.default_expires)
                 }
             };
-            if exp != 0 && exp < self.cfg.min_expires {
+            if exp != 0 && exp < cfg.min_expires {
                 return Err(UpdateError::IntervalTooBrief {
-                    min_expires: self.cfg.min_expires,
+                    min_expires: cfg.min_expires,
                 });
             }
-            expiries.push(exp.min(self.cfg.max_expires));
+            expiries.push(exp.min(cfg.max_expires));
         }
 
         let key = u.aor.as_bytes();
@@ -309,7 +318,7 @@ impl Registrar {
             Some(aor) => aor.take(),
             None => Vec::with_capacity(u.contacts.len().min(store::MAX_BINDINGS)),
         };
-        let changed = match store::apply(&self.cfg, now, u, &expiries, &mut list) {
+        let changed = match store::apply(&cfg, now, u, &expiries, &mut list) {
             Ok(changed) => changed,
             Err(e) => {
                 // `apply` checks the whole request before it edits

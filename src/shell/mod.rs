@@ -233,9 +233,15 @@ pub fn run(path: &Path) -> Result<(), String> {
         if sig == signal_hook::consts::SIGHUP {
             match config::load(path)
                 .map_err(|e| e.to_string())
-                .and_then(|c| publisher.reload(&c).map_err(|e| e.to_string()))
+                .and_then(|c| publisher.reload(&c).map(|_| c).map_err(|e| e.to_string()))
             {
-                Ok(_) => tracing::info!(config = %path.display(), "configuration reloaded"),
+                Ok(c) => {
+                    // The routing table took it: so do the authenticator
+                    // and the registrar (their settings are already valid).
+                    auth.set_config(AuthConfig::from_config(&c.auth));
+                    registrar.set_config(RegistrarConfig::from_config(&c.registrar));
+                    tracing::info!(config = %path.display(), "configuration reloaded")
+                }
                 Err(e) => {
                     tracing::error!(config = %path.display(), "reload refused, running table kept: {e}")
                 }

@@ -132,3 +132,15 @@ impl fmt::Display for ParseError {
 }
 
 impl std::error::Error for ParseError {}
+
+/// A small deterministic generator for the parsers' differential tests:
+/// `next(n)` is a pseudo-random number below `n` (xorshift64).
+#[cfg(test)]
+fn test_rng(mut x: u64) -> impl FnMut(usize) -> usize {
+    move |n| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % n as u64) as usize
+    }
+}

@@ -588,13 +588,7 @@ mod tests {
             b"sip:branch@127.0.0.1:5070;tfo=YWJj;tfn=ZGVm;tcs=8.0;tpa;tfd",
             b"sip:%61lice@a.example.com?h=%20&x=y",
         ];
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = |n: usize| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % n as u64) as usize
-        };
+        let mut next = crate::sip::test_rng(0x9e37_79b9_7f4a_7c15);
         for round in 0..200_000 {
             let mut s: Vec<u8> = if round % 2 == 0 {
                 let mut v = b"sip:".to_vec();

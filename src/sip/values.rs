@@ -374,13 +374,7 @@ mod tests {
             b"SIP/2.0/UDP 192.0.2.2;branch=\"a;b\"",
             b"SIP/2.0/UDP h:99999",
         ];
-        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = |n: usize| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % n as u64) as usize
-        };
+        let mut next = crate::sip::test_rng(0x2545_f491_4f6c_dd1d);
         let mut plain = 0;
         for _ in 0..100_000 {
             let mut v = seeds[next(seeds.len())].to_vec();

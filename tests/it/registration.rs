@@ -470,6 +470,56 @@ fn digest_attacks_get_nothing() {
     assert_eq!(ok.status(), 200);
 }
 
+/// SIGHUP applies `[registrar]` and `[auth]` changes; a configuration with
+/// an error changes nothing.
+#[test]
+fn a_reload_changes_registrar_and_auth_settings() {
+    let sw = Switch::start("reg-reload", 22800);
+    let mut phone = Phone::new("127.0.0.1", sw.addr());
+    let contact = |p: &Phone| format!("<sip:alice-phone@{}>;expires=30", p.local());
+    let c = contact(&phone);
+    let (_, r) = phone.register_with("alice-phone", "Correct-Horse-42", &c);
+    assert_eq!(r.status(), 423, "{}", r.0);
+    assert_eq!(r.header("Min-Expires"), Some("60"));
+
+    sw.reload_with(|c| c.replace("min_expires_s = 60", "min_expires_s = 20"));
+    let (_, r) = phone.register_with("alice-phone", "Correct-Horse-42", &c);
+    assert_eq!(
+        r.status(),
+        200,
+        "the new min_expires_s is not in force: {}",
+        r.0
+    );
+
+    // A configuration with an error: refused whole, the running settings
+    // stay (30 s is still accepted, the algorithms still both offered).
+    sw.reload_with(|c| {
+        c.replace("min_expires_s = 20", "min_expires_s = 40")
+            .replace(
+                "algorithms = [\"SHA-256\", \"MD5\"]",
+                "algorithms = [\"SHA-1\"]",
+            )
+    });
+    let (challenge, r) = phone.register_with("alice-phone", "Correct-Horse-42", &c);
+    assert_eq!(
+        r.status(),
+        200,
+        "a bad configuration changed the limits: {}",
+        r.0
+    );
+    assert!(challenge.contains("SHA-256"), "{challenge}");
+
+    // [auth]: only MD5 offered from now on.
+    sw.reload_with(|c| {
+        c.replace("algorithms = [\"SHA-1\"]", "algorithms = [\"MD5\"]")
+            .replace("min_expires_s = 40", "min_expires_s = 20")
+    });
+    let r = phone.register_raw("alice-phone", &c, "").unwrap();
+    let offered: Vec<&str> = r.headers("WWW-Authenticate").collect();
+    assert_eq!(offered.len(), 1, "{}", r.0);
+    assert!(offered[0].contains("algorithm=MD5"), "{}", r.0);
+}
+
 /// RFC 4475 cparam01/cparam02 after authentication: a contact parameter
 /// is not part of the bound URI, a URI parameter is.
 #[test]

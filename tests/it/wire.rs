@@ -120,6 +120,22 @@ impl Switch {
     pub fn alive(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
     }
+
+    /// Rewrites the configuration file with `edit` and sends SIGHUP; waits
+    /// until the switch answers again (the reload runs on its main thread,
+    /// beside the workers).
+    pub fn reload_with(&self, edit: impl Fn(String) -> String) {
+        let path = self.dir.0.join("tandem.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, edit(text)).unwrap();
+        let status = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .expect("kill -HUP");
+        assert!(status.success());
+        std::thread::sleep(Duration::from_millis(300));
+        self.wait_ready();
+    }
 }
 
 impl Drop for Switch {
