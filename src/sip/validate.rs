@@ -104,9 +104,10 @@ fn validate_request(msg: &Message) -> Verdict {
         Some(false) => return reject(StatusCode::VERSION_NOT_SUPPORTED, "Version Not Supported"),
         Some(true) => {}
     }
-    if let Some(v) = common_headers(msg) {
-        return v;
-    }
+    let vias = match common_headers(msg) {
+        Ok(vias) => vias,
+        Err(v) => return v,
+    };
     let method = msg.method().expect("a request");
 
     // The Request-URI.
@@ -119,11 +120,8 @@ fn validate_request(msg: &Message) -> Verdict {
     };
 
     // The top Via names the transaction.
-    if let Some(Ok(top)) = msg.values(HeaderName::Via).next() {
-        let via = Via::parse(top).expect("checked by common_headers");
-        if via.branch() == Some(b"z9hG4bK") {
-            return bad("Via branch has no transaction identifier");
-        }
+    if vias.bare_branch {
+        return bad("Via branch has no transaction identifier");
     }
 
     let cseq = CSeq::parse(msg.header(HeaderName::CSeq).expect("checked")).expect("checked");
@@ -204,10 +202,21 @@ fn validate_request(msg: &Message) -> Verdict {
 
 /// Checks shared by requests and responses: required headers present once,
 /// and each of them decodable. Returns the verdict for the first problem.
-fn common_headers(msg: &Message) -> Option<Verdict> {
+/// What the checks of the Via headers found out on the way, for the
+/// checks that come later (each Via is decoded once).
+#[derive(Debug, Default)]
+struct ViaFacts {
+    /// The top Via's branch is the bare magic cookie.
+    bare_branch: bool,
+    /// The second Via (a response's next hop) names a broadcast,
+    /// multicast or unspecified address.
+    next_hop_unsafe: bool,
+}
+
+fn common_headers(msg: &Message) -> Result<ViaFacts, Verdict> {
     let request = msg.is_request();
     let fail = |reason| {
-        Some(if request {
+        Err(if request {
             bad(reason)
         } else {
             Verdict::Drop { reason }
@@ -231,9 +240,15 @@ fn common_headers(msg: &Message) -> Option<Verdict> {
             seen |= bit;
         }
     }
-    for v in msg.values(HeaderName::Via) {
-        if v.map(Via::parse_strict).map_or(true, |r| r.is_err()) {
+    let mut facts = ViaFacts::default();
+    for (i, v) in msg.values(HeaderName::Via).enumerate() {
+        let Some(via) = v.ok().and_then(|v| Via::parse_strict(v).ok()) else {
             return fail("Malformed Via header");
+        };
+        match i {
+            0 => facts.bare_branch = via.branch() == Some(b"z9hG4bK"),
+            1 if !request => facts.next_hop_unsafe = unsafe_next_hop(&via),
+            _ => {}
         }
     }
     for (h, reason) in [
@@ -255,7 +270,7 @@ fn common_headers(msg: &Message) -> Option<Verdict> {
             return fail("Malformed Content-Type header");
         }
     }
-    None
+    Ok(facts)
 }
 
 fn duplicate_reason(h: HeaderName) -> &'static str {
@@ -279,30 +294,32 @@ fn validate_response(msg: &Message) -> Verdict {
             reason: "unsupported SIP version in response",
         };
     }
-    if let Some(v) = common_headers(msg) {
-        return v;
-    }
+    let vias = match common_headers(msg) {
+        Ok(vias) => vias,
+        Err(v) => return v,
+    };
     // The hop after ours: never reflect a response to a broadcast or
     // multicast address (RFC 4475 §3.3.10, amplification defence).
-    if let Some(Ok(next)) = msg.values(HeaderName::Via).nth(1) {
-        let via = Via::parse(next).expect("checked by common_headers");
-        let received = via
-            .received()
-            .and_then(|r| std::str::from_utf8(r).ok())
-            .and_then(|r| r.parse::<std::net::IpAddr>().ok());
-        let target = received.or_else(|| via.host.ip());
-        let bad_target = match target {
-            Some(std::net::IpAddr::V4(a)) => {
-                a.is_broadcast() || a.is_multicast() || a.is_unspecified()
-            }
-            Some(std::net::IpAddr::V6(a)) => a.is_multicast() || a.is_unspecified(),
-            None => false,
+    if vias.next_hop_unsafe {
+        return Verdict::Drop {
+            reason: "response next hop is a broadcast or multicast address",
         };
-        if bad_target || matches!(via.host, Host::V4(a) if a.is_broadcast()) {
-            return Verdict::Drop {
-                reason: "response next hop is a broadcast or multicast address",
-            };
-        }
     }
     Verdict::Accept
+}
+
+/// Whether a response sent on to `via` would go to a broadcast, multicast
+/// or unspecified address.
+fn unsafe_next_hop(via: &Via<'_>) -> bool {
+    let received = via
+        .received()
+        .and_then(|r| std::str::from_utf8(r).ok())
+        .and_then(|r| r.parse::<std::net::IpAddr>().ok());
+    let target = received.or_else(|| via.host.ip());
+    let bad_target = match target {
+        Some(std::net::IpAddr::V4(a)) => a.is_broadcast() || a.is_multicast() || a.is_unspecified(),
+        Some(std::net::IpAddr::V6(a)) => a.is_multicast() || a.is_unspecified(),
+        None => false,
+    };
+    bad_target || matches!(via.host, Host::V4(a) if a.is_broadcast())
 }
