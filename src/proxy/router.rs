@@ -120,6 +120,28 @@ fn with_user(contact: &str, user: &str) -> String {
     format!("{scheme}:{user}@{hostpart}")
 }
 
+/// Appends `a` as a URI's hostport (`192.0.2.1:5060`, `[2001:db8::1]:5060`),
+/// an IPv4 address without the formatting machinery.
+fn push_addr(out: &mut String, a: SocketAddr) {
+    use crate::sip::scan::itoa;
+    match a {
+        SocketAddr::V4(v4) => {
+            for (i, o) in v4.ip().octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                out.push_str(itoa(u64::from(o)).as_str());
+            }
+        }
+        SocketAddr::V6(v6) => {
+            use std::fmt::Write;
+            let _ = write!(out, "[{}]", v6.ip());
+        }
+    }
+    out.push(':');
+    out.push_str(itoa(u64::from(a.port())).as_str());
+}
+
 fn reject(status: StatusCode, reason: &'static str) -> Routing {
     Routing::Reject {
         status,
@@ -144,13 +166,12 @@ fn target(peer: Option<Peer>, user: &str, rewrite: Option<Box<Rewrite>>) -> Rout
     let user = escape_user(user.as_bytes());
     match peer {
         Some(p) => {
-            let mut t = Target::new(
-                p,
-                Some(match p.addr {
-                    SocketAddr::V4(a) => format!("sip:{user}@{a}"),
-                    SocketAddr::V6(a) => format!("sip:{user}@[{}]:{}", a.ip(), a.port()),
-                }),
-            );
+            let mut uri = String::with_capacity(user.len() + 32);
+            uri.push_str("sip:");
+            uri.push_str(&user);
+            uri.push('@');
+            push_addr(&mut uri, p.addr);
+            let mut t = Target::new(p, Some(uri));
             t.rewrite = rewrite;
             Routing::Forward(vec![t])
         }
@@ -175,10 +196,11 @@ fn intersect(a: Option<Codecs>, b: Option<Codecs>) -> Option<Codecs> {
     }
 }
 
-/// The user part of a name-addr header value, unescaped.
+/// The user part of a name-addr header value (of a validated request),
+/// unescaped.
 fn user_of(v: &[u8]) -> Option<String> {
     let a = NameAddr::parse(v).ok()?;
-    let u = a.parsed_uri().ok()?.user()?;
+    let u = a.decoded_uri().ok()?.user()?;
     String::from_utf8(unescape(u).into_owned()).ok()
 }
 
@@ -369,6 +391,26 @@ impl Router for TableRouter<'_> {
             Decision::NoIdentity => reject(StatusCode::FORBIDDEN, "No outgoing identity"),
             Decision::NotFound => reject(StatusCode::NOT_FOUND, "Not Found"),
             Decision::NotDialable => reject(StatusCode::NOT_FOUND, "Not dialable"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        for a in [
+            "192.0.2.1:5060",
+            "0.0.0.0:0",
+            "255.255.255.255:65535",
+            "[2001:db8::1]:5061",
+        ] {
+            let a: SocketAddr = a.parse().unwrap();
+            let mut out = String::new();
+            push_addr(&mut out, a);
+            assert_eq!(out, a.to_string());
         }
     }
 }

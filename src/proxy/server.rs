@@ -337,7 +337,7 @@ impl Proxy {
         if let Some(r) = routes.next() {
             let ours = NameAddr::parse(r)
                 .ok()
-                .and_then(|a| match a.parsed_uri().ok()? {
+                .and_then(|a| match a.decoded_uri().ok()? {
                     Uri::Sip(u) if self.is_me(&u.host, u.port) => Some(
                         u.params
                             .get(b"tdm")
@@ -401,7 +401,7 @@ impl Proxy {
                 );
                 return None;
             }
-            let uri = Uri::parse(msg.request_uri().expect("request")).expect("validated");
+            let uri = Uri::decode(msg.request_uri().expect("request")).expect("validated");
             let peer = uri
                 .as_sip()
                 .and_then(|u| peer_of(u.host.ip()?, u.port, &u.params));
@@ -419,7 +419,7 @@ impl Proxy {
             }
             return hop;
         }
-        let uri = Uri::parse(msg.request_uri().expect("request")).expect("validated");
+        let uri = Uri::decode(msg.request_uri().expect("request")).expect("validated");
         if is_ping(msg) {
             // OPTIONS to the switch itself: a keep-alive or capability probe.
             self.reply(msg, from, StatusCode::OK, "OK", &[("Allow", b"INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, PRACK, REFER, NOTIFY, MESSAGE")]);
@@ -740,10 +740,10 @@ fn loop_hash(msg: &Message) -> u32 {
 }
 
 /// The peer a Route value names; only IP literals are resolved (Tandem
-/// does no DNS on the hot path).
+/// does no DNS on the hot path). The value passed validation.
 fn resolve_route(r: &[u8]) -> Option<Peer> {
     let a = NameAddr::parse(r).ok()?;
-    let Uri::Sip(u) = a.parsed_uri().ok()? else {
+    let Uri::Sip(u) = a.decoded_uri().ok()? else {
         return None;
     };
     peer_of(u.host.ip()?, u.port, &u.params)

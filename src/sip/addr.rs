@@ -140,6 +140,12 @@ impl<'a> NameAddr<'a> {
         Uri::parse(self.uri)
     }
 
+    /// The URI of an address validation has already accepted, decoded
+    /// without checking its grammar again (see [`Uri::decode`]).
+    pub fn decoded_uri(&self) -> Result<Uri<'a>, UriError> {
+        Uri::decode(self.uri)
+    }
+
     /// The `tag` parameter.
     pub fn tag(&self) -> Option<&'a [u8]> {
         self.params.get(b"tag").flatten()

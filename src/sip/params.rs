@@ -87,28 +87,38 @@ impl<'a> Params<'a> {
 
     /// Checks the list against the `uri-parameter` grammar.
     pub fn check_uri(&self) -> Result<(), BadParams> {
-        if self.0.is_empty() {
+        let s = self.0;
+        if s.is_empty() {
             return Ok(());
         }
-        // One scan: each `;`-separated part is a non-empty name, then
-        // optionally `=` and a non-empty value, all paramchars.
-        let (mut name, mut value) = (0usize, None::<usize>);
-        for &c in self.0 {
-            match (c, value) {
-                (b';', None) if name > 0 => name = 0,
-                (b';', Some(v)) if v > 0 => (name, value) = (0, None),
-                (b'=', None) if name > 0 => value = Some(0),
-                _ if is_paramchar(c) => match &mut value {
-                    None => name += 1,
-                    Some(v) => *v += 1,
-                },
-                _ => return Err(BadParams),
+        // Each `;`-separated part: a non-empty name, then optionally `=`
+        // and a non-empty value, all paramchars; runs of paramchars are
+        // skipped in a tight loop.
+        let run = |mut i: usize| {
+            while i < s.len() && is_paramchar(s[i]) {
+                i += 1;
             }
-        }
-        match value {
-            None if name > 0 => Ok(()),
-            Some(v) if v > 0 => Ok(()),
-            _ => Err(BadParams),
+            i
+        };
+        let mut i = 0;
+        loop {
+            let end = run(i);
+            if end == i {
+                return Err(BadParams);
+            }
+            i = end;
+            if s.get(i) == Some(&b'=') {
+                let end = run(i + 1);
+                if end == i + 1 {
+                    return Err(BadParams);
+                }
+                i = end;
+            }
+            match s.get(i) {
+                None => return Ok(()),
+                Some(b';') => i += 1,
+                Some(_) => return Err(BadParams),
+            }
         }
     }
 }
