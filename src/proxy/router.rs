@@ -179,10 +179,6 @@ fn target(peer: Option<Peer>, user: &str, rewrite: Option<Box<Rewrite>>) -> Rout
     }
 }
 
-fn codec_names(list: &Option<Codecs>) -> Option<Codecs> {
-    list.clone()
-}
-
 /// Both lists apply when both ends are friends with a filter.
 fn intersect(a: Option<Codecs>, b: Option<Codecs>) -> Option<Codecs> {
     match (a, b) {
@@ -300,7 +296,7 @@ impl Router for TableRouter<'_> {
         // from its from_domain, and SDP filtered to its codecs (and to the
         // calling friend's, when the caller is a friend with a list).
         let caller_codecs = match caller {
-            Caller::Friend(f) => codec_names(&company.friend(f).allowed_codecs),
+            Caller::Friend(f) => company.friend(f).allowed_codecs.clone(),
             _ => None,
         };
         let from_user = req.header(HeaderName::From).and_then(user_of);
@@ -320,7 +316,7 @@ impl Router for TableRouter<'_> {
                 from_uri: local
                     .map(|n| format!("sip:{}@{}", escape_user(n.as_bytes()), f.from_domain)),
                 pai: None,
-                codecs: intersect(codec_names(&f.allowed_codecs), caller_codecs.clone()),
+                codecs: intersect(f.allowed_codecs.clone(), caller_codecs.clone()),
                 friend: Some(f.name.to_string()),
             }))
         };
