@@ -517,9 +517,9 @@ impl Proxy {
             let Some((slot, generation, kind)) = self.timers.pop_due(now, live) else {
                 break;
             };
-            if self.generations.get(slot as usize) != Some(&generation)
-                || self.slots[slot as usize].is_none()
-            {
+            // An entry taken out with others may have gone stale while an
+            // earlier one fired (and released its transaction).
+            if !live(slot, generation) {
                 continue;
             }
             self.fire(now, slot, kind);
