@@ -14,8 +14,10 @@ use crate::sip::{response_to, CSeq, HeaderName, Message, Method, StatusCode};
 fn upstream(b: &super::Branch, msg: &Message) -> Vec<u8> {
     let mut e = msg.edit();
     e.remove_top_via();
-    if b.source == Source::Listen && b.peer.transport == Transport::Udp {
-        super::rewrite::fix_response_contact(&mut e, msg, b.peer.addr);
+    // A binding's answer (sent from the shared socket, or on the binding's
+    // TCP connection): its Contact fixed as a request's would be.
+    if b.source == Source::Listen && (b.peer.transport == Transport::Udp || b.peer.conn.is_some()) {
+        super::rewrite::fix_response_contact(&mut e, msg, &b.peer);
     }
     if let Some(r) = &b.restore {
         super::rewrite::restore(

@@ -28,6 +28,7 @@
 //! callee's To tag). `tcs` filters every SDP of the dialog (re-INVITE,
 //! UPDATE, their answers) with the same codec list.
 
+use super::{Peer, Transport};
 use crate::sip::{sdp, Editor, HeaderName, Message, NameAddr};
 
 /// The edits a forwarded request carries for its whole dialog.
@@ -215,28 +216,45 @@ pub(super) fn apply(e: &mut Editor<'_>, p: &Planned) {
     }
 }
 
-/// The Contact of a message from `source` (UDP) as the far end must use
-/// it: when it names another address than the packet came from (a device
-/// behind NAT writes its private address), its host and port become the
-/// source's and the URI gets a `tnat` parameter, so in-dialog requests to
-/// it are sent from the shared socket whose pinhole the device opened
-/// (like Kamailio's `fix_nated_contact`). `None` when nothing changes.
-pub(super) fn nat_contact(v: &[u8], source: std::net::SocketAddr) -> Option<Vec<u8>> {
+/// The Contact of a message from `from` as the far end must use it, so
+/// that in-dialog requests to it reach the device through the path it
+/// opened (like Kamailio's `fix_nated_contact`). `None` when nothing
+/// changes.
+///
+/// - UDP: when the Contact names another address than the packet came
+///   from (a device behind NAT writes its private address), its host and
+///   port become the source's and the URI gets a `tnat` flag: in-dialog
+///   requests to it leave from the shared socket, whose pinhole the device
+///   opened.
+/// - TCP: always (the peer's port is the connection's, not a listening
+///   one): host and port become the connection's far end, and the URI gets
+///   `transport=tcp` and `tnat=<connection id, hex>`, so in-dialog requests
+///   are written on that connection, whichever worker they reach (the id
+///   names the owner). The shell checks that the connection still leads to
+///   that address before using it.
+pub(super) fn nat_contact(v: &[u8], from: &Peer) -> Option<Vec<u8>> {
     let a = NameAddr::parse(v).ok()?;
     let crate::sip::Uri::Sip(u) = a.parsed_uri().ok()? else {
         return None;
     };
-    if u.host.ip() == Some(source.ip()) && u.port.unwrap_or(5060) == source.port() {
-        return None;
+    let source = from.addr;
+    let conn = match from.transport {
+        Transport::Udp => None,
+        Transport::Tcp => Some(from.conn?),
+    };
+    if conn.is_none() {
+        if u.host.ip() == Some(source.ip()) && u.port.unwrap_or(5060) == source.port() {
+            return None;
+        }
+        if u.params
+            .get(b"transport")
+            .flatten()
+            .is_some_and(|t| !t.eq_ignore_ascii_case(b"udp"))
+        {
+            return None; // another transport than the packet's: left alone
+        }
     }
-    if u.params
-        .get(b"transport")
-        .flatten()
-        .is_some_and(|t| !t.eq_ignore_ascii_case(b"udp"))
-    {
-        return None; // a stream transport: NAT is the connection's business
-    }
-    let mut out = Vec::with_capacity(v.len() + 32);
+    let mut out = Vec::with_capacity(v.len() + 48);
     out.extend_from_slice(if u.secure { b"<sips:" } else { b"<sip:" });
     if let Some(user) = u.user {
         out.extend_from_slice(user);
@@ -247,12 +265,30 @@ pub(super) fn nat_contact(v: &[u8], source: std::net::SocketAddr) -> Option<Vec<
         std::net::SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
     };
     out.extend_from_slice(host.as_bytes());
-    if !u.params.0.is_empty() {
-        out.push(b';');
-        out.extend_from_slice(u.params.0);
-    }
-    if u.params.get(b"tnat").is_none() {
-        out.extend_from_slice(b";tnat");
+    match conn {
+        None => {
+            if !u.params.0.is_empty() {
+                out.push(b';');
+                out.extend_from_slice(u.params.0);
+            }
+            if u.params.get(b"tnat").is_none() {
+                out.extend_from_slice(b";tnat");
+            }
+        }
+        Some(id) => {
+            for (name, value) in u.params.iter() {
+                if name.eq_ignore_ascii_case(b"transport") || name.eq_ignore_ascii_case(b"tnat") {
+                    continue;
+                }
+                out.push(b';');
+                out.extend_from_slice(name);
+                if let Some(value) = value {
+                    out.push(b'=');
+                    out.extend_from_slice(value);
+                }
+            }
+            out.extend_from_slice(format!(";transport=tcp;tnat={id:x}").as_bytes());
+        }
     }
     out.push(b'>');
     if !a.params.0.is_empty() {
@@ -260,6 +296,17 @@ pub(super) fn nat_contact(v: &[u8], source: std::net::SocketAddr) -> Option<Vec<
         out.extend_from_slice(a.params.0);
     }
     Some(out)
+}
+
+/// The connection a `tnat` URI parameter names (see [`nat_contact`]):
+/// `Some(id)` for a TCP contact the switch fixed, `None` for the UDP flag
+/// or anything else.
+pub(super) fn nat_connection(params: &crate::sip::Params<'_>) -> Option<u64> {
+    let v = params.get(b"tnat")??;
+    if v.is_empty() || v.len() > 16 || !v.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    u64::from_str_radix(std::str::from_utf8(v).ok()?, 16).ok()
 }
 
 /// The URI of a From/To value.
@@ -339,11 +386,7 @@ pub(super) fn restore(
 
 /// A response from a binding reached through NAT: its Contact fixed like
 /// a request's (see [`nat_contact`]).
-pub(super) fn fix_response_contact(
-    e: &mut Editor<'_>,
-    resp: &Message,
-    source: std::net::SocketAddr,
-) {
+pub(super) fn fix_response_contact(e: &mut Editor<'_>, resp: &Message, source: &Peer) {
     if let Some(c) = resp
         .header(HeaderName::Contact)
         .and_then(|v| nat_contact(v, source))
@@ -432,6 +475,52 @@ mod tests {
         let p = d.rr_params();
         let parsed = DialogEdit::from_params(&crate::sip::Params(&p.as_bytes()[1..]));
         assert_eq!(parsed, d);
+    }
+
+    #[test]
+    fn nat_contacts_lead_back_to_the_source() {
+        let udp = Peer::udp("127.0.0.1:40000".parse().unwrap());
+        let fixed = nat_contact(b"<sip:alice@192.0.2.50:5060>;expires=60", &udp).unwrap();
+        assert_eq!(fixed, b"<sip:alice@127.0.0.1:40000;tnat>;expires=60");
+        // Already the source: nothing to fix.
+        assert_eq!(nat_contact(b"<sip:alice@127.0.0.1:40000>", &udp), None);
+        // TCP: always the connection, whatever transport the Contact named.
+        let tcp = Peer {
+            addr: "127.0.0.1:40001".parse().unwrap(),
+            transport: Transport::Tcp,
+            conn: Some(0x1_0000_0000_002a),
+        };
+        let fixed = nat_contact(
+            b"\"A\" <sip:alice@192.0.2.50:5060;transport=TCP;ob;tnat=7>;+sip.instance=\"<urn:x>\"",
+            &tcp,
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(fixed.clone()).unwrap(),
+            "<sip:alice@127.0.0.1:40001;ob;transport=tcp;tnat=100000000002a>;+sip.instance=\"<urn:x>\""
+        );
+        let a = NameAddr::parse(&fixed).unwrap();
+        let crate::sip::Uri::Sip(u) = a.parsed_uri().unwrap() else {
+            panic!("a SIP URI")
+        };
+        assert_eq!(nat_connection(&u.params), Some(0x1_0000_0000_002a));
+        // A TCP peer without a connection id (never from the shell): left.
+        let no_conn = Peer { conn: None, ..tcp };
+        assert_eq!(nat_contact(b"<sip:alice@192.0.2.50>", &no_conn), None);
+        // The UDP flag and junk name no connection.
+        for p in [
+            "tnat",
+            "tnat=",
+            "tnat=xyz",
+            "tnat=+5",
+            "tnat=11112222333344445",
+        ] {
+            assert_eq!(
+                nat_connection(&crate::sip::Params(p.as_bytes())),
+                None,
+                "{p}"
+            );
+        }
     }
 
     #[test]

@@ -170,12 +170,12 @@ impl Proxy {
         let mut copies = Vec::with_capacity(targets.len());
         let mut plans = Vec::with_capacity(targets.len());
         // A device behind NAT writes its private address in Contact: fixed
-        // to the packet's source so the far end's in-dialog requests reach
-        // it (UDP from anyone but a carrier).
-        let nat_contact = (from.transport == Transport::Udp && !router.is_carrier(&from))
+        // to the packet's source (or its TCP connection) so the far end's
+        // in-dialog requests reach it (anyone but a carrier).
+        let nat_contact = (!router.is_carrier(&from))
             .then(|| msg.header(HeaderName::Contact))
             .flatten()
-            .and_then(|c| rewrite::nat_contact(c, from.addr));
+            .and_then(|c| rewrite::nat_contact(c, &from));
         for t in &targets {
             let rewrite = t.rewrite.as_deref().filter(|_| !in_dialog);
             match rewrite::plan(&msg, rewrite, dialog.as_ref()) {
@@ -402,9 +402,14 @@ impl Proxy {
                 return None;
             }
             let uri = Uri::decode(msg.request_uri().expect("request")).expect("validated");
-            let peer = uri
-                .as_sip()
-                .and_then(|u| peer_of(u.host.ip()?, u.port, &u.params));
+            let peer = uri.as_sip().and_then(|u| {
+                let mut p = peer_of(u.host.ip()?, u.port, &u.params)?;
+                if p.transport == Transport::Tcp {
+                    // A TCP Contact the switch fixed: that connection.
+                    p.conn = rewrite::nat_connection(&u.params);
+                }
+                Some(p)
+            });
             // A Contact the switch fixed for NAT (`tnat`): sent from the
             // shared socket, whose pinhole the device opened.
             let nat = uri

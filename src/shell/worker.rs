@@ -635,12 +635,14 @@ impl Worker {
         if let Some(id) = t.peer.conn {
             let owner = (id >> CONN_WORKER_SHIFT) as usize;
             if owner != self.index {
-                // A binding's connection lives on the worker that accepted
-                // it: that worker writes.
+                // A binding's (or a NAT-fixed Contact's) connection lives on
+                // the worker that accepted it: that worker writes. An id
+                // naming no running worker (a Contact from before a restart
+                // with fewer workers) is served here, by address.
                 if let Some(inbox) = self.shared.inboxes.get(owner) {
                     inbox.hand_over(Inbox::Send(t));
+                    return;
                 }
-                return;
             }
         }
         match t.peer.transport {
@@ -666,10 +668,11 @@ impl Worker {
                 }
             }
             Transport::Tcp => {
-                let id = t
-                    .peer
-                    .conn
-                    .or_else(|| self.conn_by_addr.borrow().get(&t.peer.addr).copied());
+                // The connection id only chose the worker: the connection
+                // used is the one that leads to the address now, so a stale
+                // id (closed, or from before a restart) never writes to
+                // another peer.
+                let id = self.conn_by_addr.borrow().get(&t.peer.addr).copied();
                 let stream = id.and_then(|id| self.conns.borrow().get(&id).cloned());
                 let stream = match stream {
                     Some(s) => s,

@@ -1,9 +1,11 @@
 //! Registration and digest authentication on the wire: SIPp registering
-//! with MD5, and a small phone of our own (raw UDP) for what SIPp cannot
+//! with MD5, and a small phone of our own (raw UDP or TCP) for what SIPp cannot
 //! do: SHA-256 digest, being called at its binding, replaying a nonce,
 //! comparing challenges byte by byte, being banned.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::cell::RefCell;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 use tandem::auth::{digest_response, Algorithm};
@@ -14,9 +16,13 @@ use crate::wire::{
 
 const DOMAIN: &str = "acme.example.com";
 
-/// A SIP phone on a UDP socket of its own.
+/// A SIP phone on a UDP socket of its own, or on a TCP connection to the
+/// switch.
 struct Phone {
     sock: UdpSocket,
+    /// Set: the phone speaks over this connection (and what it has read
+    /// but not yet taken as a message); its UDP socket is unused.
+    tcp: Option<RefCell<(TcpStream, Vec<u8>)>>,
     switch: SocketAddr,
     cseq: u32,
     call_id: String,
@@ -76,6 +82,7 @@ impl Phone {
         let call_id = format!("reg-{}@{}", std::process::id(), sock.local_addr().unwrap());
         Phone {
             sock,
+            tcp: None,
             switch,
             cseq: 0,
             call_id,
@@ -83,22 +90,86 @@ impl Phone {
         }
     }
 
+    /// A phone on a TCP connection to the switch.
+    fn new_tcp(switch: SocketAddr) -> Phone {
+        let mut p = Phone::new("127.0.0.1", switch);
+        let c = TcpStream::connect(switch).unwrap();
+        c.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        p.call_id = format!("reg-tcp-{}@{}", std::process::id(), c.local_addr().unwrap());
+        p.tcp = Some(RefCell::new((c, Vec::new())));
+        p
+    }
+
     fn local(&self) -> SocketAddr {
-        self.sock.local_addr().unwrap()
+        match &self.tcp {
+            Some(c) => c.borrow().0.local_addr().unwrap(),
+            None => self.sock.local_addr().unwrap(),
+        }
+    }
+
+    /// The transport as a Via names it.
+    fn transport(&self) -> &'static str {
+        if self.tcp.is_some() {
+            "TCP"
+        } else {
+            "UDP"
+        }
     }
 
     fn send(&self, text: &str) {
-        self.sock.send_to(text.as_bytes(), self.switch).unwrap();
+        match &self.tcp {
+            Some(c) => c.borrow_mut().0.write_all(text.as_bytes()).unwrap(),
+            None => {
+                self.sock.send_to(text.as_bytes(), self.switch).unwrap();
+            }
+        }
+    }
+
+    /// The next message received, waiting at most one read timeout.
+    fn recv_one(&self) -> Option<Msg> {
+        let Some(c) = &self.tcp else {
+            let mut buf = vec![0u8; 65535];
+            let (n, _) = self.sock.recv_from(&mut buf).ok()?;
+            return Some(Msg(String::from_utf8_lossy(&buf[..n]).into_owned()));
+        };
+        let (stream, pending) = &mut *c.borrow_mut();
+        loop {
+            // Framed by the blank line and Content-Length (RFC 3261 §18.3).
+            while pending.starts_with(b"\r\n") {
+                pending.drain(..2);
+            }
+            let text = String::from_utf8_lossy(pending).into_owned();
+            if let Some(head) = text.find("\r\n\r\n") {
+                let body = text[..head]
+                    .lines()
+                    .find_map(|l| {
+                        let (n, v) = l.split_once(':')?;
+                        let n = n.trim();
+                        (n.eq_ignore_ascii_case("content-length") || n.eq_ignore_ascii_case("l"))
+                            .then(|| v.trim().parse::<usize>().ok())?
+                    })
+                    .unwrap_or(0);
+                let end = head + 4 + body;
+                if pending.len() >= end {
+                    let m: Vec<u8> = pending.drain(..end).collect();
+                    return Some(Msg(String::from_utf8_lossy(&m).into_owned()));
+                }
+            }
+            let mut buf = [0u8; 8192];
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => pending.extend_from_slice(&buf[..n]),
+            }
+        }
     }
 
     /// The next message within `limit` that `want` accepts (others, such as
     /// 100 Trying, are skipped).
     fn recv_where(&self, limit: Duration, want: impl Fn(&Msg) -> bool) -> Option<Msg> {
         let deadline = Instant::now() + limit;
-        let mut buf = vec![0u8; 65535];
         while Instant::now() < deadline {
-            if let Ok((n, _)) = self.sock.recv_from(&mut buf) {
-                let m = Msg(String::from_utf8_lossy(&buf[..n]).into_owned());
+            if let Some(m) = self.recv_one() {
                 if want(&m) {
                     return Some(m);
                 }
@@ -121,7 +192,7 @@ impl Phone {
         let local = self.local();
         let text = format!(
             "REGISTER sip:{DOMAIN} SIP/2.0\r\n\
-             Via: SIP/2.0/UDP {local};branch=z9hG4bK-ph{cseq}x{port};rport\r\n\
+             Via: SIP/2.0/{transport} {local};branch=z9hG4bK-ph{cseq}x{port};rport\r\n\
              Max-Forwards: 70\r\n\
              From: <sip:{user}@{DOMAIN}>;tag=ph{port}\r\n\
              To: <sip:{user}@{DOMAIN}>\r\n\
@@ -130,6 +201,7 @@ impl Phone {
              {contact}{extra}{expires}\
              Content-Length: 0\r\n\r\n",
             cseq = self.cseq,
+            transport = self.transport(),
             port = local.port(),
             call_id = self.call_id,
             // No Contact: a fetch of the current bindings (RFC 3261 §10.2.3).
@@ -223,7 +295,12 @@ impl Phone {
             .private
             .clone()
             .unwrap_or_else(|| self.local().to_string());
-        out.push_str(&format!("Contact: <sip:phone@{me}>\r\n"));
+        let transport = if self.tcp.is_some() {
+            ";transport=tcp"
+        } else {
+            ""
+        };
+        out.push_str(&format!("Contact: <sip:phone@{me}{transport}>\r\n"));
         out.push_str("Content-Length: 0\r\n\r\n");
         self.send(&out);
     }
@@ -614,6 +691,49 @@ fn a_phone_behind_nat_gets_its_whole_call() {
         "the Request-URI is the registered contact"
     );
     assert_eq!(call.wait(Duration::from_secs(20)), 0, "carrier side");
+}
+
+/// The same phone behind NAT over TCP: it registers on its connection
+/// with a private Contact, the carrier's call reaches it on that
+/// connection, and its 200's Contact is fixed to name the connection
+/// (`transport=tcp;tnat=<id>`), so the caller's ACK and BYE, routed by
+/// that Contact through the switch, are written on the same connection
+/// whichever worker receives them (a connect to the private address would
+/// go nowhere).
+#[test]
+fn a_phone_behind_nat_on_tcp_gets_its_whole_call() {
+    let sw = Switch::start("reg-nat-tcp", 22900);
+    let mut phone = Phone::new_tcp(sw.addr());
+    phone.private = Some("192.0.2.50:5060".into());
+    let (_, ok) = phone.register_with(
+        "alice-phone",
+        "Correct-Horse-42",
+        "<sip:alice-phone@192.0.2.50:5060;transport=tcp>",
+    );
+    assert_eq!(ok.status(), 200, "{}", ok.0);
+    // Three calls, each from a new SIPp port: the carrier's INVITE, ACK
+    // and BYE land on whichever worker its port hashes to, the connection
+    // lives on one.
+    for _ in 0..3 {
+        let call = uac(
+            sw.addr(),
+            "127.0.0.2",
+            &scenario("uac.xml"),
+            "+34944000100",
+            "+34600111222",
+            "pstn.example.net",
+            1,
+        );
+        let invite = phone
+            .answer_call(Duration::from_secs(10))
+            .expect("INVITE, ACK and BYE all reach the phone on its connection");
+        assert_eq!(
+            invite.first_line(),
+            "INVITE sip:alice-phone@192.0.2.50:5060;transport=tcp SIP/2.0",
+            "the Request-URI is the registered contact"
+        );
+        assert_eq!(call.wait(Duration::from_secs(20)), 0, "carrier side");
+    }
 }
 
 /// What `svwar` and `svcrack` send: the switch's IP literal as domain.
