@@ -29,12 +29,18 @@
 //! of the rest, non-banned entries first (oldest window first), and bans
 //! that end soonest only if every entry is banned.
 
-use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::BuildHasher;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Mutex, PoisonError};
+
+/// Seeded fast hashing (as the transaction indexes): the keys are source
+/// addresses, which the network chooses, so the seed matters; SipHash
+/// cost two hashes per out-of-dialog request for a table that is nearly
+/// always empty.
+type RandomState = foldhash::fast::RandomState;
+type Map = HashMap<IpAddr, Entry, RandomState>;
 
 const SHARDS: usize = 16;
 
@@ -120,7 +126,7 @@ impl Entry {
 /// Failure counts and bans, bounded in memory.
 #[derive(Debug)]
 pub(crate) struct BanTable {
-    shards: Box<[Mutex<HashMap<IpAddr, Entry>>]>,
+    shards: Box<[Mutex<Map>]>,
     pick: RandomState,
     shard_capacity: usize,
 }
@@ -138,12 +144,12 @@ impl BanTable {
     pub(crate) fn new(capacity: usize) -> BanTable {
         BanTable {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
-            pick: RandomState::new(),
+            pick: RandomState::default(),
             shard_capacity: (capacity / SHARDS).max(1),
         }
     }
 
-    fn shard(&self, k: &IpAddr) -> &Mutex<HashMap<IpAddr, Entry>> {
+    fn shard(&self, k: &IpAddr) -> &Mutex<Map> {
         &self.shards[self.pick.hash_one(k) as usize % SHARDS]
     }
 
@@ -195,7 +201,7 @@ impl BanTable {
     }
 }
 
-fn make_room(s: &mut HashMap<IpAddr, Entry>, now: u64, window: u64, capacity: usize) {
+fn make_room(s: &mut Map, now: u64, window: u64, capacity: usize) {
     s.retain(|_, e| e.banned(now) || e.window_open(now, window));
     if s.len() < capacity {
         return;
