@@ -114,6 +114,25 @@ impl Mode0600 for std::fs::OpenOptions {
     }
 }
 
+/// The `[server]` settings that differ between the running switch and a
+/// reloaded configuration but need a restart to take effect.
+fn restart_needed(running: &config::Server, new: &config::Server) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    if running.listen != new.listen {
+        changed.push("listen");
+    }
+    if running.advertised_host != new.advertised_host {
+        changed.push("advertised_host");
+    }
+    if running.workers != new.workers {
+        changed.push("workers");
+    }
+    if running.data_dir != new.data_dir {
+        changed.push("data_dir");
+    }
+    changed
+}
+
 /// Runs the switch on the configuration at `path` until a signal stops it.
 pub fn run(path: &Path) -> Result<(), String> {
     let cfg = config::load(path).map_err(|e| e.to_string())?;
@@ -184,6 +203,13 @@ pub fn run(path: &Path) -> Result<(), String> {
     };
     let (senders, mut receivers): (Vec<_>, Vec<_>) = (0..workers).map(|_| worker::inbox()).unzip();
     let inboxes: worker::Inboxes = Arc::new(senders);
+    // What a reload cannot change (sockets, threads, data): compared with
+    // each reloaded configuration to say so.
+    let running = cfg.server.clone();
+    let tunables = Arc::new(worker::Tunables::new(
+        cfg.registrar.keepalive_s,
+        cfg.server.batch_window_us,
+    ));
     tracing::info!(workers, ?listen, %advertised_host, "tandem starting");
 
     for index in 0..workers {
@@ -208,8 +234,7 @@ pub fn run(path: &Path) -> Result<(), String> {
             },
             persister: opened.persister.clone(),
             inboxes: inboxes.clone(),
-            keepalive_s: cfg.registrar.keepalive_s,
-            batch_window: std::time::Duration::from_micros(u64::from(cfg.server.batch_window_us)),
+            tunables: tunables.clone(),
         };
         let inbox = receivers.remove(0);
         std::thread::Builder::new()
@@ -240,6 +265,12 @@ pub fn run(path: &Path) -> Result<(), String> {
                     // and the registrar (their settings are already valid).
                     auth.set_config(AuthConfig::from_config(&c.auth));
                     registrar.set_config(RegistrarConfig::from_config(&c.registrar));
+                    tunables.set(c.registrar.keepalive_s, c.server.batch_window_us);
+                    for field in restart_needed(&running, &c.server) {
+                        tracing::warn!(
+                            "server.{field} changed: it takes effect at the next restart"
+                        );
+                    }
                     tracing::info!(config = %path.display(), "configuration reloaded")
                 }
                 Err(e) => {

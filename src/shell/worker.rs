@@ -12,6 +12,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -132,14 +134,47 @@ pub struct Shared {
     pub persister: Persister,
     /// Every worker's inbox.
     pub inboxes: Inboxes,
+    /// The settings a reload changes under the running workers.
+    pub tunables: Arc<Tunables>,
+}
+
+/// The shell's settings that SIGHUP applies while it runs (the others of
+/// `[server]` need a restart: sockets, threads, data directory).
+#[derive(Debug)]
+pub struct Tunables {
+    keepalive_s: AtomicU32,
+    batch_window_us: AtomicU32,
+}
+
+impl Tunables {
+    /// `registrar.keepalive_s` and `server.batch_window_us`.
+    pub fn new(keepalive_s: u32, batch_window_us: u32) -> Tunables {
+        Tunables {
+            keepalive_s: AtomicU32::new(keepalive_s),
+            batch_window_us: AtomicU32::new(batch_window_us),
+        }
+    }
+
+    /// Applies a reloaded configuration's values.
+    pub fn set(&self, keepalive_s: u32, batch_window_us: u32) {
+        self.keepalive_s.store(keepalive_s, Ordering::Relaxed);
+        self.batch_window_us
+            .store(batch_window_us, Ordering::Relaxed);
+    }
+
     /// Seconds between keep-alive OPTIONS to UDP bindings (0 = none).
-    pub keepalive_s: u32,
+    fn keepalive_s(&self) -> u32 {
+        self.keepalive_s.load(Ordering::Relaxed)
+    }
+
     /// After a wake-up's batch, how long a UDP socket is left to fill
     /// before it is read again (`server.batch_window_us`): under load one
     /// wake-up, one `recvmmsg` and one `sendmmsg` then serve many
     /// datagrams, at the price of at most this much added latency. Zero
     /// reads again at once.
-    pub batch_window: Duration,
+    fn batch_window(&self) -> Duration {
+        Duration::from_micros(u64::from(self.batch_window_us.load(Ordering::Relaxed)))
+    }
 }
 
 /// TCP connection ids carry their worker in the top 16 bits, so any worker
@@ -315,8 +350,9 @@ async fn udp_loop(w: Rc<Worker>, sock: Rc<UdpSocket>, listen: Option<usize>) {
             w.drain(&mut batch, fd);
         }
         w.flush().await;
-        if !w.shared.batch_window.is_zero() {
-            tokio::time::sleep(w.shared.batch_window).await;
+        let window = w.shared.tunables.batch_window();
+        if !window.is_zero() {
+            tokio::time::sleep(window).await;
         }
     }
 }
@@ -352,17 +388,32 @@ async fn timer_loop(w: Rc<Worker>) {
 }
 
 /// Keep-alive OPTIONS to the UDP bindings this worker registered (their
-/// NAT pinholes lead to its 4-tuple), and, on worker 0, the purge of
-/// expired bindings.
+/// NAT pinholes lead to its 4-tuple) every `registrar.keepalive_s`, and,
+/// on worker 0, the purge of expired bindings every [`PURGE_EVERY`]. The
+/// period is read again at least every second, so a reload applies it.
 async fn housekeeping(w: Rc<Worker>) {
-    let every = w.shared.keepalive_s;
-    let period = Duration::from_secs(if every == 0 { 60 } else { u64::from(every) });
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    const RECHECK: Duration = Duration::from_secs(1);
+    let mut last_keepalive = Instant::now();
+    let mut next_purge = last_keepalive + PURGE_EVERY;
     loop {
-        tick.tick().await;
+        let every = w.shared.tunables.keepalive_s();
+        let next_keepalive =
+            (every != 0).then(|| last_keepalive + Duration::from_secs(u64::from(every)));
+        let wake = next_keepalive
+            .unwrap_or(next_purge)
+            .min(next_purge)
+            .min(Instant::now() + RECHECK);
+        tokio::time::sleep_until(wake.into()).await;
+        let now = Instant::now();
+        let keepalive = next_keepalive.is_some_and(|t| now >= t);
+        let purge = now >= next_purge;
+        if !keepalive && !purge {
+            continue;
+        }
         let services = &w.shared.services;
-        let unix = services.clock.unix(Instant::now());
-        if every != 0 {
+        let unix = services.clock.unix(now);
+        if keepalive {
+            last_keepalive = now;
             // By the worker that registered it, modulo the workers running
             // now (a restart may run fewer).
             let (me, n) = (w.index, usize::from(services.workers.max(1)));
@@ -373,15 +424,22 @@ async fn housekeeping(w: Rc<Worker>) {
                 }
             });
         }
-        if w.index == 0 {
-            let purged = services.registrar.purge(unix);
-            if purged > 0 {
-                tracing::debug!(purged, "expired bindings purged");
+        if purge {
+            next_purge = now + PURGE_EVERY;
+            if w.index == 0 {
+                let purged = services.registrar.purge(unix);
+                if purged > 0 {
+                    tracing::debug!(purged, "expired bindings purged");
+                }
             }
         }
         w.flush().await;
     }
 }
+
+/// How often worker 0 drops expired bindings from the store (lookups
+/// skip them meanwhile).
+const PURGE_EVERY: Duration = Duration::from_secs(30);
 
 async fn accept_loop(w: Rc<Worker>, listener: TcpListener) {
     loop {

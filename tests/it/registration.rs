@@ -547,8 +547,8 @@ fn digest_attacks_get_nothing() {
     assert_eq!(ok.status(), 200);
 }
 
-/// SIGHUP applies `[registrar]` and `[auth]` changes; a configuration with
-/// an error changes nothing.
+/// SIGHUP applies `[registrar]` (keep-alive period included) and `[auth]`
+/// changes; a configuration with an error changes nothing.
 #[test]
 fn a_reload_changes_registrar_and_auth_settings() {
     let sw = Switch::start("reg-reload", 22800);
@@ -595,6 +595,19 @@ fn a_reload_changes_registrar_and_auth_settings() {
     let offered: Vec<&str> = r.headers("WWW-Authenticate").collect();
     assert_eq!(offered.len(), 1, "{}", r.0);
     assert!(offered[0].contains("algorithm=MD5"), "{}", r.0);
+
+    // registrar.keepalive_s: 30 s, so the binding gets no OPTIONS yet;
+    // reloaded to 1 s, it gets them at once.
+    let options = |limit| phone.recv_where(limit, |m| m.0.starts_with("OPTIONS "));
+    assert!(
+        options(Duration::from_millis(1500)).is_none(),
+        "keep-alive before its time"
+    );
+    sw.reload_with(|c| c.replace("keepalive_s = 30", "keepalive_s = 1"));
+    assert!(
+        options(Duration::from_secs(4)).is_some(),
+        "the reloaded keepalive_s is not in force"
+    );
 }
 
 /// RFC 4475 cparam01/cparam02 after authentication: a contact parameter
