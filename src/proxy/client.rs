@@ -11,13 +11,14 @@ use crate::sip::{response_to, CSeq, HeaderName, Message, Method, StatusCode};
 
 /// A response as sent upstream: our Via removed, From/To/SDP restored to
 /// what the upstream side expects (see the `rewrite` module).
-fn upstream(b: &super::Branch, msg: &Message) -> Vec<u8> {
+fn upstream(b: &super::Branch, msg: &Message, from: &Peer) -> Vec<u8> {
     let mut e = msg.edit();
     e.remove_top_via();
-    // A binding's answer (sent from the shared socket, or on the binding's
-    // TCP connection): its Contact fixed as a request's would be.
-    if b.source == Source::Listen && (b.peer.transport == Transport::Udp || b.peer.conn.is_some()) {
-        super::rewrite::fix_response_contact(&mut e, msg, &b.peer);
+    // A binding's answer (to a request sent from the shared socket, or on
+    // the binding's TCP connection): its Contact fixed as a request's
+    // would be, from where the answer came (the connection it arrived on).
+    if b.source == Source::Listen {
+        super::rewrite::fix_response_contact(&mut e, msg, from);
     }
     if let Some(r) = &b.restore {
         super::rewrite::restore(
@@ -90,7 +91,7 @@ impl Proxy {
             }
             let cancel_now = b.cancel_pending && !b.cancelled;
             if status != StatusCode::TRYING && tx.state == ServerState::Proceeding {
-                let data = upstream(b, &msg).into();
+                let data = upstream(b, &msg, &from).into();
                 let up = tx.upstream;
                 self.out.push_back(Transmit {
                     peer: up,
@@ -110,7 +111,7 @@ impl Proxy {
             b.state = BranchState::Terminated;
             b.final_status = Some(status);
             b.sent = None;
-            let data = upstream(b, &msg).into();
+            let data = upstream(b, &msg, &from).into();
             let up = tx.upstream;
             self.out.push_back(Transmit {
                 peer: up,
@@ -185,7 +186,7 @@ impl Proxy {
         self.timers
             .schedule(now + linger, slot, generation, TimerKind::ClientLinger(i));
 
-        let data = upstream(b, &msg);
+        let data = upstream(b, &msg, &from);
         let (status, data) = match (b.friend.clone(), status.0) {
             // DOMAIN.md §4.2: a friend never challenges the switch. The
             // challenge is ACKed above, not answered, and not relayed (the

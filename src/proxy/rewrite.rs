@@ -226,22 +226,34 @@ pub(super) fn apply(e: &mut Editor<'_>, p: &Planned) {
 ///   port become the source's and the URI gets a `tnat` flag: in-dialog
 ///   requests to it leave from the shared socket, whose pinhole the device
 ///   opened.
-/// - TCP: always (the peer's port is the connection's, not a listening
-///   one): host and port become the connection's far end, and the URI gets
-///   `transport=tcp` and `tnat=<connection id, hex>`, so in-dialog requests
-///   are written on that connection, whichever worker they reach (the id
-///   names the owner). The shell checks that the connection still leads to
-///   that address before using it.
+/// - TCP: when the Contact names another IP address than the connection
+///   came from (behind NAT; the port never matches, it is the
+///   connection's): host and port become the connection's far end, and the
+///   URI gets `transport=tcp` and `tnat=<connection id, hex>`, so in-dialog
+///   requests are written on that connection, whichever worker they reach
+///   (the id names the owner). The shell writes only on that very
+///   connection, and only while it still leads to that address. A device
+///   whose Contact names its own address is left alone: it takes
+///   connections, and a later request reaches it even once this
+///   connection is closed.
+///
+/// A `sips:` Contact is left alone (TLS is not this switch's).
 pub(super) fn nat_contact(v: &[u8], from: &Peer) -> Option<Vec<u8>> {
     let a = NameAddr::parse(v).ok()?;
     let crate::sip::Uri::Sip(u) = a.parsed_uri().ok()? else {
         return None;
     };
     let source = from.addr;
+    if u.secure {
+        return None;
+    }
     let conn = match from.transport {
         Transport::Udp => None,
         Transport::Tcp => Some(from.conn?),
     };
+    if conn.is_some() && u.host.ip() == Some(source.ip()) {
+        return None; // not behind NAT: reachable at its own address
+    }
     if conn.is_none() {
         if u.host.ip() == Some(source.ip()) && u.port.unwrap_or(5060) == source.port() {
             return None;
@@ -255,7 +267,7 @@ pub(super) fn nat_contact(v: &[u8], from: &Peer) -> Option<Vec<u8>> {
         }
     }
     let mut out = Vec::with_capacity(v.len() + 48);
-    out.extend_from_slice(if u.secure { b"<sips:" } else { b"<sip:" });
+    out.extend_from_slice(b"<sip:");
     if let Some(user) = u.user {
         out.extend_from_slice(user);
         out.push(b'@');
@@ -484,7 +496,7 @@ mod tests {
         assert_eq!(fixed, b"<sip:alice@127.0.0.1:40000;tnat>;expires=60");
         // Already the source: nothing to fix.
         assert_eq!(nat_contact(b"<sip:alice@127.0.0.1:40000>", &udp), None);
-        // TCP: always the connection, whatever transport the Contact named.
+        // TCP behind NAT: the connection, whatever transport the Contact named.
         let tcp = Peer {
             addr: "127.0.0.1:40001".parse().unwrap(),
             transport: Transport::Tcp,
@@ -504,6 +516,15 @@ mod tests {
             panic!("a SIP URI")
         };
         assert_eq!(nat_connection(&u.params), Some(0x1_0000_0000_002a));
+        // Over TCP, a Contact naming the connection's own IP is left: the
+        // device takes connections at the address it gave.
+        assert_eq!(
+            nat_contact(b"<sip:alice@127.0.0.1:5060;transport=tcp>", &tcp),
+            None
+        );
+        // TLS is not ours to fix.
+        assert_eq!(nat_contact(b"<sips:alice@192.0.2.50>", &tcp), None);
+        assert_eq!(nat_contact(b"<sips:alice@192.0.2.50>", &udp), None);
         // A TCP peer without a connection id (never from the shell): left.
         let no_conn = Peer { conn: None, ..tcp };
         assert_eq!(nat_contact(b"<sip:alice@192.0.2.50>", &no_conn), None);

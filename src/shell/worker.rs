@@ -726,11 +726,21 @@ impl Worker {
                 }
             }
             Transport::Tcp => {
-                // The connection id only chose the worker: the connection
-                // used is the one that leads to the address now, so a stale
-                // id (closed, or from before a restart) never writes to
-                // another peer.
-                let id = self.conn_by_addr.borrow().get(&t.peer.addr).copied();
+                // A named connection (a binding's, a NAT-fixed Contact's)
+                // is used only while it still leads to the address: a
+                // closed one's id, or one from before a restart, may now be
+                // another peer's. Gone, nothing is sent (a device behind
+                // NAT takes no connection; the transaction times out).
+                // Without an id, any connection to the address will do.
+                let by_addr = self.conn_by_addr.borrow().get(&t.peer.addr).copied();
+                let id = match t.peer.conn {
+                    Some(id) if by_addr == Some(id) => Some(id),
+                    Some(_) => {
+                        tracing::debug!(worker = self.index, peer = %t.peer.addr, "TCP connection gone, message dropped");
+                        return;
+                    }
+                    None => by_addr,
+                };
                 let stream = id.and_then(|id| self.conns.borrow().get(&id).cloned());
                 let stream = match stream {
                     Some(s) => s,
