@@ -223,6 +223,14 @@ pub trait Router {
         let _ = from;
         false
     }
+
+    /// Whether the configuration names `addr` as a TCP peer (a carrier or
+    /// a direct friend): a URI to it without a `transport` parameter is
+    /// still sent over TCP.
+    fn configured_tcp(&self, addr: std::net::SocketAddr) -> bool {
+        let _ = addr;
+        false
+    }
 }
 
 /// Wall-clock time as the proxy sees it: the Unix time at one instant of

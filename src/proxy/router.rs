@@ -205,6 +205,10 @@ impl Router for TableRouter<'_> {
         self.table.carrier_for_source(from.addr.ip()).is_some()
     }
 
+    fn configured_tcp(&self, addr: std::net::SocketAddr) -> bool {
+        self.table.configured_tcp(addr)
+    }
+
     fn claim(&self, req: &Message, from: &Peer, register: bool) -> Claim<'_> {
         if self.table.carrier_for_source(from.addr.ip()).is_some() {
             return Claim::Trusted;

@@ -404,6 +404,11 @@ impl Proxy {
             let uri = Uri::decode(msg.request_uri().expect("request")).expect("validated");
             let peer = uri.as_sip().and_then(|u| {
                 let mut p = peer_of(u.host.ip()?, u.port, &u.params)?;
+                if u.params.get(b"transport").is_none() && router.configured_tcp(p.addr) {
+                    // A TCP carrier or friend whose Contact names no
+                    // transport: its configuration says TCP.
+                    p.transport = Transport::Tcp;
+                }
                 if p.transport == Transport::Tcp {
                     // A TCP Contact the switch fixed: that connection.
                     p.conn = rewrite::nat_connection(&u.params);

@@ -6,7 +6,7 @@
 //! decision itself lives in `route::decide`.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
@@ -545,6 +545,9 @@ pub struct RoutingTable {
     pub(crate) carriers: Vec<CarrierEntry>,
     pub(crate) carrier_configs: Vec<config::Carrier>,
     pub(crate) sources: Vec<(Cidr, CarrierId)>,
+    /// Addresses (IP literal and port) of the carriers and direct friends
+    /// configured with TCP: see [`RoutingTable::configured_tcp`].
+    pub(crate) tcp_peers: rustc_hash::FxHashSet<SocketAddr>,
     /// `[server]` of the configuration (for the shell).
     pub server: config::Server,
     /// `[auth]` of the configuration.
@@ -642,6 +645,26 @@ impl RoutingTable {
         }
         // Longest prefix first, so the first containing network wins.
         sources.sort_by_key(|s| std::cmp::Reverse(s.0.len));
+        let direct =
+            companies
+                .iter()
+                .flat_map(|c| &c.friends)
+                .filter_map(|f| match &f.connection {
+                    FriendConnection::Direct { proto, host, port } => {
+                        Some((*proto, &**host, *port))
+                    }
+                    FriendConnection::Register => None,
+                });
+        let tcp_peers = carriers
+            .iter()
+            .map(|c| (c.proto, &*c.host, c.port))
+            .chain(direct)
+            .filter(|&(proto, _, _)| proto == Proto::Tcp)
+            .filter_map(|(_, host, port)| {
+                let ip = host.trim_start_matches('[').trim_end_matches(']');
+                Some(SocketAddr::new(ip.parse().ok()?, port))
+            })
+            .collect();
         RoutingTable {
             companies,
             by_domain,
@@ -650,6 +673,7 @@ impl RoutingTable {
             carriers,
             carrier_configs: config.carrier.clone(),
             sources,
+            tcp_peers,
             server: config.server.clone(),
             auth: config.auth.clone(),
         }
@@ -709,6 +733,15 @@ impl RoutingTable {
             .iter()
             .find(|(net, _)| net.contains(ip))
             .map(|&(_, id)| id)
+    }
+
+    /// Whether a carrier or a direct friend is configured with TCP at
+    /// `addr`. A peer's Contact often names its address without
+    /// `;transport=tcp` (which would mean UDP, RFC 3263); the switch then
+    /// sends in-dialog requests to it over TCP all the same, as its
+    /// configuration says.
+    pub fn configured_tcp(&self, addr: SocketAddr) -> bool {
+        !self.tcp_peers.is_empty() && self.tcp_peers.contains(&addr)
     }
 
     /// The company owning the DDI `e164`.

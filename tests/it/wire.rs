@@ -291,6 +291,50 @@ fn carrier_calls_a_ddi_that_rings_a_direct_friend() {
     );
 }
 
+/// The same call to a friend configured with `transport = "tcp"` whose
+/// Contact names no transport (SIPp's, like many PBXs'): the INVITE goes
+/// over TCP, and so do the caller's ACK and BYE, though a URI without
+/// `;transport=tcp` would mean UDP: the configuration says this peer is
+/// TCP. The caller is a UDP carrier, so the switch changes transport.
+#[test]
+fn a_tcp_friend_gets_the_whole_call_though_its_contact_names_no_transport() {
+    let sw = Switch::start_with("ddi-tcp", 23000, |c| {
+        c.replacen("transport = \"udp\"", "transport = \"tcp\"", 1)
+    });
+    let friend = Sipp::spawn(&[
+        "-sf",
+        scenario("uas.xml").to_str().unwrap(),
+        "-t",
+        "t1",
+        "-i",
+        "127.0.0.1",
+        "-p",
+        "23010",
+        "-m",
+        "3",
+    ]);
+    std::thread::sleep(Duration::from_millis(200));
+    let caller = uac(
+        sw.addr(),
+        "127.0.0.2",
+        &scenario("uac.xml"),
+        "+34944000200",
+        "+34600111222",
+        "pstn.example.net",
+        3,
+    );
+    assert_eq!(
+        caller.wait(Duration::from_secs(30)),
+        0,
+        "caller side failed"
+    );
+    assert_eq!(
+        friend.wait(Duration::from_secs(10)),
+        0,
+        "friend side failed"
+    );
+}
+
 /// A friend or terminal calling through the switch with digest
 /// (`tests/sipp/uac_auth.xml`): `user` authenticates with `password` and
 /// dials `dialled`, `calls` times, holding each call 100 ms.
