@@ -677,33 +677,8 @@ fn friend_calls_a_user_extension_at_its_binding() {
 #[test]
 fn a_phone_behind_nat_gets_its_whole_call() {
     let sw = Switch::start("reg-nat", 22500);
-    let mut phone = Phone::new("127.0.0.1", sw.addr());
-    phone.private = Some("192.0.2.50:5060".into());
-    let (_, ok) = phone.register_with(
-        "alice-phone",
-        "Correct-Horse-42",
-        "<sip:alice-phone@192.0.2.50:5060>",
-    );
-    assert_eq!(ok.status(), 200, "{}", ok.0);
-    // The carrier calls alice's DDI.
-    let call = uac(
-        sw.addr(),
-        "127.0.0.2",
-        &scenario("uac.xml"),
-        "+34944000100",
-        "+34600111222",
-        "pstn.example.net",
-        1,
-    );
-    let invite = phone
-        .answer_call(Duration::from_secs(10))
-        .expect("INVITE, ACK and BYE all reach the phone behind NAT");
-    assert_eq!(
-        invite.first_line(),
-        "INVITE sip:alice-phone@192.0.2.50:5060 SIP/2.0",
-        "the Request-URI is the registered contact"
-    );
-    assert_eq!(call.wait(Duration::from_secs(20)), 0, "carrier side");
+    let phone = Phone::new("127.0.0.1", sw.addr());
+    call_the_phone_behind_nat(&sw, phone, "", 1);
 }
 
 /// The same phone behind NAT over TCP: it registers on its connection
@@ -712,22 +687,28 @@ fn a_phone_behind_nat_gets_its_whole_call() {
 /// (`transport=tcp;tnat=<id>`), so the caller's ACK and BYE, routed by
 /// that Contact through the switch, are written on the same connection
 /// whichever worker receives them (a connect to the private address would
-/// go nowhere).
+/// go nowhere). Three calls, each from a new SIPp port: the carrier's
+/// INVITE, ACK and BYE land on whichever worker its port hashes to, the
+/// connection lives on one.
 #[test]
 fn a_phone_behind_nat_on_tcp_gets_its_whole_call() {
     let sw = Switch::start("reg-nat-tcp", 22900);
-    let mut phone = Phone::new_tcp(sw.addr());
+    let phone = Phone::new_tcp(sw.addr());
+    call_the_phone_behind_nat(&sw, phone, ";transport=tcp", 3);
+}
+
+/// `phone` registers alice-phone with the private Contact
+/// `192.0.2.50:5060` (plus `uri_params`), then answers `calls` carrier
+/// calls to alice's DDI, one after the other, each from a new SIPp.
+fn call_the_phone_behind_nat(sw: &Switch, mut phone: Phone, uri_params: &str, calls: usize) {
     phone.private = Some("192.0.2.50:5060".into());
     let (_, ok) = phone.register_with(
         "alice-phone",
         "Correct-Horse-42",
-        "<sip:alice-phone@192.0.2.50:5060;transport=tcp>",
+        &format!("<sip:alice-phone@192.0.2.50:5060{uri_params}>"),
     );
     assert_eq!(ok.status(), 200, "{}", ok.0);
-    // Three calls, each from a new SIPp port: the carrier's INVITE, ACK
-    // and BYE land on whichever worker its port hashes to, the connection
-    // lives on one.
-    for _ in 0..3 {
+    for _ in 0..calls {
         let call = uac(
             sw.addr(),
             "127.0.0.2",
@@ -739,10 +720,10 @@ fn a_phone_behind_nat_on_tcp_gets_its_whole_call() {
         );
         let invite = phone
             .answer_call(Duration::from_secs(10))
-            .expect("INVITE, ACK and BYE all reach the phone on its connection");
+            .expect("INVITE, ACK and BYE all reach the phone behind NAT");
         assert_eq!(
             invite.first_line(),
-            "INVITE sip:alice-phone@192.0.2.50:5060;transport=tcp SIP/2.0",
+            format!("INVITE sip:alice-phone@192.0.2.50:5060{uri_params} SIP/2.0"),
             "the Request-URI is the registered contact"
         );
         assert_eq!(call.wait(Duration::from_secs(20)), 0, "carrier side");
