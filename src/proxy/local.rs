@@ -238,7 +238,7 @@ impl Proxy {
             return;
         }
         self.counter += 1;
-        let host = &self.cfg.advertised_host;
+        let host = &self.uri_host;
         let port = self.cfg.listen_port;
         let tag = format!("{:x}{:x}", self.cfg.seed as u32, self.counter);
         let msg = format!(

@@ -416,6 +416,9 @@ struct Tx {
 #[derive(Debug)]
 pub struct Proxy {
     cfg: ProxyConfig,
+    /// `cfg.advertised_host` as a URI or Via writes it: an IPv6 address
+    /// in brackets (RFC 3261 §25.1 `IPv6reference`).
+    uri_host: Box<str>,
     /// Boxed: a Tx holds its request (with the header index, ~1 KiB), and
     /// growing a vector of them inline would copy megabytes under load.
     slots: Vec<Option<Box<Tx>>>,
@@ -462,8 +465,13 @@ impl Proxy {
         use hmac::Mac;
         let token_key =
             hmac::Hmac::<sha2::Sha256>::new_from_slice(&cfg.secret).expect("any key length");
+        let uri_host = match cfg.advertised_host.parse::<std::net::Ipv6Addr>() {
+            Ok(v6) => format!("[{v6}]").into(),
+            Err(_) => cfg.advertised_host.as_str().into(),
+        };
         Proxy {
             token_key,
+            uri_host,
             cfg,
             slots: Vec::new(),
             generations: Vec::new(),

@@ -517,7 +517,7 @@ impl Proxy {
         );
         let mut rr = String::with_capacity(64 + params.len() + token.len());
         rr.push_str("<sip:");
-        rr.push_str(&self.cfg.advertised_host);
+        rr.push_str(&self.uri_host);
         rr.push(':');
         push_dec(&mut rr, u64::from(self.cfg.listen_port));
         if transport == Transport::Tcp {
@@ -533,11 +533,11 @@ impl Proxy {
 
     /// `SIP/2.0/<transport> <host>:<port>;branch=<branch>`: our Via.
     fn via_value(&self, transport: Transport, branch: &str) -> String {
-        let mut via = String::with_capacity(40 + self.cfg.advertised_host.len() + branch.len());
+        let mut via = String::with_capacity(40 + self.uri_host.len() + branch.len());
         via.push_str("SIP/2.0/");
         via.push_str(transport.as_str());
         via.push(' ');
-        via.push_str(&self.cfg.advertised_host);
+        via.push_str(&self.uri_host);
         via.push(':');
         push_dec(&mut via, u64::from(self.via_port(transport)));
         via.push_str(";branch=");

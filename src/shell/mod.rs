@@ -148,10 +148,13 @@ pub fn run(path: &Path) -> Result<(), String> {
         .collect::<Result<_, _>>()?;
     let first = listen.first().ok_or("server.listen is empty")?;
     let listen_port = first.addr.port();
+    // The host as an address or name (an IPv6 one without brackets: the
+    // proxy brackets it where a URI or Via needs them).
     let advertised_host = cfg
         .server
         .advertised_host
-        .clone()
+        .as_deref()
+        .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_owned())
         .unwrap_or_else(|| first.addr.ip().to_string());
     let workers = match cfg.server.workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),

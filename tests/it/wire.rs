@@ -14,6 +14,8 @@ use crate::rfc4475::{Expect, CASES};
 #[derive(Debug)]
 pub struct Switch {
     child: Child,
+    /// The address of the first UDP listen socket.
+    ip: std::net::IpAddr,
     port: u16,
     dir: TempDir,
 }
@@ -61,6 +63,18 @@ impl Switch {
     /// Starts the switch on the test configuration after `edit` (which
     /// sees the demo with the test's ports and a data_dir of its own).
     pub fn start_with(name: &str, port: u16, edit: impl Fn(String) -> String) -> Switch {
+        Self::start_on(name, [127, 0, 0, 1].into(), port, edit)
+    }
+
+    /// [`Switch::start_with`] for a configuration whose first UDP listen
+    /// address is `ip` (where readiness is polled and [`Switch::addr`]
+    /// points).
+    pub fn start_on(
+        name: &str,
+        ip: std::net::IpAddr,
+        port: u16,
+        edit: impl Fn(String) -> String,
+    ) -> Switch {
         let dir = TempDir::new(name);
         let data = dir.0.join("var");
         let text = config(port).replace(
@@ -69,7 +83,12 @@ impl Switch {
         );
         std::fs::write(dir.0.join("tandem.toml"), edit(text)).unwrap();
         let child = Self::spawn(&dir);
-        let s = Switch { child, port, dir };
+        let s = Switch {
+            child,
+            ip,
+            port,
+            dir,
+        };
         s.wait_ready();
         s
     }
@@ -95,12 +114,12 @@ impl Switch {
     }
 
     pub fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
+        SocketAddr::new(self.ip, self.port)
     }
 
     /// Polls with OPTIONS until the switch answers (bounded).
     pub fn wait_ready(&self) {
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let sock = UdpSocket::bind(SocketAddr::new(self.ip, 0)).unwrap();
         sock.set_read_timeout(Some(Duration::from_millis(100)))
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -320,6 +339,56 @@ fn a_tcp_friend_gets_the_whole_call_though_its_contact_names_no_transport() {
         "3",
     ]);
     three_carrier_calls_to_the_friend(&sw, friend);
+}
+
+/// IPv6: carrier and friend on `::1`, the switch advertising `::1`. Its
+/// Via and Record-Route must bracket the address (`[::1]:port`, RFC 3261
+/// §25.1), or the friend cannot parse the INVITE and the caller's BYE
+/// cannot follow the Route. Skipped where the machine has no IPv6
+/// loopback.
+#[test]
+fn a_call_over_ipv6() {
+    if std::net::UdpSocket::bind("[::1]:0").is_err() {
+        eprintln!("no IPv6 loopback on this machine: a_call_over_ipv6 skipped");
+        return;
+    }
+    let v6 = std::net::Ipv6Addr::LOCALHOST.into();
+    let sw = Switch::start_on("v6", v6, 23100, |c| {
+        c.replace(
+            "[\"udp:127.0.0.1:23100\", \"tcp:127.0.0.1:23100\"]",
+            "[\"udp:[::1]:23100\", \"tcp:[::1]:23100\"]",
+        )
+        .replace(
+            "advertised_host = \"127.0.0.1\"",
+            "advertised_host = \"::1\"",
+        )
+        .replace("address = \"127.0.0.1\"", "address = \"::1\"")
+        .replace(
+            "sources = [\"127.0.0.2/32\"]",
+            "sources = [\"127.0.0.2/32\", \"::1/128\"]",
+        )
+    });
+    let friend = uas("::1", 23110, &scenario("uas.xml"), 2);
+    std::thread::sleep(Duration::from_millis(200));
+    let caller = uac(
+        sw.addr(),
+        "::1",
+        &scenario("uac.xml"),
+        "+34944000200",
+        "+34600111222",
+        "pstn.example.net",
+        2,
+    );
+    assert_eq!(
+        caller.wait(Duration::from_secs(30)),
+        0,
+        "caller side failed"
+    );
+    assert_eq!(
+        friend.wait(Duration::from_secs(10)),
+        0,
+        "friend side failed"
+    );
 }
 
 /// A friend or terminal calling through the switch with digest
