@@ -226,19 +226,26 @@ pub(super) fn apply(e: &mut Editor<'_>, p: &Planned) {
 ///   port become the source's and the URI gets a `tnat` flag: in-dialog
 ///   requests to it leave from the shared socket, whose pinhole the device
 ///   opened.
-/// - TCP: when the Contact names another IP address than the connection
-///   came from (behind NAT; the port never matches, it is the
-///   connection's): host and port become the connection's far end, and the
-///   URI gets `transport=tcp` and `tnat=<connection id, hex>`, so in-dialog
+/// - TCP: host and port become the connection's far end, and the URI gets
+///   `transport=tcp` and `tnat=<connection id, hex>`, so in-dialog
 ///   requests are written on that connection, whichever worker they reach
-///   (the id names the owner). The shell writes only on that very
-///   connection, and only while it still leads to that address. A device
-///   whose Contact names its own address is left alone: it takes
-///   connections, and a later request reaches it even once this
-///   connection is closed.
+///   (the id names the owner; the shell writes only on that very
+///   connection, and only while it still leads to that address). Done
+///   when the Contact names another IP than the connection's (behind NAT;
+///   the port never matches, it is the connection's), or names the same
+///   IP but would be reached over UDP (no `transport=tcp`, as SIPp and
+///   many PBXs write it, though they speak TCP) and `tcp_peer` (the
+///   configuration's TCP carriers and direct friends) does not know the
+///   address. A device at its own address with `transport=tcp`, or a
+///   configured TCP peer, is left alone: it takes connections, and a later
+///   request reaches it even once this one is closed.
 ///
 /// A `sips:` Contact is left alone (TLS is not this switch's).
-pub(super) fn nat_contact(v: &[u8], from: &Peer) -> Option<Vec<u8>> {
+pub(super) fn nat_contact(
+    v: &[u8],
+    from: &Peer,
+    tcp_peer: impl Fn(std::net::SocketAddr) -> bool,
+) -> Option<Vec<u8>> {
     let a = NameAddr::parse(v).ok()?;
     let crate::sip::Uri::Sip(u) = a.parsed_uri().ok()? else {
         return None;
@@ -251,19 +258,22 @@ pub(super) fn nat_contact(v: &[u8], from: &Peer) -> Option<Vec<u8>> {
         Transport::Udp => None,
         Transport::Tcp => Some(from.conn?),
     };
-    if conn.is_some() && u.host.ip() == Some(source.ip()) {
-        return None; // not behind NAT: reachable at its own address
-    }
-    if conn.is_none() {
-        if u.host.ip() == Some(source.ip()) && u.port.unwrap_or(5060) == source.port() {
-            return None;
+    let transport = u.params.get(b"transport").flatten();
+    match conn {
+        Some(_) if u.host.ip() == Some(source.ip()) => {
+            let named = std::net::SocketAddr::new(source.ip(), u.port.unwrap_or(5060));
+            if transport.is_some_and(|t| t.eq_ignore_ascii_case(b"tcp")) || tcp_peer(named) {
+                return None; // not behind NAT, and reachable over TCP
+            }
         }
-        if u.params
-            .get(b"transport")
-            .flatten()
-            .is_some_and(|t| !t.eq_ignore_ascii_case(b"udp"))
-        {
-            return None; // another transport than the packet's: left alone
+        Some(_) => {}
+        None => {
+            if u.host.ip() == Some(source.ip()) && u.port.unwrap_or(5060) == source.port() {
+                return None;
+            }
+            if transport.is_some_and(|t| !t.eq_ignore_ascii_case(b"udp")) {
+                return None; // another transport than the packet's: left alone
+            }
         }
     }
     let mut out = Vec::with_capacity(v.len() + 48);
@@ -401,7 +411,7 @@ pub(super) fn restore(
 pub(super) fn fix_response_contact(e: &mut Editor<'_>, resp: &Message, source: &Peer) {
     if let Some(c) = resp
         .header(HeaderName::Contact)
-        .and_then(|v| nat_contact(v, source))
+        .and_then(|v| nat_contact(v, source, |_| false))
     {
         e.replace_header(HeaderName::Contact, &c);
     }
@@ -492,10 +502,14 @@ mod tests {
     #[test]
     fn nat_contacts_lead_back_to_the_source() {
         let udp = Peer::udp("127.0.0.1:40000".parse().unwrap());
-        let fixed = nat_contact(b"<sip:alice@192.0.2.50:5060>;expires=60", &udp).unwrap();
+        let fixed =
+            nat_contact(b"<sip:alice@192.0.2.50:5060>;expires=60", &udp, |_| false).unwrap();
         assert_eq!(fixed, b"<sip:alice@127.0.0.1:40000;tnat>;expires=60");
         // Already the source: nothing to fix.
-        assert_eq!(nat_contact(b"<sip:alice@127.0.0.1:40000>", &udp), None);
+        assert_eq!(
+            nat_contact(b"<sip:alice@127.0.0.1:40000>", &udp, |_| false),
+            None
+        );
         // TCP behind NAT: the connection, whatever transport the Contact named.
         let tcp = Peer {
             addr: "127.0.0.1:40001".parse().unwrap(),
@@ -505,6 +519,7 @@ mod tests {
         let fixed = nat_contact(
             b"\"A\" <sip:alice@192.0.2.50:5060;transport=TCP;ob;tnat=7>;+sip.instance=\"<urn:x>\"",
             &tcp,
+            |_| false,
         )
         .unwrap();
         assert_eq!(
@@ -519,15 +534,34 @@ mod tests {
         // Over TCP, a Contact naming the connection's own IP is left: the
         // device takes connections at the address it gave.
         assert_eq!(
-            nat_contact(b"<sip:alice@127.0.0.1:5060;transport=tcp>", &tcp),
+            nat_contact(b"<sip:alice@127.0.0.1:5060;transport=tcp>", &tcp, |_| false),
             None
         );
+        // The same IP without transport=tcp (UDP by RFC 3263): the
+        // connection, unless the configuration knows a TCP peer there.
+        let plain = b"<sip:alice@127.0.0.1:5060>";
+        let fixed = nat_contact(plain, &tcp, |_| false).unwrap();
+        assert_eq!(
+            fixed,
+            b"<sip:alice@127.0.0.1:40001;transport=tcp;tnat=100000000002a>"
+        );
+        let configured = |a: std::net::SocketAddr| a == "127.0.0.1:5060".parse().unwrap();
+        assert_eq!(nat_contact(plain, &tcp, configured), None);
         // TLS is not ours to fix.
-        assert_eq!(nat_contact(b"<sips:alice@192.0.2.50>", &tcp), None);
-        assert_eq!(nat_contact(b"<sips:alice@192.0.2.50>", &udp), None);
+        assert_eq!(
+            nat_contact(b"<sips:alice@192.0.2.50>", &tcp, |_| false),
+            None
+        );
+        assert_eq!(
+            nat_contact(b"<sips:alice@192.0.2.50>", &udp, |_| false),
+            None
+        );
         // A TCP peer without a connection id (never from the shell): left.
         let no_conn = Peer { conn: None, ..tcp };
-        assert_eq!(nat_contact(b"<sip:alice@192.0.2.50>", &no_conn), None);
+        assert_eq!(
+            nat_contact(b"<sip:alice@192.0.2.50>", &no_conn, |_| false),
+            None
+        );
         // The UDP flag and junk name no connection.
         for p in [
             "tnat",

@@ -175,7 +175,7 @@ impl Proxy {
         let nat_contact = (!router.is_carrier(&from))
             .then(|| msg.header(HeaderName::Contact))
             .flatten()
-            .and_then(|c| rewrite::nat_contact(c, &from));
+            .and_then(|c| rewrite::nat_contact(c, &from, |a| router.configured_tcp(a)));
         for t in &targets {
             let rewrite = t.rewrite.as_deref().filter(|_| !in_dialog);
             match rewrite::plan(&msg, rewrite, dialog.as_ref()) {

@@ -29,6 +29,9 @@ struct Phone {
     /// The address the phone believes it has (behind NAT: a private one),
     /// written in the Contact of its answers; `None`: its socket's.
     private: Option<String>,
+    /// On TCP, its answers' Contact omits `;transport=tcp` (as SIPp's and
+    /// many PBXs' do).
+    plain_contact: bool,
 }
 
 /// A received message, as text.
@@ -87,6 +90,7 @@ impl Phone {
             cseq: 0,
             call_id,
             private: None,
+            plain_contact: false,
         }
     }
 
@@ -295,7 +299,7 @@ impl Phone {
             .private
             .clone()
             .unwrap_or_else(|| self.local().to_string());
-        let transport = if self.tcp.is_some() {
+        let transport = if self.tcp.is_some() && !self.plain_contact {
             ";transport=tcp"
         } else {
             ""
@@ -678,7 +682,7 @@ fn friend_calls_a_user_extension_at_its_binding() {
 fn a_phone_behind_nat_gets_its_whole_call() {
     let sw = Switch::start("reg-nat", 22500);
     let phone = Phone::new("127.0.0.1", sw.addr());
-    call_the_phone_behind_nat(&sw, phone, "", 1);
+    call_the_phone_behind_nat(&sw, phone, "192.0.2.50:5060", "", 1);
 }
 
 /// The same phone behind NAT over TCP: it registers on its connection
@@ -694,18 +698,37 @@ fn a_phone_behind_nat_gets_its_whole_call() {
 fn a_phone_behind_nat_on_tcp_gets_its_whole_call() {
     let sw = Switch::start("reg-nat-tcp", 22900);
     let phone = Phone::new_tcp(sw.addr());
-    call_the_phone_behind_nat(&sw, phone, ";transport=tcp", 3);
+    call_the_phone_behind_nat(&sw, phone, "192.0.2.50:5060", ";transport=tcp", 3);
 }
 
-/// `phone` registers alice-phone with the private Contact
-/// `192.0.2.50:5060` (plus `uri_params`), then answers `calls` carrier
-/// calls to alice's DDI, one after the other, each from a new SIPp.
-fn call_the_phone_behind_nat(sw: &Switch, mut phone: Phone, uri_params: &str, calls: usize) {
-    phone.private = Some("192.0.2.50:5060".into());
+/// A TCP phone not behind NAT whose Contacts name no transport (which
+/// means UDP; SIPp writes them so): it takes no connection and listens on
+/// no UDP port, so its in-dialog requests must come on its connection all
+/// the same.
+#[test]
+fn a_tcp_phone_whose_contact_names_no_transport_gets_its_whole_call() {
+    let sw = Switch::start("reg-tcp-plain", 23200);
+    let mut phone = Phone::new_tcp(sw.addr());
+    phone.plain_contact = true;
+    call_the_phone_behind_nat(&sw, phone, "127.0.0.1:5999", "", 2);
+}
+
+/// `phone` registers alice-phone with the Contact `contact` (an address
+/// it does not listen on; behind NAT, a private one) plus `uri_params`,
+/// then answers `calls` carrier calls to alice's DDI, one after the
+/// other, each from a new SIPp.
+fn call_the_phone_behind_nat(
+    sw: &Switch,
+    mut phone: Phone,
+    contact: &str,
+    uri_params: &str,
+    calls: usize,
+) {
+    phone.private = Some(contact.into());
     let (_, ok) = phone.register_with(
         "alice-phone",
         "Correct-Horse-42",
-        &format!("<sip:alice-phone@192.0.2.50:5060{uri_params}>"),
+        &format!("<sip:alice-phone@{contact}{uri_params}>"),
     );
     assert_eq!(ok.status(), 200, "{}", ok.0);
     for _ in 0..calls {
@@ -723,7 +746,7 @@ fn call_the_phone_behind_nat(sw: &Switch, mut phone: Phone, uri_params: &str, ca
             .expect("INVITE, ACK and BYE all reach the phone behind NAT");
         assert_eq!(
             invite.first_line(),
-            format!("INVITE sip:alice-phone@192.0.2.50:5060{uri_params} SIP/2.0"),
+            format!("INVITE sip:alice-phone@{contact}{uri_params} SIP/2.0"),
             "the Request-URI is the registered contact"
         );
         assert_eq!(call.wait(Duration::from_secs(20)), 0, "carrier side");
