@@ -14,8 +14,9 @@ pub struct Forward<'a> {
     pub max_forwards: u8,
     /// Our Record-Route value, on dialog-creating requests.
     pub record_route: Option<&'a [u8]>,
-    /// Whether the top Route named us and is removed (loose routing).
-    pub pop_route: bool,
+    /// How many of the top Routes named us and are removed (loose
+    /// routing; two when we record-routed twice, changing transport).
+    pub pop_routes: usize,
     /// Whether Proxy-Authorization (our realm's credentials, consumed
     /// here) is removed (RFC 3261 §22.3).
     pub strip_credentials: bool,
@@ -26,8 +27,8 @@ pub struct Forward<'a> {
 /// Writes the forwarded copy of `req`.
 pub fn forward(req: &Message, f: &Forward<'_>) -> Vec<u8> {
     let mut e = req.edit();
-    if f.pop_route {
-        e.remove_first_value(HeaderName::Route);
+    if f.pop_routes > 0 {
+        e.remove_first_values(HeaderName::Route, f.pop_routes);
     }
     if f.strip_credentials {
         e.remove_header(HeaderName::ProxyAuthorization);

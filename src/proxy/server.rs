@@ -140,7 +140,7 @@ impl Proxy {
         let Some(route) = hops else {
             return;
         };
-        let (pop_route, targets) = route;
+        let (pops, targets) = route;
 
         if self.live >= self.cfg.max_transactions {
             return self.reply(
@@ -166,7 +166,7 @@ impl Proxy {
             .and_then(crate::sip::parse_max_forwards)
             .map_or(70, |n| n.saturating_sub(1));
         // The edits an in-dialog request inherits from our Route.
-        let dialog = self.route_dialog.take().filter(|_| pop_route);
+        let dialog = self.route_dialog.take().filter(|_| pops > 0);
         let mut copies = Vec::with_capacity(targets.len());
         let mut plans = Vec::with_capacity(targets.len());
         // A device behind NAT writes its private address in Contact: fixed
@@ -207,7 +207,7 @@ impl Proxy {
             push_hex(&mut branch, self.counter);
             let via = self.via_value(t.peer.transport, &branch);
             let rr = (creates_dialog && !in_dialog)
-                .then(|| self.record_route(t.peer.transport, &msg, &plan.record));
+                .then(|| self.record_route(t.peer.transport, from.transport, &msg, &plan.record));
             let data = build::forward(
                 &msg,
                 &build::Forward {
@@ -215,7 +215,7 @@ impl Proxy {
                     request_uri: t.request_uri.as_deref().map(str::as_bytes),
                     max_forwards: mf,
                     record_route: rr.as_deref().map(str::as_bytes),
-                    pop_route,
+                    pop_routes: usize::from(pops),
                     // Credentials for our realms never travel on, in or out
                     // of a dialog (phones resend cached ones on BYE).
                     strip_credentials: true,
@@ -324,7 +324,7 @@ impl Proxy {
         msg: &Message,
         from: Peer,
         router: &dyn Router,
-    ) -> Option<(bool, Vec<Target>)> {
+    ) -> Option<(u8, Vec<Target>)> {
         self.route_dialog = None;
         // Tandem relays along a Route set or to an in-dialog Request-URI
         // only for dialogs it record-routed itself: its Record-Route carries
@@ -332,8 +332,10 @@ impl Proxy {
         // top Route. Anything else would make the switch an open relay that
         // bypasses routing and call ACLs (a preloaded Route, or a forged
         // in-dialog request towards any address).
-        let mut routes = msg.values(HeaderName::Route).flatten();
-        let mut pop_route = false;
+        let mut routes = msg.values(HeaderName::Route).flatten().peekable();
+        // How many top Routes are ours (popped): two when the dialog was
+        // record-routed across a change of transport.
+        let mut pops = 0u8;
         if let Some(r) = routes.next() {
             let ours = NameAddr::parse(r)
                 .ok()
@@ -353,7 +355,11 @@ impl Proxy {
                 Some(Some((token, edit)))
                     if in_dialog(msg) && self.token_ok(msg, &token, &edit) =>
                 {
-                    pop_route = true;
+                    pops = 1;
+                    if routes.peek().is_some_and(|r| self.is_my_route(r)) {
+                        routes.next();
+                        pops = 2;
+                    }
                     // Kept for the caller: the Route is parsed once.
                     self.route_dialog = (!edit.is_empty()).then_some(edit);
                 }
@@ -361,7 +367,7 @@ impl Proxy {
                 // preloads a Route naming it: popped, and nothing may
                 // follow it (that would be relaying by the sender's say).
                 Some(None) if !in_dialog(msg) && msg.values(HeaderName::Route).nth(1).is_none() => {
-                    pop_route = true
+                    pops = 1
                 }
                 Some(_) => {
                     self.reply(
@@ -380,16 +386,10 @@ impl Proxy {
             }
         }
         if let Some(r) = routes.next() {
-            return self.single_hop(
-                msg,
-                from,
-                pop_route,
-                resolve_route(r),
-                "Route not resolvable",
-            );
+            return self.single_hop(msg, from, pops, resolve_route(r), "Route not resolvable");
         }
         if in_dialog(msg) {
-            if !pop_route {
+            if pops == 0 {
                 // Includes the ACK of a final response the switch sent
                 // itself: it ends here (`reply` never answers an ACK).
                 self.reply(
@@ -420,8 +420,7 @@ impl Proxy {
             let nat = uri
                 .as_sip()
                 .is_some_and(|u| u.params.get(b"tnat").is_some());
-            let mut hop =
-                self.single_hop(msg, from, pop_route, peer, "No route for in-dialog request");
+            let mut hop = self.single_hop(msg, from, pops, peer, "No route for in-dialog request");
             if let Some((_, targets)) = &mut hop {
                 for t in targets {
                     t.nat = nat;
@@ -436,7 +435,7 @@ impl Proxy {
             return None;
         }
         match router.route(msg, &uri, &from) {
-            Routing::Forward(t) if !t.is_empty() => Some((pop_route, t)),
+            Routing::Forward(t) if !t.is_empty() => Some((pops, t)),
             Routing::Forward(_) => {
                 self.reply(
                     msg,
@@ -465,12 +464,12 @@ impl Proxy {
         &mut self,
         msg: &Message,
         from: Peer,
-        pop_route: bool,
+        pops: u8,
         peer: Option<Peer>,
         reason: &'static str,
-    ) -> Option<(bool, Vec<Target>)> {
+    ) -> Option<(u8, Vec<Target>)> {
         match peer {
-            Some(peer) => Some((pop_route, vec![Target::new(peer, None)])),
+            Some(peer) => Some((pops, vec![Target::new(peer, None)])),
             None => {
                 self.reply(msg, from, StatusCode::NOT_FOUND, reason, &[]);
                 None
@@ -502,10 +501,17 @@ impl Proxy {
         }
     }
 
-    /// Our Record-Route for a request, with the dialog token.
+    /// Our Record-Route for a request, with the dialog token. When the
+    /// request leaves on another transport than it came (`out` vs
+    /// `inbound`), two entries: the top one names the transport towards
+    /// the callee, the other the caller's (RFC 5658 double
+    /// Record-Route), so each side reaches the switch the way it spoke to
+    /// it. Both carry the same parameters and token; an in-dialog request
+    /// pops both.
     pub(super) fn record_route(
         &self,
-        transport: Transport,
+        out: Transport,
+        inbound: Transport,
         msg: &Message,
         edit: &DialogEdit,
     ) -> String {
@@ -515,20 +521,37 @@ impl Proxy {
             msg.tag(HeaderName::From).unwrap_or(b""),
             &params,
         );
-        let mut rr = String::with_capacity(64 + params.len() + token.len());
-        rr.push_str("<sip:");
-        rr.push_str(&self.uri_host);
-        rr.push(':');
-        push_dec(&mut rr, u64::from(self.cfg.listen_port));
-        if transport == Transport::Tcp {
-            rr.push_str(";transport=tcp");
+        let mut rr = String::with_capacity(2 * (64 + params.len() + token.len()));
+        for (i, transport) in [Some(out), (inbound != out).then_some(inbound)]
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            if i > 0 {
+                rr.push_str(", ");
+            }
+            rr.push_str("<sip:");
+            rr.push_str(&self.uri_host);
+            rr.push(':');
+            push_dec(&mut rr, u64::from(self.cfg.listen_port));
+            if transport == Transport::Tcp {
+                rr.push_str(";transport=tcp");
+            }
+            rr.push_str(";lr");
+            rr.push_str(&params);
+            rr.push_str(";tdm=");
+            rr.push_str(&token);
+            rr.push('>');
         }
-        rr.push_str(";lr");
-        rr.push_str(&params);
-        rr.push_str(";tdm=");
-        rr.push_str(&token);
-        rr.push('>');
         rr
+    }
+
+    /// Whether a Route value names this switch.
+    fn is_my_route(&self, r: &[u8]) -> bool {
+        NameAddr::parse(r)
+            .ok()
+            .and_then(|a| a.decoded_uri().ok())
+            .is_some_and(|u| matches!(u, Uri::Sip(u) if self.is_me(&u.host, u.port)))
     }
 
     /// `SIP/2.0/<transport> <host>:<port>;branch=<branch>`: our Via.
@@ -589,7 +612,7 @@ impl Proxy {
     }
 
     pub(super) fn forward_stateless(&mut self, msg: &Message, from: Peer, router: &dyn Router) {
-        let Some((pop_route, targets)) = self.next_hops(msg, from, router) else {
+        let Some((pops, targets)) = self.next_hops(msg, from, router) else {
             return;
         };
         let Some(t) = targets.first() else { return };
@@ -603,7 +626,7 @@ impl Proxy {
         }
         // A 2xx ACK keeps the dialog's From/To views (no SDP check: an ACK
         // with an unacceptable answer is still an ACK).
-        let dialog = self.route_dialog.take().filter(|_| pop_route);
+        let dialog = self.route_dialog.take().filter(|_| pops > 0);
         let plan = rewrite::plan(msg, None, dialog.as_ref())
             .or_else(|_| {
                 // An ACK whose SDP would be emptied: its From/To views still
@@ -630,7 +653,7 @@ impl Proxy {
                 request_uri: t.request_uri.as_deref().map(str::as_bytes),
                 max_forwards: mf,
                 record_route: None,
-                pop_route,
+                pop_routes: usize::from(pops),
                 strip_credentials: true,
                 edits: plan.as_ref(),
             },

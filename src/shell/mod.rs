@@ -114,6 +114,9 @@ impl Mode0600 for std::fs::OpenOptions {
     }
 }
 
+/// How long an address in use at start is tried again (see [`run`]).
+const PORT_RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The `[server]` settings that differ between the running switch and a
 /// reloaded configuration but need a restart to take effect.
 fn restart_needed(running: &config::Server, new: &config::Server) -> Vec<&'static str> {
@@ -163,12 +166,27 @@ pub fn run(path: &Path) -> Result<(), String> {
     // SO_REUSEPORT would let a second switch (or a stale one) share the
     // ports silently and take half the traffic: a plain bind first proves
     // each address is free.
+    //
+    // A switch killed a moment ago may still hold them for a moment (the
+    // kernel tears an io_uring instance down asynchronously once its
+    // process is gone, and the sockets its pending operations hold go
+    // with it), so an address in use is tried again for up to
+    // PORT_RELEASE_WAIT: a restart right after a crash, as systemd's
+    // Restart= does it, should not fail for that.
     for l in &listen {
-        let probe = match l.transport {
+        let probe = || match l.transport {
             Transport::Udp => std::net::UdpSocket::bind(l.addr).map(drop),
             Transport::Tcp => std::net::TcpListener::bind(l.addr).map(drop),
         };
-        probe.map_err(|e| {
+        let deadline = std::time::Instant::now() + PORT_RELEASE_WAIT;
+        let mut result = probe();
+        while matches!(&result, Err(e) if e.kind() == std::io::ErrorKind::AddrInUse)
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            result = probe();
+        }
+        result.map_err(|e| {
             format!(
                 "cannot listen on {}:{}: {e}",
                 l.transport.as_str().to_lowercase(),

@@ -106,37 +106,51 @@ impl<'m> Editor<'m> {
     /// Removes the first value of the first `name` header (e.g. the top
     /// Route when it names this proxy, RFC 3261 §16.4).
     pub fn remove_first_value(&mut self, name: HeaderName) -> &mut Self {
+        self.remove_first_values(name, 1)
+    }
+
+    /// Removes the first `n` values of the `name` headers, across header
+    /// lines (a proxy that record-routed twice pops both of its Routes). A
+    /// line whose values all go is removed whole; one that keeps some
+    /// keeps them.
+    pub fn remove_first_values(&mut self, name: HeaderName, mut n: usize) -> &mut Self {
         let head = self.msg.head();
-        let Some(i) = head.entries().iter().position(|e| e.name == name) else {
-            return self;
-        };
-        let e = head.entries()[i];
-        let value = self.msg.slice(e.value());
-        let mut split = CommaSplit::new(value);
-        split.next();
-        let rest_start = match super::scan::find_unquoted(value, b',') {
-            Ok(Some(c)) if split.next().is_some() => Some(c + 1),
-            _ => None,
-        };
-        match rest_start {
-            Some(c) => {
-                let skip = value[c..]
-                    .iter()
-                    .take_while(|&&b| super::scan::is_lws(b))
-                    .count();
-                let span = Span {
-                    start: e.value().start,
-                    end: e.value().start + (c + skip) as u32,
-                };
-                self.splice(span, &[]);
+        for (i, e) in head.entries().iter().enumerate() {
+            if n == 0 {
+                break;
             }
-            None => {
+            if e.name != name {
+                continue;
+            }
+            let value = self.msg.slice(e.value());
+            let count = CommaSplit::new(value).count();
+            if count <= n {
+                n -= count;
                 let span = Span {
                     start: e.line(),
                     end: head.line_end(i),
                 };
                 self.splice(span, &[]);
+                continue;
             }
+            // Keep the values after the n-th unquoted comma.
+            let mut cut = 0;
+            for _ in 0..n {
+                match super::scan::find_unquoted(&value[cut..], b',') {
+                    Ok(Some(c)) => cut += c + 1,
+                    _ => return self,
+                }
+            }
+            let skip = value[cut..]
+                .iter()
+                .take_while(|&&b| super::scan::is_lws(b))
+                .count();
+            let span = Span {
+                start: e.value().start,
+                end: e.value().start + (cut + skip) as u32,
+            };
+            self.splice(span, &[]);
+            n = 0;
         }
         self
     }
@@ -362,6 +376,33 @@ abcd";
         let out = Message::parse_datagram(Bytes::from(e.finish())).unwrap();
         assert_eq!(out.header(HeaderName::Via), None);
         assert_eq!(out.header(HeaderName::MaxForwards), Some(&b"70"[..]));
+    }
+
+    #[test]
+    fn the_first_values_go_across_lines() {
+        let text = "BYE sip:b@h SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+                    Route: <sip:a;lr>\r\nFrom: <sip:x@y>;tag=1\r\n\
+                    Route: <sip:b;lr>, \"c, d\" <sip:c;lr>, <sip:d;lr>\r\n\
+                    Content-Length: 0\r\n\r\n";
+        let routes = |n: usize| {
+            let m = Message::parse_datagram(Bytes::from(text)).unwrap();
+            let mut e = m.edit();
+            e.remove_first_values(HeaderName::Route, n);
+            let out = Message::parse_datagram(Bytes::from(e.finish())).unwrap();
+            assert_eq!(out.header(HeaderName::From), Some(&b"<sip:x@y>;tag=1"[..]));
+            out.values(HeaderName::Route)
+                .map(|v| String::from_utf8(v.unwrap().to_vec()).unwrap())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(routes(0).len(), 4);
+        assert_eq!(
+            routes(1),
+            ["<sip:b;lr>", "\"c, d\" <sip:c;lr>", "<sip:d;lr>"]
+        );
+        assert_eq!(routes(2), ["\"c, d\" <sip:c;lr>", "<sip:d;lr>"]);
+        assert_eq!(routes(3), ["<sip:d;lr>"]);
+        assert!(routes(4).is_empty());
+        assert!(routes(9).is_empty());
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tandem::proxy::{
     timer::TimerConfig, Peer, Proxy, ProxyConfig, Router, Routing, Source, Target, Transmit,
+    Transport,
 };
 use tandem::sip::{HeaderName, Message, StatusCode, Uri, Via};
 
@@ -40,6 +41,11 @@ impl Router for TestRouter {
                 reason: Cow::Borrowed("Not Found"),
             },
             Some(b"fork") => Routing::Forward(vec![target(B), target(C)]),
+            Some(b"tcp") => {
+                let mut t = target(B);
+                t.peer.transport = Transport::Tcp;
+                Routing::Forward(vec![t])
+            }
             _ => Routing::Forward(vec![target(B)]),
         }
     }
@@ -88,6 +94,22 @@ impl Harness {
             Peer::udp(addr(from)),
             &TestRouter,
         );
+        self.drain()
+    }
+
+    fn recv_tcp(
+        &mut self,
+        from: &str,
+        conn: u64,
+        text: &str,
+    ) -> Vec<(SocketAddr, Source, Message)> {
+        let peer = Peer {
+            addr: addr(from),
+            transport: Transport::Tcp,
+            conn: Some(conn),
+        };
+        let data = Bytes::from(text.replace('\n', "\r\n"));
+        self.proxy.handle(self.now, data, peer, &TestRouter);
         self.drain()
     }
 
@@ -798,4 +820,82 @@ fn a_dialog_token_does_not_open_other_requests() {
          Call-ID: stray\nCSeq: 1 ACK\nContent-Length: 0\n\n"
     );
     assert!(h.recv(A, &ack).is_empty());
+}
+
+/// A caller on UDP, a callee on TCP: the switch record-routes twice (RFC
+/// 5658), the top entry naming TCP (the callee's route set starts there),
+/// the other UDP (the caller's, reversed, starts there), and pops both
+/// from in-dialog requests either way.
+#[test]
+fn a_change_of_transport_is_record_routed_twice() {
+    let mut h = Harness::new();
+    let out = h.recv(A, &invite("tcp", "z9hG4bK-t1"));
+    let (to_b, _, fwd) = out.last().unwrap();
+    assert_eq!(*to_b, addr(B));
+    let rrs: Vec<String> = fwd
+        .values(HeaderName::RecordRoute)
+        .map(|v| String::from_utf8(v.unwrap().to_vec()).unwrap())
+        .collect();
+    assert_eq!(rrs.len(), 2, "{rrs:?}");
+    assert!(
+        rrs[0].starts_with("<sip:127.0.0.1:5060;transport=tcp;lr;tdm="),
+        "{rrs:?}"
+    );
+    assert!(rrs[1].starts_with("<sip:127.0.0.1:5060;lr;tdm="), "{rrs:?}");
+
+    // The callee's answer reaches the caller with both entries.
+    let ok = answer(fwd, 200, Some("b1"));
+    let out = h.recv_raw(B, ok);
+    assert_eq!((out[0].0, status(&out[0].2)), (addr(A), 200));
+    assert_eq!(out[0].2.values(HeaderName::RecordRoute).count(), 2);
+
+    // The caller's ACK: its route set is the Record-Route reversed.
+    let ack = format!(
+        "ACK sip:bob@{B};transport=tcp SIP/2.0
+Via: SIP/2.0/UDP {A};branch=z9hG4bK-t1ack
+Route: {}, {}
+Max-Forwards: 70
+From: <sip:alice@acme.example.com>;tag=a1
+To: <sip:tcp@acme.example.com>;tag=b1
+Call-ID: call-z9hG4bK-t1
+CSeq: 1 ACK
+Content-Length: 0
+
+",
+        rrs[1], rrs[0]
+    );
+    let out = h.recv(A, &ack);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].0, addr(B));
+    assert_eq!(
+        out[0].2.header(HeaderName::Route),
+        None,
+        "both Routes popped"
+    );
+
+    // The callee's BYE, over its connection, in Record-Route order.
+    let bye = format!(
+        "BYE sip:alice@{A} SIP/2.0
+Via: SIP/2.0/TCP {B};branch=z9hG4bK-t1bye
+Route: {}
+Route: {}
+Max-Forwards: 70
+From: <sip:tcp@acme.example.com>;tag=b1
+To: <sip:alice@acme.example.com>;tag=a1
+Call-ID: call-z9hG4bK-t1
+CSeq: 1 BYE
+Content-Length: 0
+
+",
+        rrs[0], rrs[1]
+    );
+    let out = h.recv_tcp(B, 7, &bye);
+    assert_eq!(out.len(), 1, "{out:?}");
+    let (to, _, fwd_bye) = &out[0];
+    assert_eq!(*to, addr(A));
+    assert_eq!(
+        fwd_bye.header(HeaderName::Route),
+        None,
+        "both Routes popped"
+    );
 }

@@ -133,7 +133,20 @@ impl Switch {
                 }
             }
         }
-        panic!("tandem did not answer OPTIONS on {}", self.addr());
+        // Say whether the process is still there (a zombie: it exited).
+        let state = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("State:"))
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| "gone".into());
+        panic!(
+            "tandem did not answer OPTIONS on {} within 20 s (process {}: {state})",
+            self.addr(),
+            self.child.id()
+        );
     }
 
     pub fn alive(&mut self) -> bool {
