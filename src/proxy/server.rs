@@ -356,7 +356,11 @@ impl Proxy {
                     if in_dialog(msg) && self.token_ok(msg, &token, &edit) =>
                 {
                     pops = 1;
-                    if routes.peek().is_some_and(|r| self.is_my_route(r)) {
+                    // Our second entry (a change of transport) is the twin
+                    // of the first: the same token. Another entry of ours
+                    // (a call that spiralled back through the switch) is a
+                    // hop of its own and stays.
+                    if routes.peek().is_some_and(|r| self.is_twin_route(r, &token)) {
                         routes.next();
                         pops = 2;
                     }
@@ -386,6 +390,20 @@ impl Proxy {
             }
         }
         if let Some(r) = routes.next() {
+            if pops > 0 && self.request_uri_is_me(msg) {
+                // A strict router before us (RFC 2543) put our entry in the
+                // Request-URI and the remote target in the last Route:
+                // forwarding would send the far end a Request-URI naming
+                // the switch.
+                self.reply(
+                    msg,
+                    from,
+                    StatusCode::FORBIDDEN,
+                    "Strict routing is not supported",
+                    &[],
+                );
+                return None;
+            }
             return self.single_hop(msg, from, pops, resolve_route(r), "Route not resolvable");
         }
         if in_dialog(msg) {
@@ -546,11 +564,22 @@ impl Proxy {
         rr
     }
 
-    /// Whether a Route value names this switch.
-    fn is_my_route(&self, r: &[u8]) -> bool {
+    /// Whether a Route value names this switch with dialog token `token`
+    /// (our second Record-Route entry of the same dialog).
+    fn is_twin_route(&self, r: &[u8], token: &[u8]) -> bool {
         NameAddr::parse(r)
             .ok()
             .and_then(|a| a.decoded_uri().ok())
+            .is_some_and(|u| {
+                matches!(u, Uri::Sip(u) if self.is_me(&u.host, u.port)
+                    && u.params.get(b"tdm").flatten() == Some(token))
+            })
+    }
+
+    /// Whether the Request-URI names this switch.
+    fn request_uri_is_me(&self, msg: &Message) -> bool {
+        msg.request_uri()
+            .and_then(|v| Uri::decode(v).ok())
             .is_some_and(|u| matches!(u, Uri::Sip(u) if self.is_me(&u.host, u.port)))
     }
 

@@ -898,4 +898,40 @@ Content-Length: 0
         None,
         "both Routes popped"
     );
+
+    // An entry of ours with another token is not the twin (a call that
+    // came back through the switch): only the first goes, and the request
+    // is not sent on to A as if both were ours.
+    let other = rrs[1].replace("tdm=", "tdm=0");
+    let spiral = bye
+        .replace(
+            &format!("Route: {}\r\n", rrs[1]),
+            &format!("Route: {other}\r\n"),
+        )
+        .replace(
+            &format!("Route: {}\n", rrs[1]),
+            &format!("Route: {other}\n"),
+        )
+        .replace("z9hG4bK-t1bye", "z9hG4bK-t1bye2");
+    assert!(spiral.contains(&other));
+    let out = h.recv_tcp(B, 7, &spiral);
+    assert!(out.iter().all(|(to, _, _)| *to != addr(A)), "{out:?}");
+
+    // A strict router before us put our entry in the Request-URI: refused,
+    // not forwarded with a Request-URI naming the switch.
+    let uri = rrs[1].trim_start_matches('<').trim_end_matches('>');
+    let strict = bye
+        .replace(
+            &format!("BYE sip:alice@{A} SIP/2.0"),
+            &format!("BYE {uri} SIP/2.0"),
+        )
+        .replace(
+            &format!("Route: {}\n", rrs[1]),
+            &format!("Route: <sip:alice@{A}>\n"),
+        )
+        .replace("z9hG4bK-t1bye", "z9hG4bK-t1bye3");
+    assert!(!strict.starts_with("BYE <") && strict.contains(&format!("Route: <sip:alice@{A}>")));
+    let out = h.recv_tcp(B, 7, &strict);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!((out[0].0, status(&out[0].2)), (addr(B), 403));
 }
