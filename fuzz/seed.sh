@@ -3,8 +3,13 @@
 # parse_message, and their header values for the URI and auth targets.
 set -euo pipefail
 cd "$(dirname "$0")"
-mkdir -p corpus/parse_message corpus/parse_uri corpus/parse_auth
+mkdir -p corpus/parse_message corpus/parse_uri corpus/parse_auth corpus/proxy
 cp ../tests/data/rfc4475/*.dat ../tests/data/rfc4475/non-rfc/*.dat ../benches/data/*.sip corpus/parse_message/
+# The proxy target: the same messages, each sent by the carrier (the
+# first byte picks the sender, modulo 4; NUL separates datagrams).
+for f in corpus/parse_message/*; do
+    { printf '\004'; cat "$f"; } > "corpus/proxy/$(basename "$f")"
+done
 python3 - <<'PY'
 import glob, hashlib, os, re
 for path in glob.glob('corpus/parse_message/*'):

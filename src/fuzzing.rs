@@ -92,3 +92,127 @@ pub fn auth(data: &[u8]) {
         let _ = a.get(b"nonce");
     }
 }
+
+/// The proxy core with the demo configuration: up to eight datagrams
+/// (split on NUL bytes; each one's first byte picks the sender: the
+/// carrier, the friend `branch`, a phone on UDP, a peer on TCP), every
+/// request the proxy forwards answered by its target (180, then 200 with
+/// a Contact), registrations made durable at once, then two minutes of
+/// timers.
+///
+/// Invariants: nothing panics, and everything the proxy sends frames and
+/// parses again.
+pub fn proxy(data: &[u8]) {
+    use std::net::SocketAddr;
+    use std::sync::{Arc, OnceLock};
+    use std::time::{Duration, Instant};
+
+    use crate::proxy::router::TableRouter;
+    use crate::proxy::{timer::TimerConfig, Peer, Proxy, ProxyConfig, Services, Transport};
+    use crate::sip::{response_to, Method, StatusCode};
+
+    // The routing table is built once; the state an input can change
+    // (bans, replay counters, bindings) is fresh for each, so a finding
+    // replays alone.
+    static CONFIG: OnceLock<(crate::config::Config, crate::route::RoutingTable)> = OnceLock::new();
+    let (cfg, table) = CONFIG.get_or_init(|| {
+        let cfg = crate::config::parse(include_str!("../config/tandem.toml")).expect("demo");
+        let table = crate::route::RoutingTable::build(&cfg).expect("demo table");
+        (cfg, table)
+    });
+    let start = Instant::now();
+    let services = Services {
+        auth: Arc::new(crate::auth::Authenticator::new(
+            crate::auth::AuthConfig::from_config(&cfg.auth),
+            [7; 32],
+        )),
+        registrar: Arc::new(crate::registrar::Registrar::new(
+            crate::registrar::RegistrarConfig::from_config(&cfg.registrar),
+        )),
+        workers: 1,
+        clock: crate::proxy::WallClock {
+            at: start,
+            unix: 1_800_000_000,
+        },
+    };
+    let mut proxy = Proxy::with_services(
+        ProxyConfig {
+            advertised_host: "127.0.0.1".into(),
+            listen_port: 5060,
+            worker_port: 40000,
+            worker: 0,
+            max_transactions: 64,
+            timers: TimerConfig::default(),
+            seed: 1,
+            secret: [3; 32],
+        },
+        services.clone(),
+    );
+    let peers = [
+        Peer::udp(SocketAddr::from(([127, 0, 0, 2], 5090))),
+        Peer::udp(SocketAddr::from(([127, 0, 0, 1], 5070))),
+        Peer::udp(SocketAddr::from(([127, 0, 0, 9], 40000))),
+        Peer {
+            addr: SocketAddr::from(([127, 0, 0, 9], 40001)),
+            transport: Transport::Tcp,
+            conn: Some(1),
+        },
+    ];
+    let mut now = start;
+    let router = TableRouter::with_registrar(table, &services.registrar, services.clock.unix(now));
+    // What arrives: the fuzzer's datagrams first, then the answers of the
+    // targets to what the proxy forwards (bounded).
+    let mut inbox: std::collections::VecDeque<(Peer, Bytes)> = data
+        .split(|&b| b == 0)
+        .filter(|c| !c.is_empty())
+        .take(8)
+        .map(|c| {
+            (
+                peers[usize::from(c[0]) % peers.len()],
+                Bytes::copy_from_slice(&c[1..]),
+            )
+        })
+        .collect();
+    let mut answers = 0;
+    let mut settle =
+        |proxy: &mut Proxy, now: Instant, inbox: &mut std::collections::VecDeque<(Peer, Bytes)>| {
+            while let Some(p) = proxy.poll_persist() {
+                proxy.persisted(now, p.ticket, true);
+            }
+            while proxy.poll_handover().is_some() {}
+            while let Some(t) = proxy.poll_transmit() {
+                let sent = Message::parse_datagram(t.data.clone()).unwrap_or_else(|e| {
+                    panic!(
+                        "the proxy sent what does not parse ({e}): {:?}",
+                        String::from_utf8_lossy(&t.data)
+                    )
+                });
+                let forwarded =
+                    matches!(sent.method(), Some(m) if m != Method::ACK && m != Method::CANCEL);
+                if forwarded && answers < 16 {
+                    answers += 2;
+                    let contact: &[u8] = b"<sip:target@127.0.0.1:5070>";
+                    for (code, reason) in [(180, "Ringing"), (200, "OK")] {
+                        let r = response_to(
+                            &sent,
+                            StatusCode(code),
+                            reason,
+                            Some(b"fz"),
+                            &[("Contact", contact)],
+                        );
+                        inbox.push_back((t.peer, Bytes::from(r)));
+                    }
+                }
+            }
+        };
+    while let Some((from, msg)) = inbox.pop_front() {
+        proxy.handle(now, msg, from, &router);
+        settle(&mut proxy, now, &mut inbox);
+        now += Duration::from_millis(10);
+    }
+    for _ in 0..12 {
+        now += Duration::from_secs(10);
+        proxy.handle_timeout(now);
+        settle(&mut proxy, now, &mut inbox);
+    }
+}

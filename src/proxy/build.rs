@@ -108,6 +108,9 @@ pub fn answer_unparsable(raw: &[u8], status: u16, reason: &str) -> Option<Vec<u8
     let mut out = format!("SIP/2.0 {status} {reason}\r\n").into_bytes();
     let mut has_via = false;
     let mut first = true;
+    // An answer our own parser could not frame (more header lines than it
+    // takes, with Content-Length) is not sent: the request is dropped.
+    let mut lines = 1;
     for line in raw[..head_end].split(|&c| c == b'\n') {
         if first {
             first = false;
@@ -132,6 +135,10 @@ pub fn answer_unparsable(raw: &[u8], status: u16, reason: &str) -> Option<Vec<u8
         let value = crate::sip::scan::trim(&line[colon + 1..]);
         if value.is_empty() || value.iter().any(|&c| c < b' ' && c != b'\t') {
             continue;
+        }
+        lines += 1;
+        if lines > crate::sip::MAX_HEADERS {
+            return None;
         }
         push_header(&mut out, canonical, value);
     }

@@ -30,6 +30,12 @@ fn seeds_hold_every_invariant() {
     ] {
         for (_, data) in files(&root.join(dir)) {
             tandem::fuzzing::message(&data);
+            // Through the proxy core, from each kind of sender.
+            for sender in [4u8, 1, 2, 3] {
+                let mut input = vec![sender];
+                input.extend_from_slice(&data);
+                tandem::fuzzing::proxy(&input);
+            }
             // Every line is also fed to the value decoders.
             for line in data.split(|&c| c == b'\n') {
                 tandem::fuzzing::uri(line);
@@ -49,6 +55,7 @@ fn fuzzer_findings_stay_fixed() {
             "parse_message" => tandem::fuzzing::message(&data),
             "parse_uri" => tandem::fuzzing::uri(&data),
             "parse_auth" => tandem::fuzzing::auth(&data),
+            "proxy" => tandem::fuzzing::proxy(&data),
             other => panic!("{name}: unknown target {other}"),
         }
     }
