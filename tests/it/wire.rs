@@ -301,21 +301,22 @@ pub fn uac(
 fn carrier_calls_a_ddi_that_rings_a_direct_friend() {
     let sw = Switch::start("ddi", 21000);
     let friend = uas("127.0.0.1", 21010, &scenario("uas.xml"), 3);
-    three_carrier_calls_to_the_friend(&sw, friend);
+    carrier_calls_the_friend(&sw, friend, "127.0.0.2", 3);
 }
 
-/// Three carrier calls to the DDI of the friend `branch` (SIPp `friend`
-/// answering), each checked end to end on both sides.
-fn three_carrier_calls_to_the_friend(sw: &Switch, friend: Sipp) {
+/// `calls` carrier calls from `carrier_ip` to the DDI of the friend
+/// `branch` (SIPp `friend` answering), each checked end to end on both
+/// sides.
+fn carrier_calls_the_friend(sw: &Switch, friend: Sipp, carrier_ip: &str, calls: u32) {
     std::thread::sleep(Duration::from_millis(200));
     let caller = uac(
         sw.addr(),
-        "127.0.0.2",
+        carrier_ip,
         &scenario("uac.xml"),
         "+34944000200",
         "+34600111222",
         "pstn.example.net",
-        3,
+        calls,
     );
     assert_eq!(
         caller.wait(Duration::from_secs(30)),
@@ -351,7 +352,7 @@ fn a_tcp_friend_gets_the_whole_call_though_its_contact_names_no_transport() {
         "-m",
         "3",
     ]);
-    three_carrier_calls_to_the_friend(&sw, friend);
+    carrier_calls_the_friend(&sw, friend, "127.0.0.2", 3);
 }
 
 /// IPv6: carrier and friend on `::1`, the switch advertising `::1`. Its
@@ -382,26 +383,7 @@ fn a_call_over_ipv6() {
         )
     });
     let friend = uas("::1", 23110, &scenario("uas.xml"), 2);
-    std::thread::sleep(Duration::from_millis(200));
-    let caller = uac(
-        sw.addr(),
-        "::1",
-        &scenario("uac.xml"),
-        "+34944000200",
-        "+34600111222",
-        "pstn.example.net",
-        2,
-    );
-    assert_eq!(
-        caller.wait(Duration::from_secs(30)),
-        0,
-        "caller side failed"
-    );
-    assert_eq!(
-        friend.wait(Duration::from_secs(10)),
-        0,
-        "friend side failed"
-    );
+    carrier_calls_the_friend(&sw, friend, "::1", 2);
 }
 
 /// A friend or terminal calling through the switch with digest
