@@ -50,6 +50,10 @@ pub struct Server {
     /// it is read again (0 = read again at once). An extension of the
     /// configuration contract: see `docs/wire.md`.
     pub batch_window_us: u32,
+    /// Seconds a TCP connection may stay silent before it is closed; one
+    /// that carries a live registration is kept while the binding lives.
+    /// An extension of the configuration contract: see `docs/wire.md`.
+    pub tcp_idle_s: u32,
 }
 
 /// The default `server.batch_window_us`: one millisecond.
@@ -59,6 +63,9 @@ pub const DEFAULT_BATCH_WINDOW_US: u32 = 1000;
 /// longer window only adds latency).
 pub const MAX_BATCH_WINDOW_US: u32 = 20_000;
 
+/// The default `server.tcp_idle_s`: five minutes.
+pub const DEFAULT_TCP_IDLE_S: u32 = 300;
+
 impl Default for Server {
     fn default() -> Self {
         Server {
@@ -67,6 +74,7 @@ impl Default for Server {
             workers: 0,
             data_dir: "var".into(),
             batch_window_us: DEFAULT_BATCH_WINDOW_US,
+            tcp_idle_s: DEFAULT_TCP_IDLE_S,
         }
     }
 }

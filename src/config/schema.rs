@@ -25,6 +25,7 @@ const SERVER: &[&str] = &[
     "workers",
     "data_dir",
     "batch_window_us",
+    "tcp_idle_s",
 ];
 const AUTH: &[&str] = &[
     "algorithms",

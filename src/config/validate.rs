@@ -163,6 +163,12 @@ fn validate_server(config: &Config, errors: &mut ConfigErrors) {
             )),
         );
     }
+    if server.tcp_idle_s == 0 {
+        errors.push(
+            place.field("tcp_idle_s"),
+            ErrorKind::Invalid("must be at least 1 (seconds)".into()),
+        );
+    }
 }
 
 fn validate_auth(config: &Config, errors: &mut ConfigErrors) {

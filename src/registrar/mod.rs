@@ -107,8 +107,10 @@ pub mod record;
 pub mod request;
 mod store;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 pub use record::{Replay, ReplayStats};
 pub use store::{MAX_BINDINGS, SHARDS};
@@ -244,6 +246,11 @@ pub struct Registrar {
     store: Store,
     /// The next record's sequence number.
     seq: AtomicU64,
+    /// TCP connection id → the AoR last bound over it: lets the shell keep
+    /// a connection open while a binding needs it ([`Registrar::holds_connection`]).
+    /// At most one entry per open connection: the shell removes an entry
+    /// when its connection closes.
+    connections: Mutex<HashMap<u64, Box<str>, foldhash::fast::RandomState>>,
 }
 
 impl Registrar {
@@ -253,6 +260,7 @@ impl Registrar {
             cfg: arc_swap::ArcSwap::from_pointee(cfg),
             store: Store::default(),
             seq: AtomicU64::new(1),
+            connections: Mutex::default(),
         }
     }
 
@@ -353,6 +361,14 @@ impl Registrar {
             }
         }
         drop(map);
+        if let Some(conn) = u.conn {
+            if live.iter().any(|b| b.conn == Some(conn)) {
+                self.connections
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(conn, u.aor.into());
+            }
+        }
         Ok(Updated {
             bindings: live,
             record: record.map(|r| r.1),
@@ -380,6 +396,33 @@ impl Registrar {
         let key = aor.as_bytes();
         let map = self.store.read(key);
         f(map.get(key).map_or(&[][..], Aor::bindings))
+    }
+
+    /// Whether TCP connection `conn` carries a live binding: the only
+    /// way to reach a device behind NAT, so the shell keeps such a
+    /// connection open however long it stays silent. Checks the AoR last
+    /// bound over the connection; forgets the connection when that AoR no
+    /// longer has a live binding on it.
+    pub fn holds_connection(&self, conn: u64, now: u64) -> bool {
+        let mut connections = self.connections.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(aor) = connections.get(&conn) else {
+            return false;
+        };
+        let held = self.with_bindings(aor, now, |b| {
+            b.iter().any(|b| b.conn == Some(conn) && b.expires > now)
+        });
+        if !held {
+            connections.remove(&conn);
+        }
+        held
+    }
+
+    /// Forgets TCP connection `conn` (the shell closed it).
+    pub fn connection_closed(&self, conn: u64) {
+        self.connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&conn);
     }
 
     /// The number of AoRs with bindings (expired ones included until

@@ -227,10 +227,7 @@ pub fn run(path: &Path) -> Result<(), String> {
     // What a reload cannot change (sockets, threads, data): compared with
     // each reloaded configuration to say so.
     let running = cfg.server.clone();
-    let tunables = Arc::new(worker::Tunables::new(
-        cfg.registrar.keepalive_s,
-        cfg.server.batch_window_us,
-    ));
+    let tunables = Arc::new(worker::Tunables::new(&cfg));
     tracing::info!(workers, ?listen, %advertised_host, "tandem starting");
 
     for index in 0..workers {
@@ -286,7 +283,7 @@ pub fn run(path: &Path) -> Result<(), String> {
                     // and the registrar (their settings are already valid).
                     auth.set_config(AuthConfig::from_config(&c.auth));
                     registrar.set_config(RegistrarConfig::from_config(&c.registrar));
-                    tunables.set(c.registrar.keepalive_s, c.server.batch_window_us);
+                    tunables.set(&c);
                     for field in restart_needed(&running, &c.server) {
                         tracing::warn!(
                             "server.{field} changed: it takes effect at the next restart"

@@ -27,9 +27,6 @@ use crate::proxy::{Peer, Proxy, ProxyConfig, Services, Source, Transmit, Transpo
 use crate::route::Reader;
 use crate::sip::{Framing, Head, Status, MAX_MESSAGE_LEN};
 
-/// A TCP connection with no complete message for this long is closed.
-const TCP_IDLE: Duration = Duration::from_secs(300);
-
 /// The longest a TCP connect or write may hold up the worker. Sends are
 /// awaited in line (they keep their order), so a peer that drops SYNs or
 /// stops reading would otherwise stall every call on this worker.
@@ -144,22 +141,33 @@ pub struct Shared {
 pub struct Tunables {
     keepalive_s: AtomicU32,
     batch_window_us: AtomicU32,
+    tcp_idle_s: AtomicU32,
 }
 
 impl Tunables {
-    /// `registrar.keepalive_s` and `server.batch_window_us`.
-    pub fn new(keepalive_s: u32, batch_window_us: u32) -> Tunables {
-        Tunables {
-            keepalive_s: AtomicU32::new(keepalive_s),
-            batch_window_us: AtomicU32::new(batch_window_us),
-        }
+    /// `registrar.keepalive_s`, `server.batch_window_us` and
+    /// `server.tcp_idle_s` of `cfg`.
+    pub fn new(cfg: &crate::config::Config) -> Tunables {
+        let t = Tunables {
+            keepalive_s: AtomicU32::new(0),
+            batch_window_us: AtomicU32::new(0),
+            tcp_idle_s: AtomicU32::new(0),
+        };
+        t.set(cfg);
+        t
     }
 
     /// Applies a reloaded configuration's values.
-    pub fn set(&self, keepalive_s: u32, batch_window_us: u32) {
-        self.keepalive_s.store(keepalive_s, Ordering::Relaxed);
-        self.batch_window_us
-            .store(batch_window_us, Ordering::Relaxed);
+    pub fn set(&self, cfg: &crate::config::Config) {
+        let store = |a: &AtomicU32, v| a.store(v, Ordering::Relaxed);
+        store(&self.keepalive_s, cfg.registrar.keepalive_s);
+        store(&self.batch_window_us, cfg.server.batch_window_us);
+        store(&self.tcp_idle_s, cfg.server.tcp_idle_s);
+    }
+
+    /// How long a TCP connection may stay silent (`server.tcp_idle_s`).
+    fn tcp_idle(&self) -> Duration {
+        Duration::from_secs(u64::from(self.tcp_idle_s.load(Ordering::Relaxed).max(1)))
     }
 
     /// Seconds between keep-alive OPTIONS to UDP bindings (0 = none).
@@ -476,10 +484,22 @@ async fn read_loop(w: Rc<Worker>, id: u64, addr: SocketAddr) {
     let mut pending = BytesMut::with_capacity(8192);
     let mut buf = vec![0u8; 16384];
     loop {
-        let read = tokio::time::timeout(TCP_IDLE, stream.read(buf));
-        let (res, b) = match read.await {
-            Ok(r) => r,
-            Err(_) => break, // idle
+        // One read stays in flight across idle periods: tokio-uring does
+        // not cancel a dropped read, whose data would be lost.
+        let mut read = std::pin::pin!(stream.read(buf));
+        let (res, b) = loop {
+            match tokio::time::timeout(w.shared.tunables.tcp_idle(), read.as_mut()).await {
+                Ok(r) => break r,
+                // Silent for `server.tcp_idle_s`: closed, unless a live
+                // registration was made over it. A device behind NAT can
+                // only be reached on the connection it registered on, and
+                // not every one sends keep-alives.
+                Err(_) if holds_binding(&w, id) => continue,
+                Err(_) => {
+                    w.drop_conn(id, addr);
+                    return;
+                }
+            }
         };
         buf = b;
         let n = match res {
@@ -522,6 +542,13 @@ async fn read_loop(w: Rc<Worker>, id: u64, addr: SocketAddr) {
     w.drop_conn(id, addr);
 }
 
+/// Whether TCP connection `id` carries a live registration.
+fn holds_binding(w: &Worker, id: u64) -> bool {
+    let services = &w.shared.services;
+    let unix = services.clock.unix(Instant::now());
+    services.registrar.holds_connection(id, unix)
+}
+
 impl Worker {
     fn add_conn(&self, stream: TcpStream, addr: SocketAddr) -> u64 {
         let id = self.next_conn.get();
@@ -532,8 +559,14 @@ impl Worker {
         id
     }
 
+    /// Closes connection `id`. Shut down explicitly: a read still in
+    /// flight holds the descriptor (tokio-uring does not cancel it), so
+    /// dropping the stream alone would leave the socket open.
     fn drop_conn(&self, id: u64, addr: SocketAddr) {
-        self.conns.borrow_mut().remove(&id);
+        if let Some(stream) = self.conns.borrow_mut().remove(&id) {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+        self.shared.services.registrar.connection_closed(id);
         let mut by = self.conn_by_addr.borrow_mut();
         if by.get(&addr) == Some(&id) {
             by.remove(&addr);

@@ -135,6 +135,7 @@ const CASES: &[(&str, &str)] = &[
     ("[server]\nlisten = []\n", "server.listen: must not be empty"),
     ("[server]\ndata_dir = \"\"\n", "server.data_dir: must not be empty"),
     ("[server]\nbatch_window_us = 50000\n", "server.batch_window_us: must not exceed 20000 (microseconds)"),
+    ("[server]\ntcp_idle_s = 0\n", "server.tcp_idle_s: must be at least 1 (seconds)"),
     ("[auth]\nalgorithms = [\"SHA-1\"]\n", "auth.algorithms[0]: unknown digest algorithm \"SHA-1\""),
     ("[auth]\nnonce_lifetime_s = 0\n", "auth.nonce_lifetime_s: must be at least 1"),
     ("[[carrier]]\nname = \"c2\"\naddress = \"127.0.0.3:5090\"\n", "carrier[c2].address: \"127.0.0.3:5090\": must start with udp: or tcp:"),

@@ -980,3 +980,46 @@ fn the_writer_compacts_a_growing_log() {
     assert!(last.lookup(&aors[0], now).is_empty());
     assert_eq!(last.lookup(&aors[1], now), want[1]);
 }
+
+/// The registrar tells the shell which TCP connections carry a live
+/// binding (those are kept open however long they stay silent).
+#[test]
+fn a_connection_is_held_while_a_binding_lives_on_it() {
+    let reg = Registrar::new(cfg(10));
+    let over = |conn: u64, call_id, cseq, expires| Update {
+        transport: Transport::Tcp,
+        conn: Some(conn),
+        ..req(
+            &[("sip:alice@192.0.2.1;transport=tcp", None)],
+            Some(expires),
+            call_id,
+            cseq,
+        )
+    };
+    assert!(!reg.holds_connection(7, T0), "nothing registered yet");
+    reg.update(T0, &over(7, "c1", 1, 600)).unwrap();
+    assert!(reg.holds_connection(7, T0 + 599));
+    assert!(!reg.holds_connection(8, T0 + 1), "another connection");
+    assert!(!reg.holds_connection(7, T0 + 600), "expired");
+    assert!(
+        !reg.holds_connection(7, T0 + 1),
+        "forgotten once found unused"
+    );
+
+    // The phone comes back on a new connection: the old one is let go.
+    reg.update(T0, &over(7, "c1", 2, 600)).unwrap();
+    reg.update(T0 + 10, &over(9, "c1", 3, 600)).unwrap();
+    assert!(reg.holds_connection(9, T0 + 20));
+    assert!(!reg.holds_connection(7, T0 + 20));
+
+    // Closed by the shell: forgotten even though the binding lives.
+    reg.connection_closed(9);
+    assert!(!reg.holds_connection(9, T0 + 20));
+    // A REGISTER over UDP pins nothing.
+    reg.update(
+        T0,
+        &req(&[("sip:alice@192.0.2.2", None)], Some(600), "c2", 1),
+    )
+    .unwrap();
+    assert!(!reg.holds_connection(0, T0 + 1));
+}

@@ -713,6 +713,54 @@ fn a_tcp_phone_whose_contact_names_no_transport_gets_its_whole_call() {
     call_the_phone_behind_nat(&sw, phone, "127.0.0.1:5999", "", 2);
 }
 
+/// A TCP connection is closed after `server.tcp_idle_s` of silence, but not
+/// one a live registration was made over: behind NAT it is the only way to
+/// the phone, and not every phone sends keep-alives.
+#[test]
+fn a_tcp_connection_with_a_live_registration_outlives_the_idle_timeout() {
+    let sw = Switch::start_with("reg-tcp-idle", 23300, |c| {
+        c.replace("tcp_idle_s = 300", "tcp_idle_s = 1")
+    });
+    // A connection that registered nothing is closed.
+    let mut idle = TcpStream::connect(sw.addr()).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let start = Instant::now();
+    assert_eq!(
+        idle.read(&mut [0u8; 64]).unwrap(),
+        0,
+        "closed by the switch"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        start.elapsed()
+    );
+
+    let mut phone = Phone::new_tcp(sw.addr());
+    phone.private = Some("192.0.2.60:5060".into());
+    let (_, ok) = phone.register_with(
+        "alice-phone",
+        "Correct-Horse-42",
+        "<sip:alice-phone@192.0.2.60:5060;transport=tcp>",
+    );
+    assert_eq!(ok.status(), 200, "{}", ok.0);
+    // Three idle periods of silence, then a call to the phone.
+    std::thread::sleep(Duration::from_millis(3500));
+    let call = uac(
+        sw.addr(),
+        "127.0.0.2",
+        &scenario("uac.xml"),
+        "+34944000100",
+        "+34600111222",
+        "pstn.example.net",
+        1,
+    );
+    phone
+        .answer_call(Duration::from_secs(10))
+        .expect("the call reaches the phone on the connection it registered on");
+    assert_eq!(call.wait(Duration::from_secs(20)), 0, "carrier side");
+}
+
 /// `phone` registers alice-phone with the Contact `contact` (an address
 /// it does not listen on; behind NAT, a private one) plus `uri_params`,
 /// then answers `calls` carrier calls to alice's DDI, one after the
