@@ -574,6 +574,7 @@ impl Proxy {
             }
         }
         if msg.is_request() {
+            let msg = stamp_received(msg, from.addr);
             self.request(now, msg, from, router);
         } else {
             self.response(now, msg, from);
@@ -654,6 +655,18 @@ fn push_hex(out: &mut String, n: u64) {
         let d = ((n >> (i * 4)) & 0xf) as u8;
         out.push(char::from(if d < 10 { b'0' + d } else { b'a' + d - 10 }));
     }
+}
+
+/// A validated request with its top Via stamped with `received` (and
+/// `rport`) as RFC 3261 §18.2.1 and RFC 3581 §4 ask of the receiving
+/// server: every response the switch writes, and the request it forwards,
+/// carry the stamped Via. Most requests need no change and cost nothing
+/// more.
+fn stamp_received(mut msg: Message, source: std::net::SocketAddr) -> Message {
+    if let Some(via) = top_via(&msg).stamped(source) {
+        msg.stamp_top_via(via);
+    }
+    msg
 }
 
 /// The top Via of a message that passed validation.

@@ -39,12 +39,16 @@ impl<'m> Editor<'m> {
     pub fn new(msg: &'m Message) -> Self {
         // Sized for a proxy's usual edits (a Via, a Record-Route, a few
         // rewritten headers), so they do not regrow the vectors.
-        Editor {
+        let mut e = Editor {
             msg,
             splices: Vec::with_capacity(8),
             arena: Vec::with_capacity(512),
             body: None,
+        };
+        if let Some(via) = msg.stamped_top_via() {
+            e.replace_first_value(HeaderName::Via, via);
         }
+        e
     }
 
     fn push_text(&mut self, parts: &[&[u8]]) -> (u32, u32) {
@@ -151,6 +155,30 @@ impl<'m> Editor<'m> {
             };
             self.splice(span, &[]);
             n = 0;
+        }
+        self
+    }
+
+    /// Replaces the first value of the first `name` header (the top Via
+    /// stamped with `received`, RFC 3261 §18.2.1); the line's other values
+    /// stay.
+    pub fn replace_first_value(&mut self, name: HeaderName, value: &[u8]) -> &mut Self {
+        if let Some(e) = self.msg.head().find(name) {
+            let text = self.msg.slice(e.value());
+            let first = match super::scan::find_unquoted(text, b',') {
+                Ok(Some(c)) => &text[..c],
+                _ => text,
+            };
+            let lead = first
+                .iter()
+                .take_while(|&&b| super::scan::is_lws(b))
+                .count();
+            let start = e.value().start + lead as u32;
+            let span = Span {
+                start,
+                end: start + super::scan::trim(first).len() as u32,
+            };
+            self.splice(span, &[value]);
         }
         self
     }
@@ -280,8 +308,21 @@ pub fn response_to(
     out.push(b' ');
     out.extend_from_slice(reason.as_bytes());
     out.extend_from_slice(b"\r\n");
+    let mut stamped = req.stamped_top_via();
     for (i, e) in head.entries().iter().enumerate() {
         match e.name {
+            HeaderName::Via if stamped.is_some() => {
+                // The first value as stamped, then the line's others.
+                out.extend_from_slice(b"Via: ");
+                out.extend_from_slice(stamped.take().unwrap_or_default());
+                out.extend_from_slice(b"\r\n");
+                let value = req.slice(e.value());
+                if let Ok(Some(c)) = super::scan::find_unquoted(value, b',') {
+                    out.extend_from_slice(b"Via: ");
+                    out.extend_from_slice(super::scan::trim(&value[c + 1..]));
+                    out.extend_from_slice(b"\r\n");
+                }
+            }
             HeaderName::Via | HeaderName::From | HeaderName::CallId | HeaderName::CSeq => {
                 out.extend_from_slice(&buf[e.line() as usize..head.line_end(i) as usize]);
             }
@@ -361,6 +402,24 @@ abcd";
         assert_eq!(out.header(HeaderName::ContentLength), Some(&b"11"[..]));
         assert_eq!(out.header_by_name(b"x-odd"), Some(&b"spaced"[..]));
         assert!(String::from_utf8_lossy(out.as_bytes()).contains("X-Odd:   spaced   \r\n"));
+    }
+
+    #[test]
+    fn a_stamped_top_via_is_in_every_copy_and_response() {
+        let mut m = msg();
+        let stamped =
+            &b"SIP/2.0/UDP pc33.atlanta.example.com;branch=z9hG4bK776asdhds;received=192.0.2.9"[..];
+        m.stamp_top_via(stamped.to_vec());
+        let second = &b"SIP/2.0/UDP p2.example.com;branch=z9hG4bK2"[..];
+        let mut e = m.edit();
+        e.push_via(b"SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKx");
+        let copy = Message::parse_datagram(Bytes::from(e.finish())).unwrap();
+        let vias: Vec<_> = copy.values(HeaderName::Via).map(Result::unwrap).collect();
+        assert_eq!(vias[1..], [stamped, second]);
+        let r = response_to(&m, StatusCode::OK, "OK", Some(b"t"), &[]);
+        let r = Message::parse_datagram(Bytes::from(r)).unwrap();
+        let vias: Vec<_> = r.values(HeaderName::Via).map(Result::unwrap).collect();
+        assert_eq!(vias, [stamped, second]);
     }
 
     #[test]

@@ -431,6 +431,10 @@ pub struct Message {
     /// asks for them many times per request: transaction keys, loop hash,
     /// dialog checks, tokens), as byte ranges of `buf`.
     tags: [std::cell::OnceCell<Option<(u32, u32)>>; 2],
+    /// The top Via value as the receiving server stamped it (`received`,
+    /// `rport`), written in its place by [`Message::edit`] and
+    /// [`crate::sip::response_to`]; `None`: as received.
+    top_via: Option<Box<[u8]>>,
 }
 
 impl std::fmt::Debug for Message {
@@ -476,7 +480,20 @@ impl Message {
             buf,
             head,
             tags: Default::default(),
+            top_via: None,
         }
+    }
+
+    /// Replaces, in every copy and response made from this message, the
+    /// first value of its first Via with `value` (RFC 3261 §18.2.1, RFC
+    /// 3581 §4). The buffer and its index stay as received.
+    pub fn stamp_top_via(&mut self, value: Vec<u8>) {
+        self.top_via = Some(value.into_boxed_slice());
+    }
+
+    /// The stamped top Via value, if any ([`Message::stamp_top_via`]).
+    pub fn stamped_top_via(&self) -> Option<&[u8]> {
+        self.top_via.as_deref()
     }
 
     /// The `tag` parameter of the From (`HeaderName::From`) or To

@@ -38,6 +38,66 @@ pub struct Via<'a> {
 pub struct ViaError;
 
 impl<'a> Via<'a> {
+    /// This Via as the server that received its request from `source`
+    /// must leave it, or `None` when it needs no change:
+    ///
+    /// - RFC 3261 §18.2.1: `received=` the packet's source address when the
+    ///   sent-by host is a name or another address;
+    /// - RFC 3581 §4: with `rport`, `received=` in any case and `rport=` the
+    ///   packet's source port.
+    ///
+    /// Values already there (a sender may write its own) are replaced.
+    pub fn stamped(&self, source: std::net::SocketAddr) -> Option<Vec<u8>> {
+        let rport = self.params.has(b"rport");
+        if !rport && self.host.ip() == Some(source.ip()) {
+            return None;
+        }
+        let mut out = Vec::with_capacity(self.host_text.len() + self.params.0.len() + 64);
+        for part in [
+            self.protocol,
+            b"/",
+            self.version,
+            b"/",
+            self.transport,
+            b" ",
+        ] {
+            out.extend_from_slice(part);
+        }
+        out.extend_from_slice(self.host_text);
+        if let Some(port) = self.port {
+            out.push(b':');
+            out.extend_from_slice(scan::itoa(u64::from(port)).as_str().as_bytes());
+        }
+        for (name, value) in self.params.iter() {
+            if name.eq_ignore_ascii_case(b"received") || name.eq_ignore_ascii_case(b"rport") {
+                continue;
+            }
+            out.push(b';');
+            out.extend_from_slice(name);
+            if let Some(v) = value {
+                out.push(b'=');
+                out.extend_from_slice(v);
+            }
+        }
+        out.extend_from_slice(b";received=");
+        match source.ip() {
+            std::net::IpAddr::V4(ip) => {
+                for (i, o) in ip.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(b'.');
+                    }
+                    out.extend_from_slice(scan::itoa(u64::from(o)).as_str().as_bytes());
+                }
+            }
+            std::net::IpAddr::V6(ip) => out.extend_from_slice(ip.to_string().as_bytes()),
+        }
+        if rport {
+            out.extend_from_slice(b";rport=");
+            out.extend_from_slice(scan::itoa(u64::from(source.port())).as_str().as_bytes());
+        }
+        Some(out)
+    }
+
     /// Decodes one Via value (one comma-separated element).
     pub fn parse(v: &'a [u8]) -> Result<Via<'a>, ViaError> {
         match Self::parse_plain(v) {
@@ -363,6 +423,67 @@ fn auth_param(item: &[u8]) -> Result<(&[u8], &[u8]), AuthError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_via_is_stamped_with_received_and_rport_where_the_rfcs_ask() {
+        let stamp = |v: &str, src: &str| {
+            let via = Via::parse(v.as_bytes()).unwrap();
+            via.stamped(src.parse().unwrap())
+                .map(|s| String::from_utf8(s).unwrap())
+        };
+        // Same address, no rport: nothing to add.
+        assert_eq!(
+            stamp(
+                "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1",
+                "192.0.2.1:5060"
+            ),
+            None
+        );
+        // Another address, or a name: received (RFC 3261 §18.2.1).
+        assert_eq!(
+            stamp(
+                "SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bK1",
+                "192.0.2.1:40000"
+            )
+            .as_deref(),
+            Some("SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bK1;received=192.0.2.1")
+        );
+        assert_eq!(
+            stamp(
+                "SIP/2.0/TCP pc.example.com;branch=z9hG4bK1",
+                "192.0.2.1:40000"
+            )
+            .as_deref(),
+            Some("SIP/2.0/TCP pc.example.com;branch=z9hG4bK1;received=192.0.2.1")
+        );
+        // rport: both, even from the address the Via names (RFC 3581 §4);
+        // a sender's own values are replaced, other parameters kept.
+        assert_eq!(
+            stamp("SIP/2.0/UDP 192.0.2.1:5060;rport;branch=z9hG4bK1;x=\"a;b\"", "192.0.2.1:40000")
+                .as_deref(),
+            Some("SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1;x=\"a;b\";received=192.0.2.1;rport=40000")
+        );
+        assert_eq!(
+            stamp(
+                "SIP/2.0/UDP 10.0.0.5;received=6.6.6.6;rport=1;branch=z9hG4bK1",
+                "192.0.2.1:40000"
+            )
+            .as_deref(),
+            Some("SIP/2.0/UDP 10.0.0.5;branch=z9hG4bK1;received=192.0.2.1;rport=40000")
+        );
+        assert_eq!(
+            stamp(
+                "SIP/2.0/UDP [2001:db8::1]:5060;branch=z9hG4bK1;rport",
+                "[2001:db8::2]:7000"
+            )
+            .as_deref(),
+            Some("SIP/2.0/UDP [2001:db8::1]:5060;branch=z9hG4bK1;received=2001:db8::2;rport=7000")
+        );
+        // What is written parses again.
+        let v = stamp("SIP/2.0/UDP h.example;rport;branch=z9hG4bK1", "192.0.2.1:1").unwrap();
+        let via = Via::parse(v.as_bytes()).unwrap();
+        assert_eq!(via.params.get(b"rport"), Some(Some(&b"1"[..])));
+    }
 
     #[test]
     fn the_plain_via_parser_agrees_with_the_general_one() {

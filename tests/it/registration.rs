@@ -779,6 +779,14 @@ fn call_the_phone_behind_nat(
         &format!("<sip:alice-phone@{contact}{uri_params}>"),
     );
     assert_eq!(ok.status(), 200, "{}", ok.0);
+    // The phone asked for rport: its Via comes back stamped with where the
+    // REGISTER came from (RFC 3581 §4).
+    let via = ok.header("Via").unwrap();
+    let local = phone.local();
+    assert!(
+        via.ends_with(&format!(";received={};rport={}", local.ip(), local.port())),
+        "{via}"
+    );
     for _ in 0..calls {
         let call = uac(
             sw.addr(),
