@@ -383,6 +383,51 @@ impl Proxy {
 }
 
 impl Proxy {
+    /// The shell could not send `data` to `peer` (a TCP connect refused or
+    /// timed out, a write or a UDP send that failed). A request of one of
+    /// this worker's branches that had no answer yet ends that branch as
+    /// if it had answered 503 (RFC 3261 §16.9; §17.1.4: the transaction
+    /// ends at once, nothing is sent to the peer). When it was the last
+    /// branch the caller gets the best answer now, a 500 when that is the
+    /// 503 (§16.7 step 6), instead of a 408 after Timer B. Anything else
+    /// (a response, an ACK, a CANCEL, another worker's branch) is ignored.
+    pub fn transport_error(&mut self, now: Instant, data: &Bytes, peer: &Peer) {
+        if data.starts_with(b"SIP/2.0 ") {
+            return;
+        }
+        let Ok(msg) = Message::parse_datagram(data.clone()) else {
+            return;
+        };
+        if matches!(msg.method(), Some(Method::ACK) | Some(Method::CANCEL)) {
+            return;
+        }
+        let Some(Ok(top)) = msg.values(HeaderName::Via).next() else {
+            return;
+        };
+        let branch = crate::sip::Via::parse(top).ok().and_then(|v| v.branch());
+        let Some(&(slot, i)) = branch.and_then(|b| self.client_index.get(b)) else {
+            return;
+        };
+        let Some(tx) = self.slots[slot as usize].as_mut() else {
+            return;
+        };
+        let b = &mut tx.branches[i as usize];
+        if b.state != BranchState::Calling || b.final_status.is_some() {
+            return;
+        }
+        tracing::info!(peer = %peer.addr, transport = peer.transport.as_str(), "next hop unreachable: branch ends as 503");
+        b.state = BranchState::Terminated;
+        b.final_status = Some(StatusCode::SERVICE_UNAVAILABLE);
+        b.sent = None;
+        if better(
+            StatusCode::SERVICE_UNAVAILABLE,
+            tx.best.as_ref().map(|b| b.0),
+        ) {
+            tx.best = Some((StatusCode::SERVICE_UNAVAILABLE, Vec::new()));
+        }
+        self.maybe_finish(now, slot);
+    }
+
     /// Ends branch `i` as if it had answered 408 (timers B, F, and 64·T1
     /// after a CANCEL), and answers upstream if it was the last one.
     fn time_out_branch(&mut self, now: Instant, slot: u32, i: u16) {

@@ -680,36 +680,46 @@ impl Worker {
             });
         }
         // UDP from this worker's own sockets goes out in one `sendmmsg` per
-        // socket; the rest (TCP, other workers' connections) one by one.
-        let mut udp = [(Source::Worker, Vec::new()), (Source::Listen, Vec::new())];
+        // socket; the rest (TCP, other workers' connections) one by one. A
+        // send that fails may make the proxy answer at once (a branch ends
+        // as 503): passes repeat until one finds nothing to send.
         loop {
-            let t = self.proxy.borrow_mut().poll_transmit();
-            let Some(t) = t else { break };
-            if t.peer.transport == Transport::Udp && t.peer.conn.is_none() {
-                udp[usize::from(t.source == Source::Listen)].1.push(t);
-            } else {
-                self.transmit(t).await;
-            }
-        }
-        for (source, group) in udp {
-            if group.is_empty() {
-                continue;
-            }
-            let fd = self.udp_std(source).as_raw_fd();
-            let msgs: Vec<(SocketAddr, &[u8])> =
-                group.iter().map(|t| (t.peer.addr, &t.data[..])).collect();
-            let sent = match send_batch(fd, &msgs) {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::debug!(worker = self.index, error = %e, "UDP batch send failed");
-                    0
+            let mut udp = [(Source::Worker, Vec::new()), (Source::Listen, Vec::new())];
+            let mut any = false;
+            loop {
+                let t = self.proxy.borrow_mut().poll_transmit();
+                let Some(t) = t else { break };
+                any = true;
+                if t.peer.transport == Transport::Udp && t.peer.conn.is_none() {
+                    udp[usize::from(t.source == Source::Listen)].1.push(t);
+                } else {
+                    self.transmit(t).await;
                 }
-            };
-            drop(msgs);
-            // What did not fit (a full socket buffer, or one bad
-            // destination) goes one by one, with io_uring's wait if needed.
-            for t in group.into_iter().skip(sent) {
-                self.transmit(t).await;
+            }
+            if !any {
+                return;
+            }
+            for (source, group) in udp {
+                if group.is_empty() {
+                    continue;
+                }
+                let fd = self.udp_std(source).as_raw_fd();
+                let msgs: Vec<(SocketAddr, &[u8])> =
+                    group.iter().map(|t| (t.peer.addr, &t.data[..])).collect();
+                let sent = match send_batch(fd, &msgs) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        tracing::debug!(worker = self.index, error = %e, "UDP batch send failed");
+                        0
+                    }
+                };
+                drop(msgs);
+                // What did not fit (a full socket buffer, or one bad
+                // destination) goes one by one, with io_uring's wait if
+                // needed.
+                for t in group.into_iter().skip(sent) {
+                    self.transmit(t).await;
+                }
             }
         }
     }
@@ -720,6 +730,14 @@ impl Worker {
             Source::Worker => &self.udp_own_std,
             Source::Listen => self.udp_listen_std.first().unwrap_or(&self.udp_own_std),
         }
+    }
+
+    /// Tells the proxy that `t` could not be sent (its transaction may
+    /// answer the caller at once: the flush in progress sends that).
+    fn send_failed(&self, t: &Transmit) {
+        self.proxy
+            .borrow_mut()
+            .transport_error(Instant::now(), &t.data, &t.peer);
     }
 
     async fn transmit(self: &Rc<Self>, t: Transmit) {
@@ -746,16 +764,17 @@ impl Worker {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(e) => {
                         tracing::debug!(worker = self.index, peer = %t.peer.addr, error = %e, "UDP send failed");
-                        return;
+                        return self.send_failed(&t);
                     }
                 }
                 let sock = match t.source {
                     Source::Worker => &self.udp_own,
                     Source::Listen => self.udp_listen.first().unwrap_or(&self.udp_own),
                 };
-                let (r, _) = sock.send_to(t.data, t.peer.addr).await;
+                let (r, _) = sock.send_to(t.data.clone(), t.peer.addr).await;
                 if let Err(e) = r {
                     tracing::debug!(worker = self.index, peer = %t.peer.addr, error = %e, "UDP send failed");
+                    self.send_failed(&t);
                 }
             }
             Transport::Tcp => {
@@ -770,7 +789,7 @@ impl Worker {
                     Some(id) if by_addr == Some(id) => Some(id),
                     Some(_) => {
                         tracing::debug!(worker = self.index, peer = %t.peer.addr, "TCP connection gone, message dropped");
-                        return;
+                        return self.send_failed(&t);
                     }
                     None => by_addr,
                 };
@@ -792,17 +811,20 @@ impl Worker {
                             }
                             Err(e) => {
                                 tracing::info!(worker = self.index, peer = %t.peer.addr, error = %e, "TCP connect failed");
-                                return;
+                                return self.send_failed(&t);
                             }
                         }
                     }
                 };
-                let r = match tokio::time::timeout(TCP_IO_LIMIT, stream.write_all(t.data)).await {
+                let r = match tokio::time::timeout(TCP_IO_LIMIT, stream.write_all(t.data.clone()))
+                    .await
+                {
                     Ok((r, _)) => r,
                     Err(_) => Err(io::Error::from(io::ErrorKind::TimedOut)),
                 };
                 if let Err(e) = r {
                     tracing::debug!(worker = self.index, peer = %t.peer.addr, error = %e, "TCP send failed");
+                    self.send_failed(&t);
                 }
             }
         }

@@ -534,6 +534,34 @@ fn busy_and_not_found_reach_the_caller() {
     assert_eq!(caller.wait(Duration::from_secs(30)), 0, "404 not answered");
 }
 
+/// A direct friend on TCP whose PBX is down (connection refused): the
+/// branch ends as a 503 at once (RFC 3261 §16.9) and the caller gets a 500
+/// (§16.7 step 6: a 503 is not passed on), not a 408 after Timer B's 32 s.
+#[test]
+fn a_tcp_friend_that_refuses_the_connection_fails_the_call_at_once() {
+    let sw = Switch::start_with("tcp-down", 23400, |c| {
+        c.replacen("transport = \"udp\"", "transport = \"tcp\"", 1)
+    });
+    let dir = TempDir::new("tcp-down-scenarios");
+    let expect_500 = write_scenario(&dir.0, "uac500.xml", &uac_error(500));
+    let start = Instant::now();
+    let caller = uac(
+        sw.addr(),
+        "127.0.0.2",
+        &expect_500,
+        "+34944000200",
+        "+34600111222",
+        "pstn.example.net",
+        1,
+    );
+    assert_eq!(caller.wait(Duration::from_secs(30)), 0, "500 expected");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        start.elapsed()
+    );
+}
+
 const UAC_CANCEL: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="cancel">
   <send retrans="500"><![CDATA[
