@@ -2,9 +2,9 @@
 //!
 //! - `tandem run [--config FILE]`: runs the switch until SIGTERM/SIGINT;
 //!   SIGHUP reloads the configuration.
-//! - `tandem check --config FILE`: exit 0 and a one-line summary on stdout
+//! - `tandem check [--config FILE]`: exit 0 and a one-line summary on stdout
 //!   when valid; exit 1 and one line per problem on stderr otherwise.
-//! - `tandem route --config FILE --company DOMAIN --from NAME [--presented N] NUMBER`:
+//! - `tandem route [--config FILE] --company DOMAIN|NAME --from NAME [--presented N] NUMBER`:
 //!   prints on stdout the routing decision in one line (DOMAIN.md §3);
 //!   exit 0, exit 2 for an unknown company or caller, exit 1 for an
 //!   invalid configuration (problems on stderr).
@@ -37,15 +37,15 @@ enum Command {
     /// Validate a configuration: a summary, or every problem with its place.
     Check {
         /// Configuration file.
-        #[arg(long)]
+        #[arg(long, default_value = "config/tandem.toml")]
         config: PathBuf,
     },
     /// Explain where a call would go, without any network.
     Route {
         /// Configuration file.
-        #[arg(long)]
+        #[arg(long, default_value = "config/tandem.toml")]
         config: PathBuf,
-        /// The caller's company, by SIP domain.
+        /// The caller's company, by SIP domain or by name.
         #[arg(long)]
         company: String,
         /// The caller: a user name, a friend name, or `carrier:NAME`.
@@ -107,8 +107,11 @@ fn main() -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
-            let Some(company) = table.company(&company) else {
-                eprintln!("unknown company domain {company:?}");
+            let found = table
+                .company(&company)
+                .or_else(|| table.company_by_name(&company));
+            let Some(company) = found else {
+                eprintln!("unknown company {company:?} (neither a domain nor a name)");
                 return ExitCode::from(2);
             };
             let Some(caller) = table.caller_by_name(company, &from) else {

@@ -358,7 +358,22 @@ fn cli_route_and_run() {
         "2001",
     ]);
     assert_eq!(code, 2);
-    assert!(err.contains("unknown company domain"), "{err}");
+    assert!(
+        err.contains("unknown company \"nope.example.com\""),
+        "{err}"
+    );
+    // The defaults: `config/tandem.toml`, and a company named by its name.
+    let (code, out, err) = tandem(&["route", "--company", "acme", "--from", "alice", "101"]);
+    assert_eq!(
+        (code, out.trim_end()),
+        (0, "extension 101 -> user alice"),
+        "{err}"
+    );
+    let (code, out, _) = tandem(&["check"]);
+    assert_eq!(
+        (code, out.starts_with("config/tandem.toml: ok: ")),
+        (0, true)
+    );
 
     // `run` on a good configuration serves until stopped (tests/it/wire.rs);
     // on a missing one it refuses to start.
