@@ -214,10 +214,10 @@ impl Phone {
             } else {
                 format!("Contact: {contact}\r\n")
             },
-            expires = if contact.is_empty() {
-                ""
-            } else {
-                "Expires: 600\r\n"
+            expires = match contact {
+                "" => "",
+                "*" => "Expires: 0\r\n",
+                _ => "Expires: 600\r\n",
             },
         );
         self.send(&text);
@@ -713,6 +713,106 @@ fn a_tcp_phone_whose_contact_names_no_transport_gets_its_whole_call() {
     call_the_phone_behind_nat(&sw, phone, "127.0.0.1:5999", "", 2);
 }
 
+/// Removing bindings on the wire (RFC 3261 §10.2.2): one contact with
+/// `expires=0`, then all with `Contact: *` and `Expires: 0`; each 200 lists
+/// what is left, the removal survives a crash, and a call then finds no one
+/// (480).
+#[test]
+fn bindings_are_removed_one_by_one_or_all_at_once_and_stay_removed() {
+    let mut sw = Switch::start("reg-remove", 23600);
+    let mut phone = Phone::new("127.0.0.1", sw.addr());
+    let here = format!("<sip:alice-phone@{}>", phone.local());
+    let there = "<sip:alice-phone@192.0.2.70:5060>";
+    let contacts = |m: &Msg| m.headers("Contact").count();
+    let (_, ok) = phone.register_with("alice-phone", "Correct-Horse-42", &here);
+    assert_eq!((ok.status(), contacts(&ok)), (200, 1), "{}", ok.0);
+    let (_, ok) = phone.register_with("alice-phone", "Correct-Horse-42", there);
+    assert_eq!((ok.status(), contacts(&ok)), (200, 2), "{}", ok.0);
+    let (_, ok) = phone.register_with(
+        "alice-phone",
+        "Correct-Horse-42",
+        &format!("{there};expires=0"),
+    );
+    assert_eq!((ok.status(), contacts(&ok)), (200, 1), "{}", ok.0);
+    assert!(ok.header("Contact").unwrap().starts_with(&here), "{}", ok.0);
+    let (_, ok) = phone.register_with("alice-phone", "Correct-Horse-42", "*");
+    assert_eq!((ok.status(), contacts(&ok)), (200, 0), "{}", ok.0);
+
+    sw.crash_and_restart();
+    let dir = TempDir::new("reg-remove-scenarios");
+    let expect_480 = write_scenario(&dir.0, "uac480.xml", &uac_error(480));
+    let call = uac(
+        sw.addr(),
+        "127.0.0.2",
+        &expect_480,
+        "+34944000100",
+        "+34600111222",
+        "pstn.example.net",
+        1,
+    );
+    assert_eq!(
+        call.wait(Duration::from_secs(20)),
+        0,
+        "480: nobody registered"
+    );
+}
+
+/// A user registered from two phones: the carrier's call forks to both
+/// bindings (RFC 3261 §16.6), the first 200 goes to the caller, and the
+/// phone still ringing gets a CANCEL (§16.7 step 10) whose 487 the switch
+/// ACKs hop by hop without passing it on.
+#[test]
+fn a_call_forks_to_every_binding_and_the_other_phone_is_cancelled() {
+    let sw = Switch::start("reg-fork", 23500);
+    let mut desk = Phone::new("127.0.0.1", sw.addr());
+    let mut mobile = Phone::new("127.0.0.1", sw.addr());
+    for phone in [&mut desk, &mut mobile] {
+        let contact = format!("<sip:alice-phone@{}>", phone.local());
+        let (_, ok) = phone.register_with("alice-phone", "Correct-Horse-42", &contact);
+        assert_eq!(ok.status(), 200, "{}", ok.0);
+    }
+    let call = uac(
+        sw.addr(),
+        "127.0.0.2",
+        &scenario("uac.xml"),
+        "+34944000100",
+        "+34600111222",
+        "pstn.example.net",
+        1,
+    );
+    let invite = |p: &Phone| {
+        p.recv_where(Duration::from_secs(10), |m| m.0.starts_with("INVITE "))
+            .expect("the INVITE reaches both bindings")
+    };
+    let ringing = invite(&mobile);
+    mobile.reply(&ringing, 100, "Trying");
+    let answered = invite(&desk);
+    desk.reply(&answered, 180, "Ringing");
+    desk.reply(&answered, 200, "OK");
+
+    let cancel = mobile
+        .recv_where(Duration::from_secs(5), |m| m.0.starts_with("CANCEL "))
+        .expect("the phone still ringing is cancelled");
+    assert_eq!(
+        cancel.header("Via"),
+        ringing.header("Via"),
+        "the CANCEL matches the INVITE's branch (RFC 3261 §9.1)"
+    );
+    mobile.reply(&cancel, 200, "OK");
+    mobile.reply(&ringing, 487, "Request Terminated");
+    mobile
+        .recv_where(Duration::from_secs(5), |m| m.0.starts_with("ACK "))
+        .expect("the 487 is acknowledged hop by hop");
+
+    desk.recv_where(Duration::from_secs(5), |m| m.0.starts_with("ACK "))
+        .expect("the caller's ACK");
+    let bye = desk
+        .recv_where(Duration::from_secs(5), |m| m.0.starts_with("BYE "))
+        .expect("the caller's BYE");
+    desk.reply(&bye, 200, "OK");
+    assert_eq!(call.wait(Duration::from_secs(20)), 0, "carrier side");
+}
+
 /// A TCP connection is closed after `server.tcp_idle_s` of silence, but not
 /// one a live registration was made over: behind NAT it is the only way to
 /// the phone, and not every phone sends keep-alives.
@@ -721,9 +821,14 @@ fn a_tcp_connection_with_a_live_registration_outlives_the_idle_timeout() {
     let sw = Switch::start_with("reg-tcp-idle", 23300, |c| {
         c.replace("tcp_idle_s = 300", "tcp_idle_s = 1")
     });
-    // A connection that registered nothing is closed.
+    // A CRLFCRLF ping gets its CRLF pong (RFC 5626 §3.5.1), and a
+    // connection that registered nothing is then closed.
     let mut idle = TcpStream::connect(sw.addr()).unwrap();
     idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    idle.write_all(b"\r\n\r\n").unwrap();
+    let mut pong = [0u8; 2];
+    idle.read_exact(&mut pong).unwrap();
+    assert_eq!(&pong, b"\r\n");
     let start = Instant::now();
     assert_eq!(
         idle.read(&mut [0u8; 64]).unwrap(),
