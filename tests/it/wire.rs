@@ -170,6 +170,26 @@ impl Switch {
     }
 }
 
+impl Switch {
+    /// Sends `signal` (`TERM`, `INT`) and returns the exit status, waiting
+    /// at most `limit`; `None` if the switch is still running then.
+    pub fn stop_with(&mut self, signal: &str, limit: Duration) -> Option<std::process::ExitStatus> {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
 impl Drop for Switch {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -532,6 +552,33 @@ fn busy_and_not_found_reach_the_caller() {
         1,
     );
     assert_eq!(caller.wait(Duration::from_secs(30)), 0, "404 not answered");
+}
+
+/// SIGTERM and SIGINT stop the switch cleanly (exit 0) and at once, even
+/// with a call's transactions still lingering.
+#[test]
+fn sigterm_and_sigint_stop_the_switch_cleanly() {
+    for (signal, port) in [("TERM", 23700), ("INT", 23720)] {
+        let mut sw = Switch::start(&format!("stop-{signal}"), port);
+        let friend = uas("127.0.0.1", port + 10, &scenario("uas.xml"), 1);
+        std::thread::sleep(Duration::from_millis(200));
+        let caller = uac(
+            sw.addr(),
+            "127.0.0.2",
+            &scenario("uac.xml"),
+            "+34944000200",
+            "+34600111222",
+            "pstn.example.net",
+            1,
+        );
+        assert_eq!(caller.wait(Duration::from_secs(20)), 0);
+        assert_eq!(friend.wait(Duration::from_secs(10)), 0);
+        let status = sw.stop_with(signal, Duration::from_secs(5));
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "SIG{signal}: {status:?}"
+        );
+    }
 }
 
 /// A direct friend on TCP whose PBX is down (connection refused): the
