@@ -592,11 +592,13 @@ impl Proxy {
     }
 
     fn send(&mut self, peer: Peer, source: Source, data: impl Into<Bytes>) {
-        self.out.push_back(Transmit {
-            peer,
-            source,
-            data: data.into(),
-        });
+        let data = data.into();
+        if data.is_empty() {
+            // A response too large to frame (`response_to`): not sent.
+            self.stats.dropped += 1;
+            return;
+        }
+        self.out.push_back(Transmit { peer, source, data });
     }
 
     fn reply(

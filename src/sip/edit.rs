@@ -290,9 +290,13 @@ impl Message {
 }
 
 /// Builds a response to `req` (RFC 3261 §8.2.6): the status line, every Via
-/// line as received, From, To (with `to_tag` added when the request's To has
-/// no tag and the status is not 100), Call-ID, CSeq, the `extra` headers,
-/// and an empty body.
+/// line as received, the first From, To (with `to_tag` added when the
+/// request's To has no tag and the status is not 100), Call-ID and CSeq,
+/// the `extra` headers, and an empty body.
+///
+/// Empty when the response would hold more header lines than
+/// [`super::MAX_HEADERS`] (a request of many Vias answered with extra
+/// headers): no parser, ours included, would take it, so it is not sent.
 pub fn response_to(
     req: &Message,
     status: StatusCode,
@@ -309,7 +313,25 @@ pub fn response_to(
     out.extend_from_slice(reason.as_bytes());
     out.extend_from_slice(b"\r\n");
     let mut stamped = req.stamped_top_via();
+    // From, To, Call-ID, CSeq: the first of each (a request may repeat
+    // them; validation refuses that, but its refusal is built here too).
+    let mut seen = [false; 4];
+    let mut lines = 1 + extra.len();
     for (i, e) in head.entries().iter().enumerate() {
+        let once = match e.name {
+            HeaderName::From => Some(0),
+            HeaderName::To => Some(1),
+            HeaderName::CallId => Some(2),
+            HeaderName::CSeq => Some(3),
+            HeaderName::Via => None,
+            _ => continue,
+        };
+        if let Some(k) = once {
+            if std::mem::replace(&mut seen[k], true) {
+                continue;
+            }
+        }
+        lines += 1;
         match e.name {
             HeaderName::Via if stamped.is_some() => {
                 // The first value as stamped, then the line's others.
@@ -318,6 +340,7 @@ pub fn response_to(
                 out.extend_from_slice(b"\r\n");
                 let value = req.slice(e.value());
                 if let Ok(Some(c)) = super::scan::find_unquoted(value, b',') {
+                    lines += 1;
                     out.extend_from_slice(b"Via: ");
                     out.extend_from_slice(super::scan::trim(&value[c + 1..]));
                     out.extend_from_slice(b"\r\n");
@@ -347,6 +370,9 @@ pub fn response_to(
         out.extend_from_slice(b": ");
         out.extend_from_slice(value);
         out.extend_from_slice(b"\r\n");
+    }
+    if lines > super::MAX_HEADERS {
+        return Vec::new();
     }
     out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
     out
@@ -402,6 +428,30 @@ abcd";
         assert_eq!(out.header(HeaderName::ContentLength), Some(&b"11"[..]));
         assert_eq!(out.header_by_name(b"x-odd"), Some(&b"spaced"[..]));
         assert!(String::from_utf8_lossy(out.as_bytes()).contains("X-Odd:   spaced   \r\n"));
+    }
+
+    #[test]
+    fn a_response_is_built_only_when_it_frames() {
+        let mut text = String::from("OPTIONS sip:a@b SIP/2.0\r\n");
+        for i in 0..89 {
+            text.push_str(&format!("Via: SIP/2.0/UDP h{i};branch=z9hG4bK{i}\r\n"));
+        }
+        // Repeated: only the first of each goes into the response.
+        for _ in 0..2 {
+            text.push_str("From: <sip:a@b>;tag=1\r\nTo: <sip:a@b>\r\n");
+        }
+        text.push_str("Call-ID: c\r\nCSeq: 1 OPTIONS\r\n\r\n");
+        let m = Message::parse_datagram(Bytes::from(text)).unwrap();
+        let r = response_to(&m, StatusCode::OK, "OK", Some(b"t"), &[]);
+        let r = Message::parse_datagram(Bytes::from(r)).unwrap();
+        assert_eq!(r.head().entries().len(), 94);
+        let two: [(&str, &[u8]); 2] = [("Allow", b"INVITE"), ("Accept", b"application/sdp")];
+        let r = response_to(&m, StatusCode::OK, "OK", Some(b"t"), &two);
+        let r = Message::parse_datagram(Bytes::from(r)).unwrap();
+        assert_eq!(r.head().entries().len(), 96);
+        // One line more would not frame: nothing is built.
+        let three = [two[0], two[1], ("Supported", &b"path"[..])];
+        assert!(response_to(&m, StatusCode::OK, "OK", Some(b"t"), &three).is_empty());
     }
 
     #[test]
