@@ -231,6 +231,15 @@ pub trait Router {
         let _ = addr;
         false
     }
+
+    /// Appends who is at `ip`, as a dialog token records its parties (see
+    /// `RoutingTable::party`): by default the address itself.
+    fn party(&self, ip: std::net::IpAddr, out: &mut Vec<u8>) {
+        match ip {
+            std::net::IpAddr::V4(a) => out.extend_from_slice(&a.octets()),
+            std::net::IpAddr::V6(a) => out.extend_from_slice(&a.octets()),
+        }
+    }
 }
 
 /// Wall-clock time as the proxy sees it: the Unix time at one instant of

@@ -209,6 +209,10 @@ impl Router for TableRouter<'_> {
         self.table.configured_tcp(addr)
     }
 
+    fn party(&self, ip: std::net::IpAddr, out: &mut Vec<u8>) {
+        self.table.party(ip, out);
+    }
+
     fn claim(&self, req: &Message, from: &Peer, register: bool) -> Claim<'_> {
         if self.table.carrier_for_source(from.addr.ip()).is_some() {
             return Claim::Trusted;

@@ -206,8 +206,16 @@ impl Proxy {
             push_hex(&mut branch, u64::from(self.cfg.seed as u32));
             push_hex(&mut branch, self.counter);
             let via = self.via_value(t.peer.transport, &branch);
-            let rr = (creates_dialog && !in_dialog)
-                .then(|| self.record_route(t.peer.transport, from.transport, &msg, &plan.record));
+            let rr = (creates_dialog && !in_dialog).then(|| {
+                let parties = Parties::of(router, from.addr.ip(), t.peer.addr.ip());
+                self.record_route(
+                    t.peer.transport,
+                    from.transport,
+                    &msg,
+                    &plan.record,
+                    &parties,
+                )
+            });
             let data = build::forward(
                 &msg,
                 &build::Forward {
@@ -336,6 +344,8 @@ impl Proxy {
         // How many top Routes are ours (popped): two when the dialog was
         // record-routed across a change of transport.
         let mut pops = 0u8;
+        // Our Route's token, checked once the next hop is known.
+        let mut claimed: Option<(Vec<u8>, DialogEdit)> = None;
         if let Some(r) = routes.next() {
             let ours = NameAddr::parse(r)
                 .ok()
@@ -352,9 +362,7 @@ impl Proxy {
                 // Only in a dialog: a token replayed on a new request would
                 // route it past the digest gate, the ACL and the identity
                 // rules.
-                Some(Some((token, edit)))
-                    if in_dialog(msg) && self.token_ok(msg, &token, &edit) =>
-                {
+                Some(Some((token, edit))) if in_dialog(msg) => {
                     pops = 1;
                     // Our second entry (a change of transport) is the twin
                     // of the first: the same token. Another entry of ours
@@ -364,8 +372,7 @@ impl Proxy {
                         routes.next();
                         pops = 2;
                     }
-                    // Kept for the caller: the Route is parsed once.
-                    self.route_dialog = (!edit.is_empty()).then_some(edit);
+                    claimed = Some((token, edit));
                 }
                 // A phone configured with the switch as outbound proxy
                 // preloads a Route naming it: popped, and nothing may
@@ -404,7 +411,11 @@ impl Proxy {
                 );
                 return None;
             }
-            return self.single_hop(msg, from, pops, resolve_route(r), "Route not resolvable");
+            let peer = resolve_route(r);
+            if !self.dialog_hop_ok(msg, &from, claimed, peer.as_ref(), router) {
+                return None;
+            }
+            return self.single_hop(msg, from, pops, peer, "Route not resolvable");
         }
         if in_dialog(msg) {
             if pops == 0 {
@@ -433,6 +444,9 @@ impl Proxy {
                 }
                 Some(p)
             });
+            if !self.dialog_hop_ok(msg, &from, claimed, peer.as_ref(), router) {
+                return None;
+            }
             // A Contact the switch fixed for NAT (`tnat`): sent from the
             // shared socket, whose pinhole the device opened.
             let nat = uri
@@ -519,6 +533,39 @@ impl Proxy {
         }
     }
 
+    /// Checks our Route's token (`claimed`) against the in-dialog request
+    /// and its next hop `peer` ([`Proxy::token_ok`]); answers 403 when it
+    /// does not hold. On success the Route's rewriting parameters are kept
+    /// for the forwarding (`route_dialog`). Nothing claimed: nothing to
+    /// check (the callers have refused what needed a token already).
+    fn dialog_hop_ok(
+        &mut self,
+        msg: &Message,
+        from: &Peer,
+        claimed: Option<(Vec<u8>, DialogEdit)>,
+        peer: Option<&Peer>,
+        router: &dyn Router,
+    ) -> bool {
+        let Some((token, edit)) = claimed else {
+            return true;
+        };
+        // No next hop: the caller answers that (404/400) itself.
+        let Some(peer) = peer else { return true };
+        if !self.token_ok(msg, &token, &edit, from, peer.addr.ip(), router) {
+            self.reply(
+                msg,
+                *from,
+                StatusCode::FORBIDDEN,
+                "Route not issued by this switch",
+                &[],
+            );
+            return false;
+        }
+        // Kept for the forwarding: the Route is parsed once.
+        self.route_dialog = (!edit.is_empty()).then_some(edit);
+        true
+    }
+
     /// Our Record-Route for a request, with the dialog token. When the
     /// request leaves on another transport than it came (`out` vs
     /// `inbound`), two entries: the top one names the transport towards
@@ -532,12 +579,15 @@ impl Proxy {
         inbound: Transport,
         msg: &Message,
         edit: &DialogEdit,
+        parties: &Parties,
     ) -> String {
         let params = edit.rr_params();
         let token = self.token_for(
             msg.header(HeaderName::CallId).unwrap_or(b""),
             msg.tag(HeaderName::From).unwrap_or(b""),
             &params,
+            parties.caller(),
+            parties.callee(),
         );
         let mut rr = String::with_capacity(2 * (64 + params.len() + token.len()));
         for (i, transport) in [Some(out), (inbound != out).then_some(inbound)]
@@ -600,26 +650,61 @@ impl Proxy {
     /// Whether `token` is ours for this in-dialog request: issued for its
     /// Call-ID and the caller's tag, which is the From tag of requests
     /// from the caller's side and the To tag of the callee's.
-    fn token_ok(&self, msg: &Message, token: &[u8], edit: &DialogEdit) -> bool {
+    ///
+    /// The token also names the dialog's two parties (who sent the request
+    /// that created it, and where the switch sent it: [`Parties`]), so an
+    /// in-dialog request only goes from one of them to the other. A
+    /// request from the caller's side (its From tag is the caller's) comes
+    /// from the caller and goes to the callee; one from the callee's side
+    /// the other way. Without this, anyone holding a dialog's Route (its
+    /// callee, say) could send "in-dialog" requests through the switch to
+    /// any Request-URI: a relay past the digest gate, the call ACL and the
+    /// identity rules.
+    fn token_ok(
+        &self,
+        msg: &Message,
+        token: &[u8],
+        edit: &DialogEdit,
+        from: &Peer,
+        next_hop: std::net::IpAddr,
+        router: &dyn Router,
+    ) -> bool {
         let call_id = msg.header(HeaderName::CallId).unwrap_or(b"");
         let params = edit.rr_params();
-        [HeaderName::From, HeaderName::To].iter().any(|&h| {
-            self.token_for(call_id, msg.tag(h).unwrap_or(b""), &params)
-                .as_bytes()
+        let hop = Parties::of(router, from.addr.ip(), next_hop);
+        let ok = |tag: HeaderName, caller: &[u8], callee: &[u8]| {
+            self.token_for(
+                call_id,
+                msg.tag(tag).unwrap_or(b""),
+                &params,
+                caller,
+                callee,
+            )
+            .as_bytes()
                 == token
-        })
+        };
+        ok(HeaderName::From, hop.caller(), hop.callee())
+            || ok(HeaderName::To, hop.callee(), hop.caller())
     }
 
     /// The token that proves a Route was written by this switch for this
-    /// dialog: a keyed hash of the Call-ID, the caller's tag and the
-    /// rewriting parameters (so none of them can be edited): HMAC-SHA-256
+    /// dialog: a keyed hash of the Call-ID, the caller's tag, the
+    /// rewriting parameters (so none of them can be edited) and the
+    /// dialog's two parties ([`Parties`]): HMAC-SHA-256
     /// truncated to 128 bits, keyed with a key derived from the switch's
     /// persisted secret (`data_dir/secret`), so calls survive a restart
     /// and an upgrade.
-    fn token_for(&self, call_id: &[u8], tag: &[u8], params: &str) -> String {
+    fn token_for(
+        &self,
+        call_id: &[u8],
+        tag: &[u8],
+        params: &str,
+        caller: &[u8],
+        callee: &[u8],
+    ) -> String {
         use hmac::Mac;
         let mut mac = self.token_key.clone();
-        for part in [call_id, tag, params.as_bytes()] {
+        for part in [call_id, tag, params.as_bytes(), caller, callee] {
             mac.update(&(part.len() as u32).to_be_bytes());
             mac.update(part);
         }
@@ -862,4 +947,31 @@ fn push_dec(out: &mut String, n: u64) {
 fn header_lines(msg: &[u8]) -> usize {
     let head = memchr::memmem::find(msg, b"\r\n\r\n").map_or(msg, |end| &msg[..end]);
     memchr::memchr_iter(b'\n', head).count()
+}
+
+/// The two parties of a dialog as its token records them: who sent the
+/// dialog-creating request and where the switch sent it, each as
+/// [`Router::party`] names it (a configured carrier or friend by name,
+/// anyone else by address).
+pub(super) struct Parties {
+    bytes: Vec<u8>,
+    split: usize,
+}
+
+impl Parties {
+    fn of(router: &dyn Router, caller: std::net::IpAddr, callee: std::net::IpAddr) -> Parties {
+        let mut bytes = Vec::with_capacity(48);
+        router.party(caller, &mut bytes);
+        let split = bytes.len();
+        router.party(callee, &mut bytes);
+        Parties { bytes, split }
+    }
+
+    fn caller(&self) -> &[u8] {
+        &self.bytes[..self.split]
+    }
+
+    fn callee(&self) -> &[u8] {
+        &self.bytes[self.split..]
+    }
 }

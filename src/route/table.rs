@@ -548,6 +548,9 @@ pub struct RoutingTable {
     /// Addresses (IP literal and port) of the carriers and direct friends
     /// configured with TCP: see [`RoutingTable::configured_tcp`].
     pub(crate) tcp_peers: rustc_hash::FxHashSet<SocketAddr>,
+    /// The configured peers by IP literal: carrier addresses (`c:NAME`)
+    /// and direct friends (`f:DOMAIN/NAME`); see [`RoutingTable::party`].
+    pub(crate) peer_names: FxHashMap<IpAddr, Box<str>>,
     /// `[server]` of the configuration (for the shell).
     pub server: config::Server,
     /// `[auth]` of the configuration.
@@ -645,6 +648,28 @@ impl RoutingTable {
         }
         // Longest prefix first, so the first containing network wins.
         sources.sort_by_key(|s| std::cmp::Reverse(s.0.len));
+        let ip_of = |host: &str| -> Option<IpAddr> {
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse()
+                .ok()
+        };
+        let mut peer_names = FxHashMap::default();
+        for c in &companies {
+            for f in &c.friends {
+                if let FriendConnection::Direct { host, .. } = &f.connection {
+                    if let Some(ip) = ip_of(host) {
+                        let name = format!("f:{}/{}", c.domain, f.name);
+                        peer_names.insert(ip, name.into_boxed_str());
+                    }
+                }
+            }
+        }
+        for c in &carriers {
+            if let Some(ip) = ip_of(&c.host) {
+                peer_names.insert(ip, format!("c:{}", c.name).into_boxed_str());
+            }
+        }
         let direct =
             companies
                 .iter()
@@ -674,6 +699,7 @@ impl RoutingTable {
             carrier_configs: config.carrier.clone(),
             sources,
             tcp_peers,
+            peer_names,
             server: config.server.clone(),
             auth: config.auth.clone(),
         }
@@ -733,6 +759,25 @@ impl RoutingTable {
             .iter()
             .find(|(net, _)| net.contains(ip))
             .map(|&(_, id)| id)
+    }
+
+    /// Who is at `ip`, as a dialog token records the two parties of a
+    /// dialog (appended to `out`): a carrier by name for any address of
+    /// its `sources` or its `address` (a carrier's in-dialog requests may
+    /// come from, and go to, any node of its pool), a direct friend by
+    /// company and name, anyone else by the address itself.
+    pub fn party(&self, ip: IpAddr, out: &mut Vec<u8>) {
+        if let Some(c) = self.carrier_for_source(ip) {
+            out.extend_from_slice(b"c:");
+            out.extend_from_slice(self.carrier(c).name.as_bytes());
+        } else if let Some(name) = self.peer_names.get(&ip) {
+            out.extend_from_slice(name.as_bytes());
+        } else {
+            match ip {
+                IpAddr::V4(a) => out.extend_from_slice(&a.octets()),
+                IpAddr::V6(a) => out.extend_from_slice(&a.octets()),
+            }
+        }
     }
 
     /// Whether a carrier or a direct friend is configured with TCP at

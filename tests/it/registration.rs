@@ -713,6 +713,57 @@ fn a_tcp_phone_whose_contact_names_no_transport_gets_its_whole_call() {
     call_the_phone_behind_nat(&sw, phone, "127.0.0.1:5999", "", 2);
 }
 
+/// A dialog's Route is no ticket to anywhere: the friend `branch` calls the
+/// registered friend `legacy`, and `legacy`, holding the dialog's Route,
+/// sends an "in-dialog" MESSAGE to a premium number at the carrier. The
+/// carrier is no party of that dialog: 403 (before, the switch relayed it,
+/// past the digest gate and the call ACL). The call itself still ends
+/// normally through the switch.
+#[test]
+fn a_dialog_route_does_not_relay_to_a_third_party() {
+    let sw = Switch::start_with("reg-relay", 23800, |c| md5_only(with_legacy_ddi(c)));
+    let mut pbx = Phone::new("127.0.0.1", sw.addr());
+    let (_, ok) = pbx.register("legacy", "Legacy-Secret-88");
+    assert_eq!(ok.status(), 200, "{}", ok.0);
+    let caller = uac_auth(sw.addr(), "3001", "branch", "Branch-Secret-77", 1);
+    let invite = pbx
+        .recv_where(Duration::from_secs(10), |m| m.0.starts_with("INVITE "))
+        .expect("the call reaches legacy");
+    pbx.reply(&invite, 180, "Ringing");
+    pbx.reply(&invite, 200, "OK");
+
+    let route = invite.header("Record-Route").expect("record-routed");
+    let local = pbx.local();
+    let forged = format!(
+        "MESSAGE sip:+44900123456@127.0.0.2:5090 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {local};branch=z9hG4bK-relay1;rport\r\n\
+         Max-Forwards: 70\r\n\
+         Route: {route}\r\n\
+         From: {to};tag=phone1\r\n\
+         To: {from}\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: 7 MESSAGE\r\n\
+         Content-Type: text/plain\r\n\
+         Content-Length: 5\r\n\r\nhello",
+        to = invite.header("To").unwrap(),
+        from = invite.header("From").unwrap(),
+        call_id = invite.header("Call-ID").unwrap(),
+    );
+    pbx.send(&forged);
+    let answer = pbx
+        .recv_where(Duration::from_secs(3), |m| m.0.contains("z9hG4bK-relay1"))
+        .expect("an answer to the forged MESSAGE");
+    assert_eq!(answer.status(), 403, "{}", answer.0);
+
+    pbx.recv_where(Duration::from_secs(5), |m| m.0.starts_with("ACK "))
+        .expect("the caller's ACK");
+    let bye = pbx
+        .recv_where(Duration::from_secs(5), |m| m.0.starts_with("BYE "))
+        .expect("the caller's BYE");
+    pbx.reply(&bye, 200, "OK");
+    assert_eq!(caller.wait(Duration::from_secs(20)), 0, "caller side");
+}
+
 /// Removing bindings on the wire (RFC 3261 §10.2.2): one contact with
 /// `expires=0`, then all with `Contact: *` and `Expires: 0`; each 200 lists
 /// what is left, the removal survives a crash, and a call then finds no one
