@@ -128,6 +128,10 @@ pub(super) struct Planned {
     pub record: DialogEdit,
     /// How responses are restored for the upstream side.
     pub restore: Option<Box<super::Restore>>,
+    /// The sender's identity headers go (an in-dialog request from anyone
+    /// but a carrier: RFC 3325 §5, identity is only passed on from a
+    /// trusted sender).
+    pub strip_identity: bool,
 }
 
 /// An offer whose media would be left without codecs (answer 488).
@@ -207,6 +211,10 @@ pub(super) fn apply(e: &mut Editor<'_>, p: &Planned) {
             e.remove_header(h);
         }
         e.append("P-Asserted-Identity", pai.as_bytes());
+    } else if p.strip_identity {
+        for h in IDENTITY_HEADERS {
+            e.remove_header(h);
+        }
     }
     if let Some(b) = &p.body {
         e.set_body(b);

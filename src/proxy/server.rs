@@ -181,6 +181,7 @@ impl Proxy {
             match rewrite::plan(&msg, rewrite, dialog.as_ref()) {
                 Ok(mut p) => {
                     p.contact.clone_from(&nat_contact);
+                    p.strip_identity = in_dialog && !router.is_carrier(&from);
                     plans.push(p)
                 }
                 Err(rewrite::NothingLeft) => {

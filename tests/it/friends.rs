@@ -72,6 +72,7 @@ fn carrier_expecting(dialled: &str, presented: &str) -> String {
   <recv request="BYE">
     <action>
       <ereg regexp="^ *&lt;sip:{p}@acme\.example\.com&gt;;tag=" search_in="hdr" header="From:" check_it="true" assign_to="g"/>
+      <ereg regexp="P-Preferred-Identity|Remote-Party-ID|600999999|600888888|600123456" search_in="msg" check_it_inverse="true" assign_to="h"/>
     </action>
   </recv>
   <send><![CDATA[
@@ -86,7 +87,7 @@ fn carrier_expecting(dialled: &str, presented: &str) -> String {
 
   ]]></send>
   <timewait milliseconds="300"/>
-  <Reference variables="a,b,c,e,f,g"/>
+  <Reference variables="a,b,c,e,f,g,h"/>
 </scenario>
 "#
     )
@@ -162,7 +163,7 @@ fn friend_caller(pai: Option<&str>, final_code: u16) -> String {
       From: "Branch office" <sip:branch@acme.example.com>;tag=[pid]T[call_number]
       [last_To:]
       [routes]
-      Call-ID: [call_id]
+      {pai}Call-ID: [call_id]
       CSeq: 3 BYE
       Max-Forwards: 70
       Content-Length: 0

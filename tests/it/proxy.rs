@@ -240,7 +240,27 @@ Content-Length: 0
         "our Route is popped"
     );
 
-    // BYE from B back to A through the Record-Route.
+    // The dialog's Route leads only to its other party: B cannot send an
+    // in-dialog request through it to a third address (403).
+    let relay = format!(
+        "MESSAGE sip:premium@192.0.2.99:5060 SIP/2.0
+Via: SIP/2.0/UDP {B};branch=z9hG4bK-relay1
+Route: {rr}
+Max-Forwards: 70
+From: <sip:bob@acme.example.com>;tag=b1
+To: <sip:alice@acme.example.com>;tag=a1
+Call-ID: call-z9hG4bK-a1
+CSeq: 2 MESSAGE
+Content-Length: 0
+
+"
+    );
+    let out = h.recv(B, &relay);
+    assert_eq!(out.len(), 1);
+    assert_eq!((out[0].0, status(&out[0].2)), (addr(B), 403));
+
+    // BYE from B back to A through the Record-Route; B's identity headers
+    // do not pass (B is no carrier: RFC 3325 §5).
     let bye = format!(
         "BYE sip:alice@{A} SIP/2.0
 Via: SIP/2.0/UDP {B};branch=z9hG4bK-bye1
@@ -249,7 +269,9 @@ Max-Forwards: 70
 From: <sip:bob@acme.example.com>;tag=b1
 To: <sip:alice@acme.example.com>;tag=a1
 Call-ID: call-z9hG4bK-a1
-CSeq: 1 BYE
+CSeq: 3 BYE
+P-Asserted-Identity: <sip:+34911111111@acme.example.com>
+P-Preferred-Identity: <sip:+34922222222@acme.example.com>
 Content-Length: 0
 
 "
@@ -258,6 +280,8 @@ Content-Length: 0
     assert_eq!(out.len(), 1);
     let (to, _, fwd_bye) = &out[0];
     assert_eq!(*to, addr(A));
+    assert_eq!(fwd_bye.header(HeaderName::PAssertedIdentity), None);
+    assert_eq!(fwd_bye.header(HeaderName::PPreferredIdentity), None);
     let resp = answer(fwd_bye, 200, None);
     let out = h.recv_raw(A, resp);
     assert_eq!((out[0].0, status(&out[0].2)), (addr(B), 200));
