@@ -43,7 +43,6 @@ impl Proxy {
         now: Instant,
         msg: Message,
         from: Peer,
-        key: &[u8],
         router: &dyn Router,
     ) -> (Gate, Option<Message>) {
         let Some(services) = self.services.clone() else {
@@ -64,7 +63,9 @@ impl Proxy {
                 )
             }
             Claim::Reject { status, reason } => {
-                self.answer(now, msg, from, key, status, &reason, &[]);
+                // Stateless, like every answer before authentication:
+                // an unauthenticated sender gets no state kept for it.
+                self.reply(&msg, from, status, &reason, &[]);
                 return (Gate::Done, None);
             }
             Claim::Account {
@@ -87,7 +88,7 @@ impl Proxy {
                 (Gate::Done, None)
             }
             Outcome::Challenge { stale } => {
-                self.challenge(now, msg, from, key, &realm, stale, false);
+                self.challenge(now, &msg, from, &realm, stale, false);
                 (Gate::Done, None)
             }
         }
@@ -145,7 +146,7 @@ impl Proxy {
                 return;
             }
             Outcome::Challenge { stale } => {
-                return self.challenge(now, msg, from, key, &realm, stale, true);
+                return self.challenge(now, &msg, from, &realm, stale, true);
             }
         }
         if !registers {
@@ -274,14 +275,19 @@ impl Proxy {
         (w < workers && w != self.cfg.worker).then_some(w)
     }
 
-    /// A 401 (REGISTER) or 407 with one challenge per configured algorithm.
-    #[allow(clippy::too_many_arguments)]
+    /// A 401 (REGISTER) or 407 with one challenge per configured algorithm,
+    /// answered statelessly (like Kamailio's `sl_send_reply`): nothing is
+    /// kept for a sender that has not authenticated (RFC 3261 §26.3.2.4),
+    /// so a flood of requests, with or without credentials, from one
+    /// address or many, costs no memory. A retransmission gets a fresh
+    /// challenge; the ACK of a 407 matches nothing and is dropped. Cost: a
+    /// retransmitted request with wrong credentials counts as a second
+    /// failure towards the ban.
     fn challenge(
         &mut self,
         now: Instant,
-        msg: Message,
+        msg: &Message,
         from: Peer,
-        key: &[u8],
         realm: &str,
         stale: bool,
         register: bool,
@@ -300,20 +306,7 @@ impl Proxy {
             )
         };
         let extra: Vec<(&str, &[u8])> = values.iter().map(|v| (name, v.as_bytes())).collect();
-        let header = if register {
-            HeaderName::Authorization
-        } else {
-            HeaderName::ProxyAuthorization
-        };
-        if msg.header(header).is_none() {
-            // The first half of every login: answered statelessly (like
-            // Kamailio's sl_send_reply). A retransmission just gets a fresh
-            // challenge; the ACK of a 407 matches nothing and is dropped.
-            return self.reply(&msg, from, status, reason, &extra);
-        }
-        // With credentials (wrong, stale): a transaction absorbs the
-        // retransmissions, so a lost answer does not count twice.
-        self.answer(now, msg, from, key, status, reason, &extra);
+        self.reply(msg, from, status, reason, &extra);
     }
 
     /// Answers `msg` with a final response, keeping a transaction that

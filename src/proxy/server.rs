@@ -115,7 +115,7 @@ impl Proxy {
                 return self.register(now, msg, from, &key, router);
             }
             if !in_dialog(&msg) && !is_ping(&msg) {
-                match self.gate(now, msg, from, &key, router) {
+                match self.gate(now, msg, from, router) {
                     (
                         Gate::Pass {
                             authenticated: auth,

@@ -713,6 +713,53 @@ fn a_tcp_phone_whose_contact_names_no_transport_gets_its_whole_call() {
     call_the_phone_behind_nat(&sw, phone, "127.0.0.1:5999", "", 2);
 }
 
+/// Nothing is kept for a sender that has not authenticated (RFC 3261
+/// §26.3.2.4): INVITEs with credentials the switch cannot use (an unknown
+/// scheme, a forged digest) each get one 407 and no more. A kept
+/// transaction would repeat its 407 from 500 ms on (Timer G) to an address
+/// that may be spoofed, and hold memory for Timer H's 32 s: a flood of
+/// them filled the transaction table (503 for everyone).
+#[test]
+fn unauthenticated_requests_get_one_stateless_challenge() {
+    let sw = Switch::start("reg-stateless", 23900);
+    let sock = UdpSocket::bind("127.0.0.5:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let local = sock.local_addr().unwrap();
+    for (n, auth) in [
+        "Proxy-Authorization: NoOneKnowsThisScheme foo=bar",
+        "Proxy-Authorization: Digest username=\"alice-phone\", realm=\"acme.example.com\", \
+         nonce=\"forged\", uri=\"sip:2001@acme.example.com\", response=\"0123\", \
+         algorithm=MD5, qop=auth, nc=00000001, cnonce=\"c\"",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let text = format!(
+            "INVITE sip:2001@acme.example.com SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {local};branch=z9hG4bK-sl{n}\r\nMax-Forwards: 70\r\n\
+             From: <sip:alice-phone@acme.example.com>;tag=sl{n}\r\n\
+             To: <sip:2001@acme.example.com>\r\nCall-ID: sl{n}@probe\r\n\
+             CSeq: 1 INVITE\r\nContact: <sip:alice-phone@{local}>\r\n{auth}\r\n\
+             Content-Length: 0\r\n\r\n"
+        );
+        sock.send_to(text.as_bytes(), sw.addr()).unwrap();
+        let mut buf = vec![0u8; 65535];
+        let mut answers = Vec::new();
+        let end = Instant::now() + Duration::from_millis(1800);
+        while Instant::now() < end {
+            if let Ok((len, _)) = sock.recv_from(&mut buf) {
+                answers.push(String::from_utf8_lossy(&buf[..len]).into_owned());
+            }
+        }
+        let challenges = answers
+            .iter()
+            .filter(|a| a.starts_with("SIP/2.0 407"))
+            .count();
+        assert_eq!(challenges, 1, "{answers:?}");
+    }
+}
+
 /// A dialog's Route is no ticket to anywhere: the friend `branch` calls the
 /// registered friend `legacy`, and `legacy`, holding the dialog's Route,
 /// sends an "in-dialog" MESSAGE to a premium number at the carrier. The
