@@ -555,8 +555,12 @@ impl Proxy {
     pub fn handle(&mut self, now: Instant, data: Bytes, from: Peer, router: &dyn Router) {
         if let Some(s) = &self.services {
             // Banned sources get silence, whatever they send. (Carriers are
-            // never challenged, so never banned.)
-            if s.auth.is_banned(s.clock.unix(now), from.addr.ip()) {
+            // never challenged, so never banned.) Responses still pass, to
+            // be matched with our own requests' branches: a ban earned by
+            // forged requests from a direct friend's address must not cut
+            // the friend's answers to calls already sent to it.
+            if !data.starts_with(b"SIP/2.0 ") && s.auth.is_banned(s.clock.unix(now), from.addr.ip())
+            {
                 self.stats.dropped += 1;
                 return;
             }

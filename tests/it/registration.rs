@@ -94,6 +94,16 @@ impl Phone {
         }
     }
 
+    /// A phone (or a friend's PBX) listening at `addr`.
+    fn at(addr: &str, switch: SocketAddr) -> Phone {
+        let mut p = Phone::new("127.0.0.1", switch);
+        p.sock = UdpSocket::bind(addr).unwrap();
+        p.sock
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        p
+    }
+
     /// A phone on a TCP connection to the switch.
     fn new_tcp(switch: SocketAddr) -> Phone {
         let mut p = Phone::new("127.0.0.1", switch);
@@ -758,6 +768,54 @@ fn unauthenticated_requests_get_one_stateless_challenge() {
             .count();
         assert_eq!(challenges, 1, "{answers:?}");
     }
+}
+
+/// A ban earned by forged requests from a direct friend's address (any
+/// port: spoofing UDP is easy) silences requests from it, not the friend's
+/// answers to a call the switch sent it: those still reach the caller.
+#[test]
+fn a_banned_address_still_answers_calls_sent_to_it() {
+    let sw = Switch::start_with("reg-ban-answers", 24000, |c| {
+        c.replace("max_failures = 10", "max_failures = 3")
+    });
+    // The direct friend `branch` lives at 127.0.0.1:24010.
+    let friend = Phone::at("127.0.0.1:24010", sw.addr());
+    let call = uac(
+        sw.addr(),
+        "127.0.0.2",
+        &scenario("uac.xml"),
+        "+34944000200",
+        "+34600111222",
+        "pstn.example.net",
+        1,
+    );
+    let invite = friend
+        .recv_where(Duration::from_secs(10), |m| m.0.starts_with("INVITE "))
+        .expect("the call reaches the friend");
+    // Three wrong passwords from the friend's address ban it.
+    let mut guesser = Phone::new("127.0.0.1", sw.addr());
+    for round in 0..3 {
+        let contact = "<sip:x@127.0.0.1>";
+        let r = guesser
+            .register_raw("alice-phone", contact, "")
+            .expect("challenge");
+        let challenge = r.header("WWW-Authenticate").unwrap().to_owned();
+        let creds = Phone::credentials("alice-phone", "wrong", &challenge, "00000001");
+        let auth = format!("Authorization: {creds}\r\n");
+        let answer = guesser.register_raw("alice-phone", contact, &auth);
+        // The third failure bans: silence from then on.
+        assert_eq!(answer.map(|a| a.status()), (round < 2).then_some(401));
+    }
+    friend.reply(&invite, 180, "Ringing");
+    friend.reply(&invite, 200, "OK");
+    friend
+        .recv_where(Duration::from_secs(5), |m| m.0.starts_with("ACK "))
+        .expect("the caller's ACK");
+    let bye = friend
+        .recv_where(Duration::from_secs(5), |m| m.0.starts_with("BYE "))
+        .expect("the caller's BYE");
+    friend.reply(&bye, 200, "OK");
+    assert_eq!(call.wait(Duration::from_secs(20)), 0, "carrier side");
 }
 
 /// A dialog's Route is no ticket to anywhere: the friend `branch` calls the
