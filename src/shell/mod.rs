@@ -10,6 +10,7 @@
 
 pub mod mmsg;
 pub mod persist;
+mod tcp;
 pub mod worker;
 
 use std::net::SocketAddr;

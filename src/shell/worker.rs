@@ -16,26 +16,17 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::sync::Notify;
-use tokio_uring::net::{TcpListener, TcpStream, UdpSocket};
+use tokio_uring::net::{TcpListener, UdpSocket};
 
 use super::mmsg::{send_batch, RecvBatch};
 use super::persist::Persister;
+use super::tcp::Conn;
 use super::Listen;
 use crate::proxy::{Peer, Proxy, ProxyConfig, Services, Source, Transmit, Transport};
 use crate::route::Reader;
-use crate::sip::{Framing, Head, Status, MAX_MESSAGE_LEN};
-
-/// The longest a TCP connect or write may hold up the worker. Sends are
-/// awaited in line (they keep their order), so a peer that drops SYNs or
-/// stops reading would otherwise stall every call on this worker.
-const TCP_IO_LIMIT: Duration = Duration::from_secs(2);
-
-/// The most TCP connections one worker keeps (each may buffer up to one
-/// incomplete message, [`MAX_MESSAGE_LEN`]: 4,096 × 64 KiB = 256 MiB worst
-/// case per worker).
-const MAX_TCP_CONNECTIONS: usize = 4096;
+use crate::sip::MAX_MESSAGE_LEN;
 
 /// What one worker passes another: a response that belongs to the other's
 /// transaction, or a message to send on a TCP connection the other owns.
@@ -166,7 +157,7 @@ impl Tunables {
     }
 
     /// How long a TCP connection may stay silent (`server.tcp_idle_s`).
-    fn tcp_idle(&self) -> Duration {
+    pub(super) fn tcp_idle(&self) -> Duration {
         Duration::from_secs(u64::from(self.tcp_idle_s.load(Ordering::Relaxed).max(1)))
     }
 
@@ -187,11 +178,11 @@ impl Tunables {
 
 /// TCP connection ids carry their worker in the top 16 bits, so any worker
 /// can tell who owns a binding's connection.
-const CONN_WORKER_SHIFT: u32 = 48;
+pub(super) const CONN_WORKER_SHIFT: u32 = 48;
 
-struct Worker {
-    proxy: RefCell<Proxy>,
-    shared: Shared,
+pub(super) struct Worker {
+    pub(super) proxy: RefCell<Proxy>,
+    pub(super) shared: Shared,
     reader: RefCell<Reader>,
     udp_listen: Vec<Rc<UdpSocket>>,
     udp_own: Rc<UdpSocket>,
@@ -199,11 +190,13 @@ struct Worker {
     /// `sendto`/`recvfrom`: see [`Worker::transmit`] and [`udp_loop`].
     udp_listen_std: Vec<std::net::UdpSocket>,
     udp_own_std: std::net::UdpSocket,
-    conns: RefCell<HashMap<u64, Rc<TcpStream>>>,
-    conn_by_addr: RefCell<HashMap<SocketAddr, u64>>,
-    next_conn: std::cell::Cell<u64>,
+    pub(super) conns: RefCell<HashMap<u64, Rc<Conn>>>,
+    pub(super) conn_by_addr: RefCell<HashMap<SocketAddr, u64>>,
+    /// Messages waiting for a connection being opened, by address.
+    pub(super) connecting: RefCell<HashMap<SocketAddr, Vec<Transmit>>>,
+    pub(super) next_conn: std::cell::Cell<u64>,
     wake: Notify,
-    index: usize,
+    pub(super) index: usize,
 }
 
 /// Builds a UDP socket bound to `addr` with `SO_REUSEPORT`, so every worker
@@ -293,6 +286,7 @@ pub fn run(
             udp_own_std,
             conns: RefCell::new(HashMap::new()),
             conn_by_addr: RefCell::new(HashMap::new()),
+            connecting: RefCell::new(HashMap::new()),
             next_conn: std::cell::Cell::new(((index as u64) << CONN_WORKER_SHIFT) + 1),
             wake: Notify::new(),
             index,
@@ -302,7 +296,7 @@ pub fn run(
         }
         tokio_uring::spawn(udp_loop(w.clone(), w.udp_own.clone(), None));
         for l in tcp_listen {
-            tokio_uring::spawn(accept_loop(w.clone(), l));
+            tokio_uring::spawn(super::tcp::accept_loop(w.clone(), l));
         }
         let InboxReceiver {
             mut handover,
@@ -449,130 +443,7 @@ async fn housekeeping(w: Rc<Worker>) {
 /// skip them meanwhile).
 const PURGE_EVERY: Duration = Duration::from_secs(30);
 
-async fn accept_loop(w: Rc<Worker>, listener: TcpListener) {
-    loop {
-        match listener.accept().await {
-            Ok((stream, addr)) => {
-                let services = &w.shared.services;
-                if services
-                    .auth
-                    .is_banned(services.clock.unix(Instant::now()), addr.ip())
-                {
-                    continue; // a banned source gets nothing, not even a connection
-                }
-                if w.conns.borrow().len() >= MAX_TCP_CONNECTIONS {
-                    // Each connection may buffer up to MAX_MESSAGE_LEN: the
-                    // cap bounds that memory. The stream is dropped (closed).
-                    tracing::warn!(worker = w.index, %addr, "TCP connection refused: too many connections");
-                    continue;
-                }
-                let id = w.add_conn(stream, addr);
-                tokio_uring::spawn(read_loop(w.clone(), id, addr));
-            }
-            Err(e) => tracing::warn!(worker = w.index, error = %e, "TCP accept failed"),
-        }
-    }
-}
-
-/// Reads one TCP connection: frames messages with the parser's `Partial`,
-/// bounded by [`MAX_MESSAGE_LEN`], closed when idle or on a framing error
-/// (RFC 4475 `ncl`, `mcl01`: a stream cannot be resynchronised).
-async fn read_loop(w: Rc<Worker>, id: u64, addr: SocketAddr) {
-    let Some(stream) = w.conns.borrow().get(&id).cloned() else {
-        return;
-    };
-    let mut pending = BytesMut::with_capacity(8192);
-    let mut buf = vec![0u8; 16384];
-    loop {
-        // One read stays in flight across idle periods: tokio-uring does
-        // not cancel a dropped read, whose data would be lost.
-        let mut read = std::pin::pin!(stream.read(buf));
-        let (res, b) = loop {
-            match tokio::time::timeout(w.shared.tunables.tcp_idle(), read.as_mut()).await {
-                Ok(r) => break r,
-                // Silent for `server.tcp_idle_s`: closed, unless a live
-                // registration was made over it. A device behind NAT can
-                // only be reached on the connection it registered on, and
-                // not every one sends keep-alives.
-                Err(_) if holds_binding(&w, id) => continue,
-                Err(_) => {
-                    w.drop_conn(id, addr);
-                    return;
-                }
-            }
-        };
-        buf = b;
-        let n = match res {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        pending.extend_from_slice(&buf[..n]);
-        loop {
-            // RFC 5626 §3.5.1: a CRLFCRLF ping is answered with CRLF.
-            if pending.starts_with(b"\r\n\r\n") {
-                let _ = pending.split_to(4);
-                let (r, _) = stream.write_all(b"\r\n".to_vec()).await;
-                if r.is_err() {
-                    break;
-                }
-                continue;
-            }
-            match Head::parse(&pending, Framing::Stream) {
-                Ok(Status::Complete(head)) => {
-                    let msg = pending.split_to(head.end()).freeze();
-                    let peer = Peer {
-                        addr,
-                        transport: Transport::Tcp,
-                        conn: Some(id),
-                    };
-                    w.handle(msg, peer).await;
-                }
-                Ok(Status::Partial) => break,
-                Err(e) => {
-                    tracing::debug!(worker = w.index, %addr, error = %e, "TCP framing error, closing");
-                    if let Some(r) = crate::proxy::answer_unparsable(&pending, 400, e.reason()) {
-                        let _ = stream.write_all(r).await;
-                    }
-                    w.drop_conn(id, addr);
-                    return;
-                }
-            }
-        }
-    }
-    w.drop_conn(id, addr);
-}
-
-/// Whether TCP connection `id` carries a live registration.
-fn holds_binding(w: &Worker, id: u64) -> bool {
-    let services = &w.shared.services;
-    let unix = services.clock.unix(Instant::now());
-    services.registrar.holds_connection(id, unix)
-}
-
 impl Worker {
-    fn add_conn(&self, stream: TcpStream, addr: SocketAddr) -> u64 {
-        let id = self.next_conn.get();
-        self.next_conn.set(id + 1);
-        let _ = stream.set_nodelay(true);
-        self.conns.borrow_mut().insert(id, Rc::new(stream));
-        self.conn_by_addr.borrow_mut().insert(addr, id);
-        id
-    }
-
-    /// Closes connection `id`. Shut down explicitly: a read still in
-    /// flight holds the descriptor (tokio-uring does not cancel it), so
-    /// dropping the stream alone would leave the socket open.
-    fn drop_conn(&self, id: u64, addr: SocketAddr) {
-        if let Some(stream) = self.conns.borrow_mut().remove(&id) {
-            let _ = stream.shutdown(std::net::Shutdown::Both);
-        }
-        self.shared.services.registrar.connection_closed(id);
-        let mut by = self.conn_by_addr.borrow_mut();
-        if by.get(&addr) == Some(&id) {
-            by.remove(&addr);
-        }
-    }
-
     async fn inbox(self: &Rc<Self>, m: Inbox) {
         match m {
             Inbox::Receive { data, from } => self.handle(data, from).await,
@@ -591,7 +462,7 @@ impl Worker {
         }
     }
 
-    async fn handle(self: &Rc<Self>, data: Bytes, from: Peer) {
+    pub(super) async fn handle(self: &Rc<Self>, data: Bytes, from: Peer) {
         self.process(data, from);
         self.flush().await;
     }
@@ -645,7 +516,7 @@ impl Worker {
         }
     }
 
-    async fn flush(self: &Rc<Self>) {
+    pub(super) async fn flush(self: &Rc<Self>) {
         loop {
             let h = self.proxy.borrow_mut().poll_handover();
             let Some(h) = h else { break };
@@ -734,7 +605,7 @@ impl Worker {
 
     /// Tells the proxy that `t` could not be sent (its transaction may
     /// answer the caller at once: the flush in progress sends that).
-    fn send_failed(&self, t: &Transmit) {
+    pub(super) fn send_failed(&self, t: &Transmit) {
         self.proxy
             .borrow_mut()
             .transport_error(Instant::now(), &t.data, &t.peer);
@@ -777,56 +648,7 @@ impl Worker {
                     self.send_failed(&t);
                 }
             }
-            Transport::Tcp => {
-                // A named connection (a binding's, a NAT-fixed Contact's)
-                // is used only while it still leads to the address: a
-                // closed one's id, or one from before a restart, may now be
-                // another peer's. Gone, nothing is sent (a device behind
-                // NAT takes no connection; the transaction times out).
-                // Without an id, any connection to the address will do.
-                let by_addr = self.conn_by_addr.borrow().get(&t.peer.addr).copied();
-                let id = match t.peer.conn {
-                    Some(id) if by_addr == Some(id) => Some(id),
-                    Some(_) => {
-                        tracing::debug!(worker = self.index, peer = %t.peer.addr, "TCP connection gone, message dropped");
-                        return self.send_failed(&t);
-                    }
-                    None => by_addr,
-                };
-                let stream = id.and_then(|id| self.conns.borrow().get(&id).cloned());
-                let stream = match stream {
-                    Some(s) => s,
-                    None => {
-                        match tokio::time::timeout(TCP_IO_LIMIT, TcpStream::connect(t.peer.addr))
-                            .await
-                            .unwrap_or_else(|_| Err(io::Error::from(io::ErrorKind::TimedOut)))
-                        {
-                            Ok(s) => {
-                                let id = self.add_conn(s, t.peer.addr);
-                                tokio_uring::spawn(read_loop(self.clone(), id, t.peer.addr));
-                                match self.conns.borrow().get(&id).cloned() {
-                                    Some(s) => s,
-                                    None => return,
-                                }
-                            }
-                            Err(e) => {
-                                tracing::info!(worker = self.index, peer = %t.peer.addr, error = %e, "TCP connect failed");
-                                return self.send_failed(&t);
-                            }
-                        }
-                    }
-                };
-                let r = match tokio::time::timeout(TCP_IO_LIMIT, stream.write_all(t.data.clone()))
-                    .await
-                {
-                    Ok((r, _)) => r,
-                    Err(_) => Err(io::Error::from(io::ErrorKind::TimedOut)),
-                };
-                if let Err(e) = r {
-                    tracing::debug!(worker = self.index, peer = %t.peer.addr, error = %e, "TCP send failed");
-                    self.send_failed(&t);
-                }
-            }
+            Transport::Tcp => self.send_tcp(t),
         }
     }
 }

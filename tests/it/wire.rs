@@ -609,6 +609,69 @@ fn a_tcp_friend_that_refuses_the_connection_fails_the_call_at_once() {
     );
 }
 
+/// A TCP friend that never completes the handshake (its accept queue is
+/// full: SYNs are dropped) fails its own call after the connect limit, and
+/// meanwhile the switch goes on serving everyone else at once: the connect
+/// waits in a task of its own, not in line with the worker's other work.
+#[test]
+fn a_tcp_friend_that_never_answers_the_handshake_stalls_nobody_else() {
+    let sw = Switch::start_with("tcp-stall", 24100, |c| {
+        c.replacen("transport = \"udp\"", "transport = \"tcp\"", 1)
+    });
+    // The friend's port: listening with a backlog of one, never accepting,
+    // and filled up, so further SYNs go unanswered.
+    let listener =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    listener
+        .bind(&"127.0.0.1:24110".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    listener.listen(0).unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        let target = "127.0.0.1:24110".parse::<SocketAddr>().unwrap().into();
+        if s.connect_timeout(&target, Duration::from_millis(200))
+            .is_ok()
+        {
+            fillers.push(s);
+        }
+    }
+    assert!(!fillers.is_empty());
+
+    let dir = TempDir::new("tcp-stall-scenarios");
+    let expect_500 = write_scenario(&dir.0, "uac500.xml", &uac_error(500));
+    let start = Instant::now();
+    let caller = uac(
+        sw.addr(),
+        "127.0.0.2",
+        &expect_500,
+        "+34944000200",
+        "+34600111222",
+        "pstn.example.net",
+        1,
+    );
+    // While the connect hangs, probes from eight source ports (so both
+    // workers get some) are each answered within 500 ms.
+    std::thread::sleep(Duration::from_millis(300));
+    for n in 0..8 {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let local = sock.local_addr().unwrap();
+        sock.send_to(options(&local, &format!("stall{n}")).as_bytes(), sw.addr())
+            .unwrap();
+        let mut buf = [0u8; 4096];
+        let answered = sock
+            .recv_from(&mut buf)
+            .is_ok_and(|(len, _)| buf[..len].starts_with(b"SIP/2.0 200"));
+        assert!(answered, "probe {n} not answered within 500 ms");
+    }
+    assert_eq!(caller.wait(Duration::from_secs(30)), 0, "500 expected");
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(6), "took {took:?}");
+    drop(fillers);
+}
+
 const UAC_CANCEL: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="cancel">
   <send retrans="500"><![CDATA[

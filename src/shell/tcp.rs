@@ -1,0 +1,287 @@
+//! TCP on a worker: accepting, reading (framing with the parser's
+//! `Partial`), opening connections to TCP next hops, and writing.
+//!
+//! A connection lives on the worker that accepted or opened it. Nothing
+//! here waits on a peer in line with the worker's other work:
+//!
+//! - a connection to a next hop is opened by a task of its own, and what is
+//!   sent meanwhile waits in [`Worker::connecting`] for it, in order; a
+//!   connect refused or not answered within [`TCP_IO_LIMIT`] ends those
+//!   messages' branches as 503 at once (`Proxy::transport_error`);
+//! - each connection has a queue of outgoing messages, written in order by
+//!   one writer task at a time; a write that fails or takes longer than
+//!   [`TCP_IO_LIMIT`] (a peer that stopped reading) closes the connection
+//!   and fails what was queued on it.
+//!
+//! So a PBX that drops SYNs, or one that stops reading, costs its own calls
+//! their answer, not everyone else on the worker two seconds.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use tokio_uring::net::{TcpListener, TcpStream};
+
+use super::worker::Worker;
+use crate::proxy::{Peer, Source, Transmit, Transport};
+use crate::sip::{Framing, Head, Status};
+
+/// The longest a TCP connect or write may take before the peer counts as
+/// unreachable.
+const TCP_IO_LIMIT: Duration = Duration::from_secs(2);
+
+/// The most TCP connections one worker keeps (each may buffer up to one
+/// incomplete message, [`crate::sip::MAX_MESSAGE_LEN`]: 4,096 × 64 KiB = 256 MiB worst
+/// case per worker).
+const MAX_TCP_CONNECTIONS: usize = 4096;
+
+/// One TCP connection: its stream and the messages waiting to be written
+/// on it.
+pub(super) struct Conn {
+    stream: TcpStream,
+    id: u64,
+    addr: SocketAddr,
+    out: RefCell<VecDeque<Transmit>>,
+    /// A writer task is draining `out`.
+    writing: Cell<bool>,
+}
+
+pub(super) async fn accept_loop(w: Rc<Worker>, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, addr)) => {
+                let services = &w.shared.services;
+                if services
+                    .auth
+                    .is_banned(services.clock.unix(Instant::now()), addr.ip())
+                {
+                    continue; // a banned source gets nothing, not even a connection
+                }
+                if w.conns.borrow().len() >= MAX_TCP_CONNECTIONS {
+                    // Each connection may buffer up to MAX_MESSAGE_LEN: the
+                    // cap bounds that memory. The stream is dropped (closed).
+                    tracing::warn!(worker = w.index, %addr, "TCP connection refused: too many connections");
+                    continue;
+                }
+                let id = w.add_conn(stream, addr);
+                tokio_uring::spawn(read_loop(w.clone(), id, addr));
+            }
+            Err(e) => tracing::warn!(worker = w.index, error = %e, "TCP accept failed"),
+        }
+    }
+}
+
+/// Reads one TCP connection: frames messages with the parser's `Partial`,
+/// bounded by [`crate::sip::MAX_MESSAGE_LEN`], closed when idle or on a framing error
+/// (RFC 4475 `ncl`, `mcl01`: a stream cannot be resynchronised).
+async fn read_loop(w: Rc<Worker>, id: u64, addr: SocketAddr) {
+    let Some(conn) = w.conns.borrow().get(&id).cloned() else {
+        return;
+    };
+    let peer = Peer {
+        addr,
+        transport: Transport::Tcp,
+        conn: Some(id),
+    };
+    let mut pending = BytesMut::with_capacity(8192);
+    let mut buf = vec![0u8; 16384];
+    loop {
+        // One read stays in flight across idle periods: tokio-uring does
+        // not cancel a dropped read, whose data would be lost.
+        let mut read = std::pin::pin!(conn.stream.read(buf));
+        let (res, b) = loop {
+            match tokio::time::timeout(w.shared.tunables.tcp_idle(), read.as_mut()).await {
+                Ok(r) => break r,
+                // Silent for `server.tcp_idle_s`: closed, unless a live
+                // registration was made over it. A device behind NAT can
+                // only be reached on the connection it registered on, and
+                // not every one sends keep-alives.
+                Err(_) if holds_binding(&w, id) => continue,
+                Err(_) => {
+                    w.drop_conn(id, addr);
+                    return;
+                }
+            }
+        };
+        buf = b;
+        let n = match res {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        pending.extend_from_slice(&buf[..n]);
+        loop {
+            // RFC 5626 §3.5.1: a CRLFCRLF ping is answered with CRLF.
+            if pending.starts_with(b"\r\n\r\n") {
+                let _ = pending.split_to(4);
+                let pong = Transmit {
+                    peer,
+                    source: Source::Listen,
+                    data: Bytes::from_static(b"\r\n"),
+                };
+                w.enqueue(&conn, pong);
+                continue;
+            }
+            match Head::parse(&pending, Framing::Stream) {
+                Ok(Status::Complete(head)) => {
+                    let msg = pending.split_to(head.end()).freeze();
+                    w.handle(msg, peer).await;
+                }
+                Ok(Status::Partial) => break,
+                Err(e) => {
+                    tracing::debug!(worker = w.index, %addr, error = %e, "TCP framing error, closing");
+                    // The 400 goes straight out unless a writer is busy on
+                    // the stream (its bytes must not interleave).
+                    if !conn.writing.get() {
+                        if let Some(r) = crate::proxy::answer_unparsable(&pending, 400, e.reason())
+                        {
+                            let _ =
+                                tokio::time::timeout(TCP_IO_LIMIT, conn.stream.write_all(r)).await;
+                        }
+                    }
+                    w.drop_conn(id, addr);
+                    return;
+                }
+            }
+        }
+    }
+    w.drop_conn(id, addr);
+}
+
+/// Whether TCP connection `id` carries a live registration.
+fn holds_binding(w: &Worker, id: u64) -> bool {
+    let services = &w.shared.services;
+    let unix = services.clock.unix(Instant::now());
+    services.registrar.holds_connection(id, unix)
+}
+
+/// Opens a connection to `addr` for the messages waiting for it in
+/// [`Worker::connecting`], then queues them on it; when it cannot be
+/// opened, fails them (their branches end as 503).
+async fn connect(w: Rc<Worker>, addr: SocketAddr) {
+    let result = tokio::time::timeout(TCP_IO_LIMIT, TcpStream::connect(addr))
+        .await
+        .unwrap_or_else(|_| Err(io::Error::from(io::ErrorKind::TimedOut)));
+    let waiting = w.connecting.borrow_mut().remove(&addr).unwrap_or_default();
+    match result {
+        Ok(stream) => {
+            let id = w.add_conn(stream, addr);
+            tokio_uring::spawn(read_loop(w.clone(), id, addr));
+            let conn = w.conns.borrow().get(&id).cloned();
+            if let Some(conn) = conn {
+                for t in waiting {
+                    w.enqueue(&conn, t);
+                }
+            }
+        }
+        Err(e) => {
+            tracing::info!(worker = w.index, peer = %addr, error = %e, "TCP connect failed");
+            for t in &waiting {
+                w.send_failed(t);
+            }
+            w.flush().await;
+        }
+    }
+}
+
+/// Writes what is queued on `conn`, in order, until the queue is empty.
+async fn writer(w: Rc<Worker>, conn: Rc<Conn>) {
+    loop {
+        let next = conn.out.borrow_mut().pop_front();
+        let Some(t) = next else {
+            conn.writing.set(false);
+            return;
+        };
+        let r =
+            match tokio::time::timeout(TCP_IO_LIMIT, conn.stream.write_all(t.data.clone())).await {
+                Ok((r, _)) => r,
+                Err(_) => Err(io::Error::from(io::ErrorKind::TimedOut)),
+            };
+        if let Err(e) = r {
+            tracing::debug!(worker = w.index, peer = %conn.addr, error = %e, "TCP send failed, closing");
+            w.drop_conn(conn.id, conn.addr);
+            let rest: Vec<Transmit> = conn.out.borrow_mut().drain(..).collect();
+            conn.writing.set(false);
+            for t in std::iter::once(&t).chain(&rest) {
+                w.send_failed(t);
+            }
+            w.flush().await;
+            return;
+        }
+    }
+}
+
+impl Worker {
+    fn add_conn(&self, stream: TcpStream, addr: SocketAddr) -> u64 {
+        let id = self.next_conn.get();
+        self.next_conn.set(id + 1);
+        let _ = stream.set_nodelay(true);
+        let conn = Conn {
+            stream,
+            id,
+            addr,
+            out: RefCell::new(VecDeque::new()),
+            writing: Cell::new(false),
+        };
+        self.conns.borrow_mut().insert(id, Rc::new(conn));
+        self.conn_by_addr.borrow_mut().insert(addr, id);
+        id
+    }
+
+    /// Closes connection `id`. Shut down explicitly: a read still in
+    /// flight holds the descriptor (tokio-uring does not cancel it), so
+    /// dropping the stream alone would leave the socket open.
+    fn drop_conn(&self, id: u64, addr: SocketAddr) {
+        if let Some(conn) = self.conns.borrow_mut().remove(&id) {
+            let _ = conn.stream.shutdown(std::net::Shutdown::Both);
+        }
+        self.shared.services.registrar.connection_closed(id);
+        let mut by = self.conn_by_addr.borrow_mut();
+        if by.get(&addr) == Some(&id) {
+            by.remove(&addr);
+        }
+    }
+
+    /// Queues `t` on `conn`, starting a writer if none is running.
+    fn enqueue(self: &Rc<Self>, conn: &Rc<Conn>, t: Transmit) {
+        conn.out.borrow_mut().push_back(t);
+        if !conn.writing.replace(true) {
+            tokio_uring::spawn(writer(self.clone(), conn.clone()));
+        }
+    }
+
+    /// Sends `t` over TCP without waiting for the peer.
+    ///
+    /// A named connection (a binding's, a NAT-fixed Contact's) is used only
+    /// while it still leads to the address: a closed one's id, or one from
+    /// before a restart, may now be another peer's. Gone, the message
+    /// fails (a device behind NAT takes no connection). Without an id, any
+    /// connection to the address will do, or one is opened.
+    pub(super) fn send_tcp(self: &Rc<Self>, t: Transmit) {
+        let by_addr = self.conn_by_addr.borrow().get(&t.peer.addr).copied();
+        let id = match t.peer.conn {
+            Some(id) if by_addr == Some(id) => Some(id),
+            Some(_) => {
+                tracing::debug!(worker = self.index, peer = %t.peer.addr, "TCP connection gone, message dropped");
+                return self.send_failed(&t);
+            }
+            None => by_addr,
+        };
+        let conn = id.and_then(|id| self.conns.borrow().get(&id).cloned());
+        if let Some(conn) = conn {
+            return self.enqueue(&conn, t);
+        }
+        let addr = t.peer.addr;
+        let mut connecting = self.connecting.borrow_mut();
+        if let Some(waiting) = connecting.get_mut(&addr) {
+            waiting.push(t);
+            return;
+        }
+        connecting.insert(addr, vec![t]);
+        drop(connecting);
+        tokio_uring::spawn(connect(self.clone(), addr));
+    }
+}
