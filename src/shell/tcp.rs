@@ -39,6 +39,11 @@ const TCP_IO_LIMIT: Duration = Duration::from_secs(2);
 /// case per worker).
 const MAX_TCP_CONNECTIONS: usize = 4096;
 
+/// The most TCP connections one worker keeps from one IP address: an
+/// eighth of [`MAX_TCP_CONNECTIONS`], room for a few hundred phones behind
+/// one NAT, while one address alone cannot take every slot.
+const MAX_TCP_PER_IP: u32 = 512;
+
 /// One TCP connection: its stream and the messages waiting to be written
 /// on it.
 pub(super) struct Conn {
@@ -67,6 +72,16 @@ pub(super) async fn accept_loop(w: Rc<Worker>, listener: TcpListener) {
                     tracing::warn!(worker = w.index, %addr, "TCP connection refused: too many connections");
                     continue;
                 }
+                let from_ip = w
+                    .conns_per_ip
+                    .borrow()
+                    .get(&addr.ip())
+                    .copied()
+                    .unwrap_or(0);
+                if from_ip >= MAX_TCP_PER_IP {
+                    tracing::warn!(worker = w.index, %addr, "TCP connection refused: too many from this address");
+                    continue;
+                }
                 let id = w.add_conn(stream, addr);
                 tokio_uring::spawn(read_loop(w.clone(), id, addr));
             }
@@ -89,18 +104,23 @@ async fn read_loop(w: Rc<Worker>, id: u64, addr: SocketAddr) {
     };
     let mut pending = BytesMut::with_capacity(8192);
     let mut buf = vec![0u8; 16384];
+    // Only a whole message (or a keep-alive ping) moves the deadline: a
+    // client trickling a byte now and then does not hold a slot forever.
+    let mut deadline = Instant::now() + w.shared.tunables.tcp_idle();
     loop {
         // One read stays in flight across idle periods: tokio-uring does
         // not cancel a dropped read, whose data would be lost.
         let mut read = std::pin::pin!(conn.stream.read(buf));
         let (res, b) = loop {
-            match tokio::time::timeout(w.shared.tunables.tcp_idle(), read.as_mut()).await {
+            match tokio::time::timeout_at(deadline.into(), read.as_mut()).await {
                 Ok(r) => break r,
-                // Silent for `server.tcp_idle_s`: closed, unless a live
+                // No message for `server.tcp_idle_s`: closed, unless a live
                 // registration was made over it. A device behind NAT can
                 // only be reached on the connection it registered on, and
                 // not every one sends keep-alives.
-                Err(_) if holds_binding(&w, id) => continue,
+                Err(_) if holds_binding(&w, id) => {
+                    deadline = Instant::now() + w.shared.tunables.tcp_idle();
+                }
                 Err(_) => {
                     w.drop_conn(id, addr);
                     return;
@@ -123,11 +143,13 @@ async fn read_loop(w: Rc<Worker>, id: u64, addr: SocketAddr) {
                     data: Bytes::from_static(b"\r\n"),
                 };
                 w.enqueue(&conn, pong);
+                deadline = Instant::now() + w.shared.tunables.tcp_idle();
                 continue;
             }
             match Head::parse(&pending, Framing::Stream) {
                 Ok(Status::Complete(head)) => {
                     let msg = pending.split_to(head.end()).freeze();
+                    deadline = Instant::now() + w.shared.tunables.tcp_idle();
                     w.handle(msg, peer).await;
                 }
                 Ok(Status::Partial) => break,
@@ -228,6 +250,7 @@ impl Worker {
         };
         self.conns.borrow_mut().insert(id, Rc::new(conn));
         self.conn_by_addr.borrow_mut().insert(addr, id);
+        *self.conns_per_ip.borrow_mut().entry(addr.ip()).or_default() += 1;
         id
     }
 
@@ -235,9 +258,18 @@ impl Worker {
     /// flight holds the descriptor (tokio-uring does not cancel it), so
     /// dropping the stream alone would leave the socket open.
     fn drop_conn(&self, id: u64, addr: SocketAddr) {
-        if let Some(conn) = self.conns.borrow_mut().remove(&id) {
-            let _ = conn.stream.shutdown(std::net::Shutdown::Both);
+        let Some(conn) = self.conns.borrow_mut().remove(&id) else {
+            return;
+        };
+        let _ = conn.stream.shutdown(std::net::Shutdown::Both);
+        let mut per_ip = self.conns_per_ip.borrow_mut();
+        if let Some(n) = per_ip.get_mut(&addr.ip()) {
+            *n -= 1;
+            if *n == 0 {
+                per_ip.remove(&addr.ip());
+            }
         }
+        drop(per_ip);
         self.shared.services.registrar.connection_closed(id);
         let mut by = self.conn_by_addr.borrow_mut();
         if by.get(&addr) == Some(&id) {

@@ -192,6 +192,8 @@ pub(super) struct Worker {
     udp_own_std: std::net::UdpSocket,
     pub(super) conns: RefCell<HashMap<u64, Rc<Conn>>>,
     pub(super) conn_by_addr: RefCell<HashMap<SocketAddr, u64>>,
+    /// Open connections per peer IP (a cap per address).
+    pub(super) conns_per_ip: RefCell<HashMap<std::net::IpAddr, u32>>,
     /// Messages waiting for a connection being opened, by address.
     pub(super) connecting: RefCell<HashMap<SocketAddr, Vec<Transmit>>>,
     pub(super) next_conn: std::cell::Cell<u64>,
@@ -287,6 +289,7 @@ pub fn run(
             conns: RefCell::new(HashMap::new()),
             conn_by_addr: RefCell::new(HashMap::new()),
             connecting: RefCell::new(HashMap::new()),
+            conns_per_ip: RefCell::new(HashMap::new()),
             next_conn: std::cell::Cell::new(((index as u64) << CONN_WORKER_SHIFT) + 1),
             wake: Notify::new(),
             index,

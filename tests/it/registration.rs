@@ -997,6 +997,28 @@ fn a_tcp_connection_with_a_live_registration_outlives_the_idle_timeout() {
         start.elapsed()
     );
 
+    // Trickling part of a message does not count as activity: only a whole
+    // message (or a ping) does, so a slow client cannot hold a slot.
+    let mut slow = TcpStream::connect(sw.addr()).unwrap();
+    slow.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    slow.write_all(b"OPTIONS sip:127.0.0.1 SIP/2.0\r\n")
+        .unwrap();
+    let start = Instant::now();
+    let closed = loop {
+        if start.elapsed() > Duration::from_secs(4) {
+            break false;
+        }
+        if slow.write_all(b"X-Slow: 1\r\n").is_err() {
+            break true;
+        }
+        match slow.read(&mut [0u8; 64]) {
+            Ok(0) => break true,
+            _ => {}
+        }
+    };
+    assert!(closed, "a trickling client is closed after tcp_idle_s");
+
     let mut phone = Phone::new_tcp(sw.addr());
     phone.private = Some("192.0.2.60:5060".into());
     let (_, ok) = phone.register_with(
