@@ -223,6 +223,14 @@ impl Router for TableRouter<'_> {
             HeaderName::From
         };
         let Some((user, domain)) = req.header(header).and_then(super::local::user_host) else {
+            if register {
+                // RFC 4475 `unksm2`: a registrar answers a To that is no
+                // SIP or SIPS address of record with 400.
+                return Claim::Reject {
+                    status: StatusCode::BAD_REQUEST,
+                    reason: Cow::Borrowed("To is not a SIP or SIPS address of record"),
+                };
+            }
             return Claim::Reject {
                 status: StatusCode::FORBIDDEN,
                 reason: Cow::Borrowed("Unknown caller"),
