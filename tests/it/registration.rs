@@ -806,6 +806,20 @@ fn a_banned_address_still_answers_calls_sent_to_it() {
         // The third failure bans: silence from then on.
         assert_eq!(answer.map(|a| a.status()), (round < 2).then_some(401));
     }
+    // Each failure is one line fail2ban can match (docs/registrar.md), and
+    // the ban one more.
+    let log = sw.log();
+    let failures = log
+        .lines()
+        .filter(|l| {
+            l.contains("auth failure: user=\"alice-phone\" realm=\"acme.example.com\" source=127.0.0.1 reason=")
+        })
+        .count();
+    assert_eq!(failures, 3, "{log}");
+    assert!(
+        log.contains("auth ban: source=127.0.0.1 for 900s after 3 failures"),
+        "{log}"
+    );
     friend.reply(&invite, 180, "Ringing");
     friend.reply(&invite, 200, "OK");
     friend

@@ -93,15 +93,27 @@ impl Switch {
         s
     }
 
+    /// Starts the switch; its log (stderr) goes to `stderr.log` in `dir`,
+    /// appended across restarts, and is printed if the test fails.
     fn spawn(dir: &TempDir) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.0.join("stderr.log"))
+            .expect("log file");
         Command::new(env!("CARGO_BIN_EXE_tandem"))
             .args(["run", "--config"])
             .arg(dir.0.join("tandem.toml"))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(log)
             .spawn()
             .expect("start tandem")
+    }
+
+    /// What the switch logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.0.join("stderr.log")).unwrap_or_default()
     }
 
     /// Kills the switch with SIGKILL (no clean shutdown) and starts it again
@@ -194,6 +206,12 @@ impl Drop for Switch {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- tandem's log ---\n{}--- end of tandem's log ---",
+                self.log()
+            );
+        }
     }
 }
 
