@@ -859,6 +859,83 @@ fn retransmissions_are_absorbed_on_the_wire() {
     assert_eq!(trying, 3);
 }
 
+/// The switch's resident memory, KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Bad input loses nothing and keeps nothing: rounds of every RFC 4475
+/// message and of mutated copies of them (bytes flipped, cut short), with
+/// fresh Call-IDs and branches, leave the switch answering and its memory
+/// flat after the first round.
+#[test]
+fn memory_stays_flat_under_malformed_messages() {
+    let sw = Switch::start("flat", 24200);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/rfc4475");
+    let mut corpus = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "dat") {
+            corpus.push(std::fs::read(&path).unwrap());
+        }
+    }
+    let sock = UdpSocket::bind("127.0.0.9:0").unwrap();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    let mut round = |r: usize| {
+        for i in 0..4000 {
+            let mut m = corpus[next(corpus.len())].clone();
+            // Unique transactions and dialogs, so nothing is absorbed.
+            let tag = format!("r{r}i{i}");
+            if let Some(p) = m.windows(7).position(|w| w == b"branch=") {
+                m.splice(p + 7..p + 7, tag.bytes());
+            }
+            if let Some(p) = m
+                .windows(8)
+                .position(|w| w.eq_ignore_ascii_case(b"Call-ID:"))
+            {
+                m.splice(p + 8..p + 8, tag.bytes());
+            }
+            match next(3) {
+                0 => {
+                    let k = next(m.len());
+                    m[k] ^= 1 << next(8);
+                }
+                1 => m.truncate(next(m.len()) + 1),
+                _ => {}
+            }
+            sock.send_to(&m, sw.addr()).unwrap();
+            if i % 200 == 0 {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    };
+    round(0);
+    std::thread::sleep(Duration::from_millis(500));
+    let after_first = rss_kib(sw.child.id());
+    for r in 1..4 {
+        round(r);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let after_more = rss_kib(sw.child.id());
+    eprintln!("RSS after one round {after_first} KiB, after four {after_more} KiB");
+    sw.wait_ready();
+    assert!(
+        after_more <= after_first + 8 * 1024,
+        "RSS grew from {after_first} KiB to {after_more} KiB"
+    );
+}
+
 /// Every RFC 4475 message over UDP and over TCP gets the answer (or the
 /// silence) the message layer decides, and the switch stays up.
 #[test]
