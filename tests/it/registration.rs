@@ -883,6 +883,38 @@ fn a_dialog_route_does_not_relay_to_a_third_party() {
     assert_eq!(caller.wait(Duration::from_secs(20)), 0, "caller side");
 }
 
+/// Nonces are keyed with the secret kept in `data_dir`, but the replay
+/// table is not kept: a challenge issued before a crash is answered after
+/// the restart with `stale=true` (RFC 7616 §3.3: the phone logs in again
+/// with the new nonce without asking its user, and it is no failure), not
+/// trusted blindly, since its old nonce counts are forgotten.
+#[test]
+fn a_nonce_from_before_a_restart_is_stale_not_wrong() {
+    let mut sw = Switch::start("reg-nonce-restart", 24300);
+    let mut phone = Phone::new("127.0.0.1", sw.addr());
+    let contact = format!("<sip:alice-phone@{}>", phone.local());
+    let r = phone
+        .register_raw("alice-phone", &contact, "")
+        .expect("challenge");
+    let challenge = r.header("WWW-Authenticate").unwrap().to_owned();
+    sw.crash_and_restart();
+    let creds = Phone::credentials("alice-phone", "Correct-Horse-42", &challenge, "00000001");
+    let auth = format!("Authorization: {creds}\r\n");
+    let stale = phone
+        .register_raw("alice-phone", &contact, &auth)
+        .expect("answer");
+    assert_eq!(stale.status(), 401, "{}", stale.0);
+    let fresh = stale.header("WWW-Authenticate").unwrap().to_owned();
+    assert!(fresh.contains("stale=true"), "{fresh}");
+    let creds = Phone::credentials("alice-phone", "Correct-Horse-42", &fresh, "00000001");
+    let auth = format!("Authorization: {creds}\r\n");
+    let ok = phone
+        .register_raw("alice-phone", &contact, &auth)
+        .expect("answer");
+    assert_eq!(ok.status(), 200, "{}", ok.0);
+    assert!(!sw.log().contains("auth failure"), "{}", sw.log());
+}
+
 /// Removing bindings on the wire (RFC 3261 §10.2.2): one contact with
 /// `expires=0`, then all with `Contact: *` and `Expires: 0`; each 200 lists
 /// what is left, the removal survives a crash, and a call then finds no one
