@@ -282,10 +282,17 @@ impl Phone {
         })?;
         self.reply(&invite, 180, "Ringing");
         self.reply(&invite, 200, "OK");
+        self.end_call()?;
+        Some(invite)
+    }
+
+    /// After answering a call: takes the caller's ACK, then its BYE, and
+    /// answers the BYE. `None` if either does not come in time.
+    fn end_call(&self) -> Option<()> {
         self.recv_where(Duration::from_secs(5), |m| m.0.starts_with("ACK "))?;
         let bye = self.recv_where(Duration::from_secs(5), |m| m.0.starts_with("BYE "))?;
         self.reply(&bye, 200, "OK");
-        Some(invite)
+        Some(())
     }
 
     /// A response to `req` sent back to the switch (RFC 3261 §8.2.6).
@@ -822,13 +829,7 @@ fn a_banned_address_still_answers_calls_sent_to_it() {
     );
     friend.reply(&invite, 180, "Ringing");
     friend.reply(&invite, 200, "OK");
-    friend
-        .recv_where(Duration::from_secs(5), |m| m.0.starts_with("ACK "))
-        .expect("the caller's ACK");
-    let bye = friend
-        .recv_where(Duration::from_secs(5), |m| m.0.starts_with("BYE "))
-        .expect("the caller's BYE");
-    friend.reply(&bye, 200, "OK");
+    friend.end_call().expect("the caller's ACK and BYE");
     assert_eq!(call.wait(Duration::from_secs(20)), 0, "carrier side");
 }
 
@@ -874,12 +875,7 @@ fn a_dialog_route_does_not_relay_to_a_third_party() {
         .expect("an answer to the forged MESSAGE");
     assert_eq!(answer.status(), 403, "{}", answer.0);
 
-    pbx.recv_where(Duration::from_secs(5), |m| m.0.starts_with("ACK "))
-        .expect("the caller's ACK");
-    let bye = pbx
-        .recv_where(Duration::from_secs(5), |m| m.0.starts_with("BYE "))
-        .expect("the caller's BYE");
-    pbx.reply(&bye, 200, "OK");
+    pbx.end_call().expect("the caller's ACK and BYE");
     assert_eq!(caller.wait(Duration::from_secs(20)), 0, "caller side");
 }
 
@@ -1006,12 +1002,7 @@ fn a_call_forks_to_every_binding_and_the_other_phone_is_cancelled() {
         .recv_where(Duration::from_secs(5), |m| m.0.starts_with("ACK "))
         .expect("the 487 is acknowledged hop by hop");
 
-    desk.recv_where(Duration::from_secs(5), |m| m.0.starts_with("ACK "))
-        .expect("the caller's ACK");
-    let bye = desk
-        .recv_where(Duration::from_secs(5), |m| m.0.starts_with("BYE "))
-        .expect("the caller's BYE");
-    desk.reply(&bye, 200, "OK");
+    desk.end_call().expect("the caller's ACK and BYE");
     assert_eq!(call.wait(Duration::from_secs(20)), 0, "carrier side");
 }
 

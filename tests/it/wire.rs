@@ -599,6 +599,25 @@ fn sigterm_and_sigint_stop_the_switch_cleanly() {
     }
 }
 
+/// The carrier calls the DDI of the friend `branch` and expects `code`;
+/// returns the scenario's directory (keep it alive), the start time and
+/// the caller.
+fn carrier_calls_branch_expecting(sw: &Switch, code: u16) -> (TempDir, Instant, Sipp) {
+    let dir = TempDir::new(&format!("expect-{code}-{}", sw.port));
+    let xml = write_scenario(&dir.0, "uac.xml", &uac_error(code));
+    let start = Instant::now();
+    let caller = uac(
+        sw.addr(),
+        "127.0.0.2",
+        &xml,
+        "+34944000200",
+        "+34600111222",
+        "pstn.example.net",
+        1,
+    );
+    (dir, start, caller)
+}
+
 /// A direct friend on TCP whose PBX is down (connection refused): the
 /// branch ends as a 503 at once (RFC 3261 §16.9) and the caller gets a 500
 /// (§16.7 step 6: a 503 is not passed on), not a 408 after Timer B's 32 s.
@@ -607,18 +626,7 @@ fn a_tcp_friend_that_refuses_the_connection_fails_the_call_at_once() {
     let sw = Switch::start_with("tcp-down", 23400, |c| {
         c.replacen("transport = \"udp\"", "transport = \"tcp\"", 1)
     });
-    let dir = TempDir::new("tcp-down-scenarios");
-    let expect_500 = write_scenario(&dir.0, "uac500.xml", &uac_error(500));
-    let start = Instant::now();
-    let caller = uac(
-        sw.addr(),
-        "127.0.0.2",
-        &expect_500,
-        "+34944000200",
-        "+34600111222",
-        "pstn.example.net",
-        1,
-    );
+    let (_dir, start, caller) = carrier_calls_branch_expecting(&sw, 500);
     assert_eq!(caller.wait(Duration::from_secs(30)), 0, "500 expected");
     assert!(
         start.elapsed() < Duration::from_secs(5),
@@ -656,18 +664,7 @@ fn a_tcp_friend_that_never_answers_the_handshake_stalls_nobody_else() {
     }
     assert!(!fillers.is_empty());
 
-    let dir = TempDir::new("tcp-stall-scenarios");
-    let expect_500 = write_scenario(&dir.0, "uac500.xml", &uac_error(500));
-    let start = Instant::now();
-    let caller = uac(
-        sw.addr(),
-        "127.0.0.2",
-        &expect_500,
-        "+34944000200",
-        "+34600111222",
-        "pstn.example.net",
-        1,
-    );
+    let (_dir, start, caller) = carrier_calls_branch_expecting(&sw, 500);
     // While the connect hangs, probes from eight source ports (so both
     // workers get some) are each answered within 500 ms.
     std::thread::sleep(Duration::from_millis(300));
