@@ -327,6 +327,19 @@ impl Phone {
     }
 }
 
+/// The carrier (SIPp playing `xml`) calls alice's DDI once.
+fn carrier_calls_alice(sw: &Switch, xml: &std::path::Path) -> Sipp {
+    uac(
+        sw.addr(),
+        "127.0.0.2",
+        xml,
+        "+34944000100",
+        "+34600111222",
+        "pstn.example.net",
+        1,
+    )
+}
+
 /// The demo with a DDI for the register-mode friend `legacy`.
 fn with_legacy_ddi(c: String) -> String {
     c.replace(
@@ -939,15 +952,7 @@ fn bindings_are_removed_one_by_one_or_all_at_once_and_stay_removed() {
     sw.crash_and_restart();
     let dir = TempDir::new("reg-remove-scenarios");
     let expect_480 = write_scenario(&dir.0, "uac480.xml", &uac_error(480));
-    let call = uac(
-        sw.addr(),
-        "127.0.0.2",
-        &expect_480,
-        "+34944000100",
-        "+34600111222",
-        "pstn.example.net",
-        1,
-    );
+    let call = carrier_calls_alice(&sw, &expect_480);
     assert_eq!(
         call.wait(Duration::from_secs(20)),
         0,
@@ -969,15 +974,7 @@ fn a_call_forks_to_every_binding_and_the_other_phone_is_cancelled() {
         let (_, ok) = phone.register_with("alice-phone", "Correct-Horse-42", &contact);
         assert_eq!(ok.status(), 200, "{}", ok.0);
     }
-    let call = uac(
-        sw.addr(),
-        "127.0.0.2",
-        &scenario("uac.xml"),
-        "+34944000100",
-        "+34600111222",
-        "pstn.example.net",
-        1,
-    );
+    let call = carrier_calls_alice(&sw, &scenario("uac.xml"));
     let invite = |p: &Phone| {
         p.recv_where(Duration::from_secs(10), |m| m.0.starts_with("INVITE "))
             .expect("the INVITE reaches both bindings")
@@ -1065,15 +1062,7 @@ fn a_tcp_connection_with_a_live_registration_outlives_the_idle_timeout() {
     assert_eq!(ok.status(), 200, "{}", ok.0);
     // Three idle periods of silence, then a call to the phone.
     std::thread::sleep(Duration::from_millis(3500));
-    let call = uac(
-        sw.addr(),
-        "127.0.0.2",
-        &scenario("uac.xml"),
-        "+34944000100",
-        "+34600111222",
-        "pstn.example.net",
-        1,
-    );
+    let call = carrier_calls_alice(&sw, &scenario("uac.xml"));
     phone
         .answer_call(Duration::from_secs(10))
         .expect("the call reaches the phone on the connection it registered on");
@@ -1107,15 +1096,7 @@ fn call_the_phone_behind_nat(
         "{via}"
     );
     for _ in 0..calls {
-        let call = uac(
-            sw.addr(),
-            "127.0.0.2",
-            &scenario("uac.xml"),
-            "+34944000100",
-            "+34600111222",
-            "pstn.example.net",
-            1,
-        );
+        let call = carrier_calls_alice(sw, &scenario("uac.xml"));
         let invite = phone
             .answer_call(Duration::from_secs(10))
             .expect("INVITE, ACK and BYE all reach the phone behind NAT");
