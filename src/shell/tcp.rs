@@ -39,6 +39,11 @@ const TCP_IO_LIMIT: Duration = Duration::from_secs(2);
 /// case per worker).
 const MAX_TCP_CONNECTIONS: usize = 4096;
 
+/// The most bytes waiting to be written on one connection. A client that
+/// sends requests and never reads their answers would otherwise grow the
+/// queue without bound; past this it is closed.
+const MAX_QUEUED_BYTES: usize = 1 << 20;
+
 /// The most TCP connections one worker keeps from one IP address: an
 /// eighth of [`MAX_TCP_CONNECTIONS`], room for a few hundred phones behind
 /// one NAT, while one address alone cannot take every slot.
@@ -51,8 +56,13 @@ pub(super) struct Conn {
     id: u64,
     addr: SocketAddr,
     out: RefCell<VecDeque<Transmit>>,
+    /// The bytes in `out`.
+    queued: Cell<usize>,
     /// A writer task is draining `out`.
     writing: Cell<bool>,
+    /// Closed once `out` is written (a framing error, or the peer's end of
+    /// stream): answers already queued still go out.
+    closing: Cell<bool>,
 }
 
 pub(super) async fn accept_loop(w: Rc<Worker>, listener: TcpListener) {
@@ -129,7 +139,9 @@ async fn read_loop(w: Rc<Worker>, id: u64, addr: SocketAddr) {
         };
         buf = b;
         let n = match res {
-            Ok(0) | Err(_) => break,
+            // The peer's end of stream: what is queued still goes out.
+            Ok(0) => return w.close_after_flush(&conn),
+            Err(_) => break,
             Ok(n) => n,
         };
         pending.extend_from_slice(&buf[..n]);
@@ -142,8 +154,10 @@ async fn read_loop(w: Rc<Worker>, id: u64, addr: SocketAddr) {
                     source: Source::Listen,
                     data: Bytes::from_static(b"\r\n"),
                 };
+                // A ping keeps a NAT pinhole open; it does not keep the
+                // connection: only messages (or a live registration) do,
+                // so pings alone cannot hold slots forever.
                 w.enqueue(&conn, pong);
-                deadline = Instant::now() + w.shared.tunables.tcp_idle();
                 continue;
             }
             match Head::parse(&pending, Framing::Stream) {
@@ -155,17 +169,17 @@ async fn read_loop(w: Rc<Worker>, id: u64, addr: SocketAddr) {
                 Ok(Status::Partial) => break,
                 Err(e) => {
                     tracing::debug!(worker = w.index, %addr, error = %e, "TCP framing error, closing");
-                    // The 400 goes straight out unless a writer is busy on
-                    // the stream (its bytes must not interleave).
-                    if !conn.writing.get() {
-                        if let Some(r) = crate::proxy::answer_unparsable(&pending, 400, e.reason())
-                        {
-                            let _ =
-                                tokio::time::timeout(TCP_IO_LIMIT, conn.stream.write_all(r)).await;
-                        }
+                    // The 400 goes after the answers already queued, then
+                    // the connection closes.
+                    if let Some(r) = crate::proxy::answer_unparsable(&pending, 400, e.reason()) {
+                        let bad = Transmit {
+                            peer,
+                            source: Source::Listen,
+                            data: r.into(),
+                        };
+                        w.enqueue(&conn, bad);
                     }
-                    w.drop_conn(id, addr);
-                    return;
+                    return w.close_after_flush(&conn);
                 }
             }
         }
@@ -215,8 +229,13 @@ async fn writer(w: Rc<Worker>, conn: Rc<Conn>) {
         let next = conn.out.borrow_mut().pop_front();
         let Some(t) = next else {
             conn.writing.set(false);
+            if conn.closing.get() {
+                w.drop_conn(conn.id, conn.addr);
+            }
             return;
         };
+        conn.queued
+            .set(conn.queued.get().saturating_sub(t.data.len()));
         let r =
             match tokio::time::timeout(TCP_IO_LIMIT, conn.stream.write_all(t.data.clone())).await {
                 Ok((r, _)) => r,
@@ -226,6 +245,7 @@ async fn writer(w: Rc<Worker>, conn: Rc<Conn>) {
             tracing::debug!(worker = w.index, peer = %conn.addr, error = %e, "TCP send failed, closing");
             w.drop_conn(conn.id, conn.addr);
             let rest: Vec<Transmit> = conn.out.borrow_mut().drain(..).collect();
+            conn.queued.set(0);
             conn.writing.set(false);
             for t in std::iter::once(&t).chain(&rest) {
                 w.send_failed(t);
@@ -246,7 +266,9 @@ impl Worker {
             id,
             addr,
             out: RefCell::new(VecDeque::new()),
+            queued: Cell::new(0),
             writing: Cell::new(false),
+            closing: Cell::new(false),
         };
         self.conns.borrow_mut().insert(id, Rc::new(conn));
         self.conn_by_addr.borrow_mut().insert(addr, id);
@@ -277,11 +299,34 @@ impl Worker {
         }
     }
 
-    /// Queues `t` on `conn`, starting a writer if none is running.
+    /// Queues `t` on `conn`, starting a writer if none is running. A
+    /// connection whose queue would pass [`MAX_QUEUED_BYTES`] (a peer that
+    /// does not read) is closed, and what it had queued fails.
     fn enqueue(self: &Rc<Self>, conn: &Rc<Conn>, t: Transmit) {
+        let queued = conn.queued.get() + t.data.len();
+        if queued > MAX_QUEUED_BYTES {
+            tracing::info!(worker = self.index, peer = %conn.addr, "TCP peer does not read its answers: closed");
+            self.drop_conn(conn.id, conn.addr);
+            let rest: Vec<Transmit> = conn.out.borrow_mut().drain(..).collect();
+            conn.queued.set(0);
+            for t in std::iter::once(&t).chain(&rest) {
+                self.send_failed(t);
+            }
+            return;
+        }
+        conn.queued.set(queued);
         conn.out.borrow_mut().push_back(t);
         if !conn.writing.replace(true) {
             tokio_uring::spawn(writer(self.clone(), conn.clone()));
+        }
+    }
+
+    /// Stops taking messages on `conn` and closes it once its queue is
+    /// written (at once if nothing is queued).
+    fn close_after_flush(&self, conn: &Rc<Conn>) {
+        conn.closing.set(true);
+        if !conn.writing.get() {
+            self.drop_conn(conn.id, conn.addr);
         }
     }
 
