@@ -49,8 +49,6 @@ const SHARDS: usize = 16;
 pub(crate) enum Reason {
     /// Wrong password or unknown user (deliberately one reason).
     WrongCredentials,
-    /// `nc` not above the last one accepted for this nonce.
-    Replay,
     /// The nonce was not issued by this switch for this realm.
     ForgedNonce,
     /// Digest credentials, but none for the company's realm.
@@ -67,7 +65,6 @@ impl Reason {
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Reason::WrongCredentials => "wrong-credentials",
-            Reason::Replay => "replay",
             Reason::ForgedNonce => "forged-nonce",
             Reason::WrongRealm => "wrong-realm",
             Reason::UserMismatch => "user-mismatch",

@@ -320,7 +320,20 @@ impl Authenticator {
         {
             replay::Verdict::Fresh => Ok(Outcome::Authenticated),
             replay::Verdict::Stale => Ok(Outcome::Challenge { stale: true }),
-            replay::Verdict::Replay => Err(Reason::Replay),
+            // Refused, with a fresh nonce, but no failure: the password
+            // was right, and the likeliest sender is the phone itself
+            // retransmitting a request whose answer was lost after its
+            // transaction ended. Counting it would let a lossy link ban
+            // the phone (and everyone behind its NAT).
+            replay::Verdict::Replay => {
+                tracing::info!(
+                    "auth replay refused: user=\"{}\" realm=\"{}\" source={}",
+                    LogSafe(attempt.user),
+                    LogSafe(attempt.realm),
+                    attempt.source
+                );
+                Ok(Outcome::Challenge { stale: true })
+            }
         }
     }
 
