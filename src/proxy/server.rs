@@ -84,6 +84,22 @@ impl Proxy {
             return self.forward_stateless(&msg, from, router);
         }
 
+        // A `sips:` Request-URI asks for TLS on every hop (RFC 3261
+        // §26.2.2), which this switch does not speak: refused, never sent
+        // on over UDP or TCP as `sip:`.
+        if msg
+            .request_uri()
+            .is_some_and(|u| u.len() > 5 && u[..5].eq_ignore_ascii_case(b"sips:"))
+        {
+            return self.reply(
+                &msg,
+                from,
+                StatusCode(416),
+                "sips requires TLS, which this switch does not offer",
+                &[],
+            );
+        }
+
         // Loop detection (RFC 3261 §16.3 step 4): a Via of ours carrying
         // this request's loop hash means it came back unchanged. "Ours" is
         // our host with any port: the Via may be another worker's.

@@ -502,6 +502,12 @@ fn hop_limits_loops_rejections_and_strays() {
     assert_eq!(status(&out[0].2), 483);
     let out = h.recv(A, &invite("nobody", "z9hG4bK-n1"));
     assert_eq!(status(&out[0].2), 404);
+    // sips: needs TLS on every hop, which the switch does not offer: 416,
+    // nothing forwarded (not even as sip:).
+    let sips = invite("bob", "z9hG4bK-s1").replacen("INVITE sip:", "INVITE sips:", 1);
+    let out = h.recv(A, &sips);
+    assert_eq!(out.len(), 1);
+    assert_eq!((out[0].0, status(&out[0].2)), (addr(A), 416));
 
     // A forwarded request coming back: the first return has a new
     // Request-URI, so it is a spiral (RFC 3261 §16.3 step 4) and goes on;
