@@ -44,6 +44,7 @@ impl Proxy {
                     worker,
                     data: msg.buffer().clone(),
                     from,
+                    hops: 0,
                 });
                 return;
             }

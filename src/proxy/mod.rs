@@ -302,6 +302,10 @@ pub struct HandOver {
     pub data: Bytes,
     /// Who sent it.
     pub from: Peer,
+    /// 0 for a response; for a CANCEL that matched no transaction, how
+    /// many workers have looked for its INVITE (see
+    /// [`Proxy::handle_handover`]).
+    pub hops: u8,
 }
 
 /// Configuration of one worker's proxy.
@@ -592,6 +596,36 @@ impl Proxy {
         } else {
             self.response(now, msg, from);
         }
+    }
+
+    /// Handles what another worker passed on ([`HandOver`]): a response
+    /// for one of this worker's transactions (`hops` 0: as [`Proxy::handle`]),
+    /// or a CANCEL whose INVITE `hops` workers before this one did not
+    /// hold. `SO_REUSEPORT` spreads by 4-tuple, so a CANCEL from another
+    /// port or TCP connection than its INVITE (RFC 3261 §9.2 matches by
+    /// branch, not by port) may land on a worker that never saw the
+    /// INVITE: it goes round the workers before anyone answers 481.
+    pub fn handle_handover(
+        &mut self,
+        now: Instant,
+        data: Bytes,
+        from: Peer,
+        hops: u8,
+        router: &dyn Router,
+    ) {
+        if hops == 0 {
+            return self.handle(now, data, from, router);
+        }
+        // Validated by the worker that received it.
+        let Ok(msg) = Message::parse_datagram(data) else {
+            return;
+        };
+        if msg.method() != Some(Method::CANCEL) {
+            return;
+        }
+        let msg = stamp_received(msg, from.addr);
+        let key = Self::server_key(&msg, &top_via(&msg), Method::CANCEL);
+        self.cancel(now, &msg, from, &key, hops);
     }
 
     fn unparsable(&mut self, data: &[u8], e: ParseError, from: Peer) {

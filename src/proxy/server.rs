@@ -67,7 +67,7 @@ impl Proxy {
         let key = Self::server_key(&msg, &via, method);
 
         if method == Method::CANCEL {
-            return self.cancel(now, &msg, from, &key);
+            return self.cancel(now, &msg, from, &key, 0);
         }
         if let Some(&slot) = self.server_index.get(&key) {
             return self.retransmission(now, slot, &msg, from, router);
@@ -843,12 +843,25 @@ impl Proxy {
         }
     }
 
-    pub(super) fn cancel(&mut self, now: Instant, msg: &Message, from: Peer, key: &[u8]) {
+    /// A CANCEL (`hops`: how many other workers looked for its INVITE
+    /// before this one, see [`Proxy::handle_handover`]).
+    pub(super) fn cancel(&mut self, now: Instant, msg: &Message, from: Peer, key: &[u8], hops: u8) {
         // The CANCEL's key names INVITE's server transaction once its method
         // part is swapped.
         let mut invite_key = key[..key.len() - b"CANCEL".len()].to_vec();
         invite_key.extend_from_slice(b"INVITE");
         let Some(&slot) = self.server_index.get(&invite_key) else {
+            let workers = self.services.as_ref().map_or(1, |s| s.workers);
+            if u16::from(hops) + 1 < workers {
+                // Perhaps the next worker holds the INVITE.
+                self.handover.push_back(super::HandOver {
+                    worker: (self.cfg.worker + 1) % workers,
+                    data: msg.buffer().clone(),
+                    from,
+                    hops: hops + 1,
+                });
+                return;
+            }
             return self.reply(
                 msg,
                 from,

@@ -38,6 +38,8 @@ pub enum Inbox {
         data: Bytes,
         /// Who sent it.
         from: Peer,
+        /// See [`crate::proxy::HandOver::hops`].
+        hops: u8,
     },
     /// Send this on the addressee's connection.
     Send(Transmit),
@@ -344,7 +346,7 @@ async fn udp_loop(w: Rc<Worker>, sock: Rc<UdpSocket>, listen: Option<usize>) {
                 Ok((n, from)) => {
                     let data = Bytes::copy_from_slice(&buf[..n]);
                     buf.clear();
-                    w.process(data, Peer::udp(from));
+                    w.process(data, Peer::udp(from), 0);
                 }
                 Err(e) => {
                     buf.clear();
@@ -449,7 +451,10 @@ const PURGE_EVERY: Duration = Duration::from_secs(30);
 impl Worker {
     async fn inbox(self: &Rc<Self>, m: Inbox) {
         match m {
-            Inbox::Receive { data, from } => self.handle(data, from).await,
+            Inbox::Receive { data, from, hops } => {
+                self.process(data, from, hops);
+                self.flush().await;
+            }
             Inbox::Send(t) => self.transmit(t).await,
             Inbox::Persisted { tickets, ok } => {
                 {
@@ -466,7 +471,7 @@ impl Worker {
     }
 
     pub(super) async fn handle(self: &Rc<Self>, data: Bytes, from: Peer) {
-        self.process(data, from);
+        self.process(data, from, 0);
         self.flush().await;
     }
 
@@ -486,7 +491,7 @@ impl Worker {
             for i in 0..n {
                 let (d, from) = batch.get(i);
                 if let Some(from) = from {
-                    self.process(Bytes::copy_from_slice(d), Peer::udp(from));
+                    self.process(Bytes::copy_from_slice(d), Peer::udp(from), 0);
                 }
             }
             total += n;
@@ -499,7 +504,9 @@ impl Worker {
 
     /// Runs one received message through the proxy; what it produces waits
     /// in the proxy's queues for [`Worker::flush`].
-    fn process(&self, data: Bytes, from: Peer) {
+    /// Runs one message through the proxy (`hops`: see
+    /// [`Proxy::handle_handover`]; 0 for what this worker received).
+    fn process(&self, data: Bytes, from: Peer, hops: u8) {
         let before = self.proxy.borrow().poll_timeout();
         {
             let mut reader = self.reader.borrow_mut();
@@ -511,7 +518,9 @@ impl Worker {
                 &services.registrar,
                 services.clock.unix(now),
             );
-            self.proxy.borrow_mut().handle(now, data, from, &router);
+            self.proxy
+                .borrow_mut()
+                .handle_handover(now, data, from, hops, &router);
         }
         let after = self.proxy.borrow().poll_timeout();
         if after.is_some() && (before.is_none() || after < before) {
@@ -527,6 +536,7 @@ impl Worker {
                 inbox.hand_over(Inbox::Receive {
                     data: h.data,
                     from: h.from,
+                    hops: h.hops,
                 });
             }
         }

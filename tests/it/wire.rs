@@ -908,6 +908,77 @@ fn a_tcp_client_that_does_not_read_is_closed() {
     sw.wait_ready();
 }
 
+/// A CANCEL from another port than its INVITE (RFC 3261 §9.2 matches it by
+/// branch) may land on a worker that never saw the INVITE: it goes round
+/// the workers, and the callee is cancelled every time, not left ringing
+/// after a 481. Eight calls, each CANCEL from a fresh port, so both
+/// workers get some.
+#[test]
+fn a_cancel_from_another_port_finds_its_invite() {
+    let sw = Switch::start("cancel-port", 24500);
+    let friend = UdpSocket::bind("127.0.0.1:24510").unwrap();
+    friend
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let mut buf = vec![0u8; 65535];
+    let mut recv = |s: &UdpSocket, want: &str| -> String {
+        let end = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < end {
+            if let Ok((n, _)) = s.recv_from(&mut buf) {
+                let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+                if m.starts_with(want) {
+                    return m;
+                }
+            }
+        }
+        panic!("no {want}");
+    };
+    for n in 0..8 {
+        let caller = UdpSocket::bind("127.0.0.2:0").unwrap();
+        caller
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .unwrap();
+        let local = caller.local_addr().unwrap();
+        let head = |method: &str| {
+            format!(
+                "{method} sip:+34944000200@127.0.0.1:24500 SIP/2.0\r\n\
+                 Via: SIP/2.0/UDP {local};branch=z9hG4bK-cp{n}\r\nMax-Forwards: 70\r\n\
+                 From: <sip:+34600111222@pstn.example.net>;tag=cp{n}\r\n\
+                 To: <sip:+34944000200@acme.example.com>\r\nCall-ID: cp{n}@carrier\r\n\
+                 CSeq: 1 {method}\r\nContact: <sip:c@{local}>\r\nContent-Length: 0\r\n\r\n"
+            )
+        };
+        caller
+            .send_to(head("INVITE").as_bytes(), sw.addr())
+            .unwrap();
+        let invite = recv(&friend, "INVITE ");
+        // The friend rings (180, so the branch may be cancelled).
+        let mut ringing = String::from("SIP/2.0 180 Ringing\r\n");
+        for l in invite.split("\r\n").skip(1).take_while(|l| !l.is_empty()) {
+            let name = l.split(':').next().unwrap_or("").to_ascii_lowercase();
+            if ["via", "from", "call-id", "cseq", "record-route"].contains(&name.as_str()) {
+                ringing.push_str(l);
+                ringing.push_str("\r\n");
+            } else if name == "to" {
+                ringing.push_str(&format!("{l};tag=f{n}\r\n"));
+            }
+        }
+        ringing.push_str("Content-Length: 0\r\n\r\n");
+        friend.send_to(ringing.as_bytes(), sw.addr()).unwrap();
+        recv(&caller, "SIP/2.0 180");
+        // The CANCEL from another port of the carrier.
+        let other = UdpSocket::bind("127.0.0.2:0").unwrap();
+        other
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .unwrap();
+        let cancel = head("CANCEL").replace("Contact: <sip:c@", "X-Was: <sip:c@");
+        other.send_to(cancel.as_bytes(), sw.addr()).unwrap();
+        let answer = recv(&other, "SIP/2.0 ");
+        assert!(answer.starts_with("SIP/2.0 200"), "call {n}: {answer}");
+        recv(&friend, "CANCEL ");
+    }
+}
+
 /// The switch's resident memory, KiB.
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
