@@ -15,9 +15,12 @@ fn upstream(b: &super::Branch, msg: &Message, from: &Peer) -> Vec<u8> {
     let mut e = msg.edit();
     e.remove_top_via();
     // A binding's answer (to a request sent from the shared socket, or on
-    // the binding's TCP connection): its Contact fixed as a request's
-    // would be, from where the answer came (the connection it arrived on).
-    if b.source == Source::Listen {
+    // the binding's TCP connection), or a friend's over UDP (a PBX behind
+    // static NAT writes its private address): its Contact fixed as a
+    // request's would be, from where the answer came (the connection it
+    // arrived on). A friend's TCP Contact is left alone: the configuration
+    // names its address, and in-dialog requests reconnect there.
+    if b.source == Source::Listen || (b.friend.is_some() && from.transport == Transport::Udp) {
         super::rewrite::fix_response_contact(&mut e, msg, from);
     }
     if let Some(r) = &b.restore {

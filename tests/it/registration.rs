@@ -846,6 +846,31 @@ fn a_banned_address_still_answers_calls_sent_to_it() {
     assert_eq!(call.wait(Duration::from_secs(20)), 0, "carrier side");
 }
 
+/// A direct friend behind static NAT answers with its private address in
+/// Contact: the switch fixes it to where the answer came from, as it does
+/// for requests, so the caller's ACK and BYE reach the friend (before, the
+/// ACK was dropped and the BYE refused).
+#[test]
+fn a_friend_answering_with_a_private_contact_gets_the_whole_call() {
+    let sw = Switch::start("reg-friend-nat", 24600);
+    // The direct friend `branch` lives at 127.0.0.1:24610.
+    let mut friend = Phone::at("127.0.0.1:24610", sw.addr());
+    friend.private = Some("192.168.1.5:5060".into());
+    let call = uac(
+        sw.addr(),
+        "127.0.0.2",
+        &scenario("uac.xml"),
+        "+34944000200",
+        "+34600111222",
+        "pstn.example.net",
+        1,
+    );
+    friend
+        .answer_call(Duration::from_secs(10))
+        .expect("INVITE, ACK and BYE all reach the friend");
+    assert_eq!(call.wait(Duration::from_secs(20)), 0, "carrier side");
+}
+
 /// A dialog's Route is no ticket to anywhere: the friend `branch` calls the
 /// registered friend `legacy`, and `legacy`, holding the dialog's Route,
 /// sends an "in-dialog" MESSAGE to a premium number at the carrier. The
