@@ -7,7 +7,8 @@
 use std::time::Duration;
 
 use crate::wire::{
-    md5_only, scenario, uac, uac_auth, uac_error, uas, write_scenario, Sipp, Switch, TempDir,
+    carrier_dials, md5_only, scenario, uac_auth, uac_error, uas, write_scenario, Sipp, Switch,
+    TempDir, BRANCH_DDI,
 };
 
 fn friend_scenario(name: &str) -> std::path::PathBuf {
@@ -355,15 +356,7 @@ fn unacceptable_offers_and_challenging_friends_fail_cleanly() {
     let friend = uas("127.0.0.1", 22210, &challenges, 1);
     std::thread::sleep(Duration::from_millis(200));
     let expect_502 = write_scenario(&dir.0, "uac502.xml", &uac_error(502));
-    let caller = uac(
-        sw.addr(),
-        "127.0.0.2",
-        &expect_502,
-        "+34944000200",
-        "+34600111222",
-        "pstn.example.net",
-        1,
-    );
+    let caller = carrier_dials(&sw, BRANCH_DDI, &expect_502);
     assert_eq!(caller.wait(Duration::from_secs(20)), 0, "502 expected");
     assert_eq!(
         friend.wait(Duration::from_secs(10)),

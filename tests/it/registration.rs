@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use tandem::auth::{digest_response, Algorithm};
 
 use crate::wire::{
-    md5_only, scenario, status_of, uac, uac_auth, uac_error, write_scenario, Sipp, Switch, TempDir,
+    carrier_dials, md5_only, scenario, status_of, uac, uac_auth, uac_error, write_scenario, Sipp,
+    Switch, TempDir, ALICE_DDI, BRANCH_DDI,
 };
 
 const DOMAIN: &str = "acme.example.com";
@@ -325,19 +326,6 @@ impl Phone {
         out.push_str("Content-Length: 0\r\n\r\n");
         self.send(&out);
     }
-}
-
-/// The carrier (SIPp playing `xml`) calls alice's DDI once.
-fn carrier_calls_alice(sw: &Switch, xml: &std::path::Path) -> Sipp {
-    uac(
-        sw.addr(),
-        "127.0.0.2",
-        xml,
-        "+34944000100",
-        "+34600111222",
-        "pstn.example.net",
-        1,
-    )
 }
 
 /// The demo with a DDI for the register-mode friend `legacy`.
@@ -800,15 +788,7 @@ fn a_banned_address_still_answers_calls_sent_to_it() {
     });
     // The direct friend `branch` lives at 127.0.0.1:24010.
     let friend = Phone::at("127.0.0.1:24010", sw.addr());
-    let call = uac(
-        sw.addr(),
-        "127.0.0.2",
-        &scenario("uac.xml"),
-        "+34944000200",
-        "+34600111222",
-        "pstn.example.net",
-        1,
-    );
+    let call = carrier_dials(&sw, BRANCH_DDI, &scenario("uac.xml"));
     let invite = friend
         .recv_where(Duration::from_secs(10), |m| m.0.starts_with("INVITE "))
         .expect("the call reaches the friend");
@@ -856,15 +836,7 @@ fn a_friend_answering_with_a_private_contact_gets_the_whole_call() {
     // The direct friend `branch` lives at 127.0.0.1:24610.
     let mut friend = Phone::at("127.0.0.1:24610", sw.addr());
     friend.private = Some("192.168.1.5:5060".into());
-    let call = uac(
-        sw.addr(),
-        "127.0.0.2",
-        &scenario("uac.xml"),
-        "+34944000200",
-        "+34600111222",
-        "pstn.example.net",
-        1,
-    );
+    let call = carrier_dials(&sw, BRANCH_DDI, &scenario("uac.xml"));
     friend
         .answer_call(Duration::from_secs(10))
         .expect("INVITE, ACK and BYE all reach the friend");
@@ -977,7 +949,7 @@ fn bindings_are_removed_one_by_one_or_all_at_once_and_stay_removed() {
     sw.crash_and_restart();
     let dir = TempDir::new("reg-remove-scenarios");
     let expect_480 = write_scenario(&dir.0, "uac480.xml", &uac_error(480));
-    let call = carrier_calls_alice(&sw, &expect_480);
+    let call = carrier_dials(&sw, ALICE_DDI, &expect_480);
     assert_eq!(
         call.wait(Duration::from_secs(20)),
         0,
@@ -999,7 +971,7 @@ fn a_call_forks_to_every_binding_and_the_other_phone_is_cancelled() {
         let (_, ok) = phone.register_with("alice-phone", "Correct-Horse-42", &contact);
         assert_eq!(ok.status(), 200, "{}", ok.0);
     }
-    let call = carrier_calls_alice(&sw, &scenario("uac.xml"));
+    let call = carrier_dials(&sw, ALICE_DDI, &scenario("uac.xml"));
     let invite = |p: &Phone| {
         p.recv_where(Duration::from_secs(10), |m| m.0.starts_with("INVITE "))
             .expect("the INVITE reaches both bindings")
@@ -1087,7 +1059,7 @@ fn a_tcp_connection_with_a_live_registration_outlives_the_idle_timeout() {
     assert_eq!(ok.status(), 200, "{}", ok.0);
     // Three idle periods of silence, then a call to the phone.
     std::thread::sleep(Duration::from_millis(3500));
-    let call = carrier_calls_alice(&sw, &scenario("uac.xml"));
+    let call = carrier_dials(&sw, ALICE_DDI, &scenario("uac.xml"));
     phone
         .answer_call(Duration::from_secs(10))
         .expect("the call reaches the phone on the connection it registered on");
@@ -1121,7 +1093,7 @@ fn call_the_phone_behind_nat(
         "{via}"
     );
     for _ in 0..calls {
-        let call = carrier_calls_alice(sw, &scenario("uac.xml"));
+        let call = carrier_dials(sw, ALICE_DDI, &scenario("uac.xml"));
         let invite = phone
             .answer_call(Duration::from_secs(10))
             .expect("INVITE, ACK and BYE all reach the phone behind NAT");

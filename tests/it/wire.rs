@@ -542,15 +542,7 @@ fn busy_and_not_found_reach_the_caller() {
     let friend = uas("127.0.0.1", 21210, &busy, 1);
     std::thread::sleep(Duration::from_millis(200));
     let expect_486 = write_scenario(&dir.0, "uac486.xml", &uac_error(486));
-    let caller = uac(
-        sw.addr(),
-        "127.0.0.2",
-        &expect_486,
-        "+34944000200",
-        "+34600111222",
-        "pstn.example.net",
-        1,
-    );
+    let caller = carrier_dials(&sw, BRANCH_DDI, &expect_486);
     assert_eq!(
         caller.wait(Duration::from_secs(30)),
         0,
@@ -580,15 +572,7 @@ fn sigterm_and_sigint_stop_the_switch_cleanly() {
         let mut sw = Switch::start(&format!("stop-{signal}"), port);
         let friend = uas("127.0.0.1", port + 10, &scenario("uas.xml"), 1);
         std::thread::sleep(Duration::from_millis(200));
-        let caller = uac(
-            sw.addr(),
-            "127.0.0.2",
-            &scenario("uac.xml"),
-            "+34944000200",
-            "+34600111222",
-            "pstn.example.net",
-            1,
-        );
+        let caller = carrier_dials(&sw, BRANCH_DDI, &scenario("uac.xml"));
         assert_eq!(caller.wait(Duration::from_secs(20)), 0);
         assert_eq!(friend.wait(Duration::from_secs(10)), 0);
         let status = sw.stop_with(signal, Duration::from_secs(5));
@@ -606,16 +590,25 @@ fn carrier_calls_branch_expecting(sw: &Switch, code: u16) -> (TempDir, Instant, 
     let dir = TempDir::new(&format!("expect-{code}-{}", sw.port));
     let xml = write_scenario(&dir.0, "uac.xml", &uac_error(code));
     let start = Instant::now();
-    let caller = uac(
+    let caller = carrier_dials(sw, BRANCH_DDI, &xml);
+    (dir, start, caller)
+}
+
+/// The DDIs of the demo configuration: alice's, and the friend `branch`'s.
+pub const ALICE_DDI: &str = "+34944000100";
+pub const BRANCH_DDI: &str = "+34944000200";
+
+/// The carrier (SIPp at 127.0.0.2 playing `xml`) dials `ddi` once.
+pub fn carrier_dials(sw: &Switch, ddi: &str, xml: &Path) -> Sipp {
+    uac(
         sw.addr(),
         "127.0.0.2",
-        &xml,
-        "+34944000200",
+        xml,
+        ddi,
         "+34600111222",
         "pstn.example.net",
         1,
-    );
-    (dir, start, caller)
+    )
 }
 
 /// A direct friend on TCP whose PBX is down (connection refused): the
@@ -790,15 +783,7 @@ fn cancel_before_answer_reaches_the_friend() {
     let friend = uas("127.0.0.1", 21310, &ring, 1);
     std::thread::sleep(Duration::from_millis(200));
     let cancel = write_scenario(&dir.0, "cancel.xml", UAC_CANCEL);
-    let caller = uac(
-        sw.addr(),
-        "127.0.0.2",
-        &cancel,
-        "+34944000200",
-        "+34600111222",
-        "pstn.example.net",
-        1,
-    );
+    let caller = carrier_dials(&sw, BRANCH_DDI, &cancel);
     assert_eq!(
         caller.wait(Duration::from_secs(30)),
         0,
