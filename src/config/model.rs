@@ -54,6 +54,11 @@ pub struct Server {
     /// that carries a live registration is kept while the binding lives.
     /// An extension of the configuration contract: see `docs/wire.md`.
     pub tcp_idle_s: u32,
+    /// TCP connections the switch keeps open at most, across all workers.
+    /// When full, a new connection takes the place of the one silent the
+    /// longest that carries no live registration. An extension of the
+    /// configuration contract: see `docs/wire.md`.
+    pub tcp_max_connections: u32,
 }
 
 /// The default `server.batch_window_us`: one millisecond.
@@ -66,6 +71,9 @@ pub const MAX_BATCH_WINDOW_US: u32 = 20_000;
 /// The default `server.tcp_idle_s`: five minutes.
 pub const DEFAULT_TCP_IDLE_S: u32 = 300;
 
+/// The default `server.tcp_max_connections`.
+pub const DEFAULT_TCP_MAX_CONNECTIONS: u32 = 8192;
+
 impl Default for Server {
     fn default() -> Self {
         Server {
@@ -75,6 +83,7 @@ impl Default for Server {
             data_dir: "var".into(),
             batch_window_us: DEFAULT_BATCH_WINDOW_US,
             tcp_idle_s: DEFAULT_TCP_IDLE_S,
+            tcp_max_connections: DEFAULT_TCP_MAX_CONNECTIONS,
         }
     }
 }

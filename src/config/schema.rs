@@ -26,6 +26,7 @@ const SERVER: &[&str] = &[
     "data_dir",
     "batch_window_us",
     "tcp_idle_s",
+    "tcp_max_connections",
 ];
 const AUTH: &[&str] = &[
     "algorithms",

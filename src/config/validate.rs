@@ -169,6 +169,12 @@ fn validate_server(config: &Config, errors: &mut ConfigErrors) {
             ErrorKind::Invalid("must be at least 1 (seconds)".into()),
         );
     }
+    if server.tcp_max_connections == 0 {
+        errors.push(
+            place.field("tcp_max_connections"),
+            ErrorKind::Invalid("must be at least 1".into()),
+        );
+    }
 }
 
 fn validate_auth(config: &Config, errors: &mut ConfigErrors) {

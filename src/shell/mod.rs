@@ -24,14 +24,53 @@ use crate::registrar::{Registrar, RegistrarConfig};
 use crate::route::Publisher;
 
 /// Installs the `tracing` subscriber that writes one line per event to
-/// stderr, filtered by `RUST_LOG` (default `info`).
+/// stderr, filtered by `RUST_LOG` (default `info`). Colours only on a
+/// terminal (and not with `NO_COLOR`): a log file or journal read by
+/// fail2ban or grep gets plain text.
 pub fn init_logging() {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// Raises the soft limit on open descriptors to the hard one (the soft
+/// limit is often 1,024, too few for `server.tcp_max_connections`), and
+/// warns when even that is short of `needed`.
+fn raise_open_files(needed: u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read or write the struct passed.
+    let soft = unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim = raised;
+            }
+        }
+        lim.rlim_cur
+    };
+    if soft < needed {
+        tracing::warn!(
+            limit = soft,
+            needed,
+            "the open-files limit is below what server.tcp_max_connections needs: \
+             raise it (ulimit -n, or LimitNOFILE= in a systemd unit)"
+        );
+    }
 }
 
 /// One listening socket.
@@ -195,6 +234,9 @@ pub fn run(path: &Path) -> Result<(), String> {
             )
         })?;
     }
+    // The TCP connections, plus each worker's sockets, io_uring, timers,
+    // and the log.
+    raise_open_files(u64::from(cfg.server.tcp_max_connections) + 64 * workers as u64 + 64);
     let seed = random_seed();
     let data_dir = Path::new(&cfg.server.data_dir);
     std::fs::create_dir_all(data_dir)

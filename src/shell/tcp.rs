@@ -34,20 +34,17 @@ use crate::sip::{Framing, Head, Status};
 /// unreachable.
 const TCP_IO_LIMIT: Duration = Duration::from_secs(2);
 
-/// The most TCP connections one worker keeps (each may buffer up to one
-/// incomplete message, [`crate::sip::MAX_MESSAGE_LEN`]: 4,096 × 64 KiB = 256 MiB worst
-/// case per worker).
-const MAX_TCP_CONNECTIONS: usize = 4096;
-
 /// The most bytes waiting to be written on one connection. A client that
 /// sends requests and never reads their answers would otherwise grow the
 /// queue without bound; past this it is closed.
 const MAX_QUEUED_BYTES: usize = 1 << 20;
 
-/// The most TCP connections one worker keeps from one IP address: an
-/// eighth of [`MAX_TCP_CONNECTIONS`], room for a few hundred phones behind
-/// one NAT, while one address alone cannot take every slot.
-const MAX_TCP_PER_IP: u32 = 512;
+/// The first pause after a failed `accept` (doubled up to
+/// [`ACCEPT_BACKOFF_MAX`]). Out of descriptors, the connection stays
+/// queued and accepting again at once fails again: without a pause the
+/// worker would spin on it and flood the log.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(5);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// One TCP connection: its stream and the messages waiting to be written
 /// on it.
@@ -63,12 +60,49 @@ pub(super) struct Conn {
     /// Closed once `out` is written (a framing error, or the peer's end of
     /// stream): answers already queued still go out.
     closing: Cell<bool>,
+    /// Accepted from a peer (not opened by the switch): only these are
+    /// evicted when the table is full.
+    accepted: bool,
+    /// When the last whole message arrived (or the connection opened).
+    last_message: Cell<Instant>,
+}
+
+/// Counts events of one kind and says when one is worth a log line: the
+/// first, then at most one a second, each with the count so far. A flood
+/// of connections must not become a flood of log lines.
+#[derive(Default)]
+pub(super) struct Throttle {
+    count: Cell<u64>,
+    logged: Cell<Option<Instant>>,
+}
+
+impl Throttle {
+    /// Counts one event; returns the count so far when it should be logged.
+    pub(super) fn due(&self) -> Option<u64> {
+        let n = self.count.get() + 1;
+        self.count.set(n);
+        let now = Instant::now();
+        match self.logged.get() {
+            Some(t) if now.duration_since(t) < Duration::from_secs(1) => None,
+            _ => {
+                self.logged.set(Some(now));
+                Some(n)
+            }
+        }
+    }
 }
 
 pub(super) async fn accept_loop(w: Rc<Worker>, listener: TcpListener) {
+    let mut backoff = ACCEPT_BACKOFF;
+    let (failed, per_ip, full) = (
+        Throttle::default(),
+        Throttle::default(),
+        Throttle::default(),
+    );
     loop {
         match listener.accept().await {
             Ok((stream, addr)) => {
+                backoff = ACCEPT_BACKOFF;
                 let services = &w.shared.services;
                 if services
                     .auth
@@ -76,26 +110,50 @@ pub(super) async fn accept_loop(w: Rc<Worker>, listener: TcpListener) {
                 {
                     continue; // a banned source gets nothing, not even a connection
                 }
-                if w.conns.borrow().len() >= MAX_TCP_CONNECTIONS {
-                    // Each connection may buffer up to MAX_MESSAGE_LEN: the
-                    // cap bounds that memory. The stream is dropped (closed).
-                    tracing::warn!(worker = w.index, %addr, "TCP connection refused: too many connections");
+                // Each connection may buffer up to MAX_MESSAGE_LEN: the caps
+                // bound that memory and the descriptors. A refused stream is
+                // dropped (closed).
+                let (cap, per_ip_cap) = w.shared.tunables.tcp_caps(w.shared.inboxes.len());
+                let from_ip = w.conns_per_ip.borrow().get(&addr.ip()).copied();
+                if from_ip.unwrap_or(0) as usize >= per_ip_cap {
+                    if let Some(n) = per_ip.due() {
+                        tracing::warn!(worker = w.index, %addr, refused = n, "TCP connection refused: too many from this address");
+                    }
                     continue;
                 }
-                let from_ip = w
-                    .conns_per_ip
-                    .borrow()
-                    .get(&addr.ip())
-                    .copied()
-                    .unwrap_or(0);
-                if from_ip >= MAX_TCP_PER_IP {
-                    tracing::warn!(worker = w.index, %addr, "TCP connection refused: too many from this address");
-                    continue;
+                if w.conns.borrow().len() >= cap {
+                    let evicted = w.evict_idlest();
+                    if let Some(n) = full.due() {
+                        tracing::warn!(
+                            worker = w.index,
+                            %addr,
+                            times = n,
+                            evicted = ?evicted,
+                            "TCP connection table full: {}",
+                            if evicted.is_some() {
+                                "the longest silent connection closed"
+                            } else {
+                                "connection refused (every one carries a registration)"
+                            }
+                        );
+                    }
+                    if evicted.is_none() {
+                        continue;
+                    }
                 }
-                let id = w.add_conn(stream, addr);
+                let id = w.add_conn(stream, addr, true);
                 tokio_uring::spawn(read_loop(w.clone(), id, addr));
             }
-            Err(e) => tracing::warn!(worker = w.index, error = %e, "TCP accept failed"),
+            Err(e) => {
+                // Typically out of descriptors (EMFILE): the connection
+                // stays queued, so wait before trying again, and log once
+                // a second at most.
+                if let Some(n) = failed.due() {
+                    tracing::warn!(worker = w.index, error = %e, failed = n, "TCP accept failed");
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+            }
         }
     }
 }
@@ -163,7 +221,9 @@ async fn read_loop(w: Rc<Worker>, id: u64, addr: SocketAddr) {
             match Head::parse(&pending, Framing::Stream) {
                 Ok(Status::Complete(head)) => {
                     let msg = pending.split_to(head.end()).freeze();
-                    deadline = Instant::now() + w.shared.tunables.tcp_idle();
+                    let now = Instant::now();
+                    conn.last_message.set(now);
+                    deadline = now + w.shared.tunables.tcp_idle();
                     w.handle(msg, peer).await;
                 }
                 Ok(Status::Partial) => break,
@@ -204,7 +264,7 @@ async fn connect(w: Rc<Worker>, addr: SocketAddr) {
     let waiting = w.connecting.borrow_mut().remove(&addr).unwrap_or_default();
     match result {
         Ok(stream) => {
-            let id = w.add_conn(stream, addr);
+            let id = w.add_conn(stream, addr, false);
             tokio_uring::spawn(read_loop(w.clone(), id, addr));
             let conn = w.conns.borrow().get(&id).cloned();
             if let Some(conn) = conn {
@@ -257,7 +317,9 @@ async fn writer(w: Rc<Worker>, conn: Rc<Conn>) {
 }
 
 impl Worker {
-    fn add_conn(&self, stream: TcpStream, addr: SocketAddr) -> u64 {
+    /// Keeps `stream` to `addr` (`accepted` from a peer, else opened by
+    /// the switch); returns its id.
+    fn add_conn(&self, stream: TcpStream, addr: SocketAddr, accepted: bool) -> u64 {
         let id = self.next_conn.get();
         self.next_conn.set(id + 1);
         let _ = stream.set_nodelay(true);
@@ -269,11 +331,40 @@ impl Worker {
             queued: Cell::new(0),
             writing: Cell::new(false),
             closing: Cell::new(false),
+            accepted,
+            last_message: Cell::new(Instant::now()),
         };
         self.conns.borrow_mut().insert(id, Rc::new(conn));
         self.conn_by_addr.borrow_mut().insert(addr, id);
         *self.conns_per_ip.borrow_mut().entry(addr.ip()).or_default() += 1;
         id
+    }
+
+    /// Makes room for a new connection when the table is full: closes the
+    /// accepted connection that has been silent the longest, unless it
+    /// carries a live registration (a phone behind NAT is reachable only
+    /// through it) or is already closing. Returns the address of the one
+    /// closed.
+    ///
+    /// Without this, clients that each send one message per
+    /// `server.tcp_idle_s` could hold every slot and keep everyone else
+    /// out; with it, a newcomer always gets in, and what is closed is the
+    /// least active. Connections the switch opened are not evicted.
+    fn evict_idlest(&self) -> Option<SocketAddr> {
+        let victim = {
+            let conns = self.conns.borrow();
+            let mut idle: Vec<(Instant, u64, SocketAddr)> = conns
+                .values()
+                .filter(|c| c.accepted && !c.closing.get())
+                .map(|c| (c.last_message.get(), c.id, c.addr))
+                .collect();
+            idle.sort_unstable_by_key(|&(at, id, _)| (at, id));
+            idle.into_iter()
+                .find(|&(_, id, _)| !holds_binding(self, id))
+        };
+        let (_, id, addr) = victim?;
+        self.drop_conn(id, addr);
+        Some(addr)
     }
 
     /// Closes connection `id`. Shut down explicitly: a read still in

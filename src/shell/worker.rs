@@ -135,16 +135,18 @@ pub struct Tunables {
     keepalive_s: AtomicU32,
     batch_window_us: AtomicU32,
     tcp_idle_s: AtomicU32,
+    tcp_max_connections: AtomicU32,
 }
 
 impl Tunables {
-    /// `registrar.keepalive_s`, `server.batch_window_us` and
-    /// `server.tcp_idle_s` of `cfg`.
+    /// `registrar.keepalive_s`, `server.batch_window_us`,
+    /// `server.tcp_idle_s` and `server.tcp_max_connections` of `cfg`.
     pub fn new(cfg: &crate::config::Config) -> Tunables {
         let t = Tunables {
             keepalive_s: AtomicU32::new(0),
             batch_window_us: AtomicU32::new(0),
             tcp_idle_s: AtomicU32::new(0),
+            tcp_max_connections: AtomicU32::new(0),
         };
         t.set(cfg);
         t
@@ -156,6 +158,17 @@ impl Tunables {
         store(&self.keepalive_s, cfg.registrar.keepalive_s);
         store(&self.batch_window_us, cfg.server.batch_window_us);
         store(&self.tcp_idle_s, cfg.server.tcp_idle_s);
+        store(&self.tcp_max_connections, cfg.server.tcp_max_connections);
+    }
+
+    /// The most TCP connections each of `workers` workers keeps (its share
+    /// of `server.tcp_max_connections`), and the most it keeps from one IP
+    /// address: an eighth of that, room for a few hundred phones behind one
+    /// NAT, while one address alone cannot take every slot.
+    pub(super) fn tcp_caps(&self, workers: usize) -> (usize, usize) {
+        let total = self.tcp_max_connections.load(Ordering::Relaxed).max(1) as usize;
+        let per_worker = total.div_ceil(workers.max(1));
+        (per_worker, (per_worker / 8).max(1))
     }
 
     /// How long a TCP connection may stay silent (`server.tcp_idle_s`).

@@ -820,6 +820,8 @@ fn a_banned_address_still_answers_calls_sent_to_it() {
         log.contains("auth ban: source=127.0.0.1 for 900s after 3 failures"),
         "{log}"
     );
+    // A log file gets plain text: no colour codes for fail2ban to trip on.
+    assert!(!log.contains('\x1b'), "{log}");
     friend.reply(&invite, 180, "Ringing");
     friend.reply(&invite, 200, "OK");
     friend.end_call().expect("the caller's ACK and BYE");
@@ -1064,6 +1066,99 @@ fn a_tcp_connection_with_a_live_registration_outlives_the_idle_timeout() {
         .answer_call(Duration::from_secs(10))
         .expect("the call reaches the phone on the connection it registered on");
     assert_eq!(call.wait(Duration::from_secs(20)), 0, "carrier side");
+}
+
+/// A TCP connection from `ip` (a loopback address) to `to`, with short
+/// reads.
+fn tcp_from(ip: &str, to: SocketAddr) -> TcpStream {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.bind(&SocketAddr::new(ip.parse().unwrap(), 0).into())
+        .unwrap();
+    s.connect(&to.into()).unwrap();
+    let s: TcpStream = s.into();
+    s.set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    s
+}
+
+/// Sends an OPTIONS to the switch on `c`; returns whether a 200 came back.
+fn options_answered(c: &mut TcpStream, n: u32) -> bool {
+    let local = c.local_addr().unwrap();
+    let text = format!(
+        "OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP {local};branch=z9hG4bK-full{n}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:probe@example.com>;tag=f{n}\r\nTo: <sip:127.0.0.1>\r\n\
+         Call-ID: full{n}@probe\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    );
+    if c.write_all(text.as_bytes()).is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 4096];
+    matches!(c.read(&mut buf), Ok(n) if buf[..n].starts_with(b"SIP/2.0 200"))
+}
+
+/// Whether the switch closed `c` (end of stream or reset within the read
+/// timeout).
+fn closed_by_switch(c: &mut TcpStream) -> bool {
+    matches!(c.read(&mut [0u8; 64]), Ok(0))
+        || matches!(c.read(&mut [0u8; 64]), Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset)
+}
+
+/// With the connection table full, a newcomer takes the place of the
+/// connection silent the longest, never of one a live registration uses;
+/// one address cannot take more than an eighth of the table. Before,
+/// newcomers were refused: clients sending one message per
+/// `tcp_idle_s` could keep everyone else out.
+#[test]
+fn a_full_tcp_table_makes_room_for_newcomers() {
+    let sw = Switch::start_with("reg-tcp-full", 24700, |c| {
+        c.replace("workers = 2", "workers = 1")
+            .replace("tcp_max_connections = 8192", "tcp_max_connections = 8")
+    });
+    // The oldest connection carries alice-phone's registration.
+    let mut phone = Phone::new_tcp(sw.addr());
+    phone.private = Some("192.0.2.61:5060".into());
+    let (_, ok) = phone.register_with(
+        "alice-phone",
+        "Correct-Horse-42",
+        "<sip:alice-phone@192.0.2.61:5060;transport=tcp>",
+    );
+    assert_eq!(ok.status(), 200, "{}", ok.0);
+    // Seven more fill the table (8), one per address (a cap of 8 / 8).
+    let mut fill: Vec<TcpStream> = (0..7u32)
+        .map(|i| {
+            std::thread::sleep(Duration::from_millis(20));
+            let mut c = tcp_from(&format!("127.0.0.{}", 21 + i), sw.addr());
+            assert!(options_answered(&mut c, i), "filler {i}");
+            c
+        })
+        .collect();
+    // A second connection from a full address is refused.
+    let mut second = tcp_from("127.0.0.21", sw.addr());
+    assert!(closed_by_switch(&mut second), "over the per-address cap");
+    // A newcomer gets in, and the longest silent connection (not the
+    // phone's, older still) makes room.
+    let mut newcomer = tcp_from("127.0.0.40", sw.addr());
+    assert!(
+        options_answered(&mut newcomer, 40),
+        "the newcomer is served"
+    );
+    assert!(
+        closed_by_switch(&mut fill[0]),
+        "the idlest connection closed"
+    );
+    assert!(options_answered(&mut fill[1], 101), "the others stay");
+    // The phone's connection stayed: a call still reaches it.
+    let call = carrier_dials(&sw, ALICE_DDI, &scenario("uac.xml"));
+    phone
+        .answer_call(Duration::from_secs(10))
+        .expect("the call reaches the phone on its connection");
+    assert_eq!(call.wait(Duration::from_secs(20)), 0, "carrier side");
+    assert!(
+        sw.log()
+            .contains("TCP connection table full: the longest silent connection closed"),
+        "{}",
+        sw.log()
+    );
 }
 
 /// `phone` registers alice-phone with the Contact `contact` (an address

@@ -18,6 +18,8 @@ pub struct Switch {
     ip: std::net::IpAddr,
     port: u16,
     dir: TempDir,
+    /// The limit on open descriptors it runs with (soft and hard), if any.
+    nofile: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -75,6 +77,18 @@ impl Switch {
         port: u16,
         edit: impl Fn(String) -> String,
     ) -> Switch {
+        Self::start_limited(name, ip, port, edit, None)
+    }
+
+    /// [`Switch::start_on`], the process limited to `nofile` open
+    /// descriptors (soft and hard limit: the switch cannot raise it).
+    pub fn start_limited(
+        name: &str,
+        ip: std::net::IpAddr,
+        port: u16,
+        edit: impl Fn(String) -> String,
+        nofile: Option<u64>,
+    ) -> Switch {
         let dir = TempDir::new(name);
         let data = dir.0.join("var");
         let text = config(port).replace(
@@ -82,12 +96,13 @@ impl Switch {
             &format!("data_dir = {:?}", data.to_str().unwrap()),
         );
         std::fs::write(dir.0.join("tandem.toml"), edit(text)).unwrap();
-        let child = Self::spawn(&dir);
+        let child = Self::spawn(&dir, nofile);
         let s = Switch {
             child,
             ip,
             port,
             dir,
+            nofile,
         };
         s.wait_ready();
         s
@@ -95,14 +110,31 @@ impl Switch {
 
     /// Starts the switch; its log (stderr) goes to `stderr.log` in `dir`,
     /// appended across restarts, and is printed if the test fails.
-    fn spawn(dir: &TempDir) -> Child {
+    fn spawn(dir: &TempDir, nofile: Option<u64>) -> Child {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(dir.0.join("stderr.log"))
             .expect("log file");
-        Command::new(env!("CARGO_BIN_EXE_tandem"))
-            .args(["run", "--config"])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tandem"));
+        if let Some(n) = nofile {
+            use std::os::unix::process::CommandExt;
+            let lim = libc::rlimit {
+                rlim_cur: n,
+                rlim_max: n,
+            };
+            // SAFETY: setrlimit is async-signal-safe and only reads `lim`.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        cmd.args(["run", "--config"])
             .arg(dir.0.join("tandem.toml"))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
@@ -121,7 +153,7 @@ impl Switch {
     pub fn crash_and_restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        self.child = Self::spawn(&self.dir);
+        self.child = Self::spawn(&self.dir, self.nofile);
         self.wait_ready();
     }
 
@@ -962,6 +994,71 @@ fn a_cancel_from_another_port_finds_its_invite() {
         assert!(answer.starts_with("SIP/2.0 200"), "call {n}: {answer}");
         recv(&friend, "CANCEL ");
     }
+}
+
+/// The switch's CPU time so far, in clock ticks (utime + stime).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which is in parentheses).
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+/// Out of descriptors, a pending connection cannot be accepted and stays
+/// queued: the switch must back off rather than spin on `accept` (before,
+/// two cores at 100 % and about 250,000 log lines a second), keep serving
+/// UDP, and take TCP again once descriptors are free.
+#[test]
+fn running_out_of_descriptors_neither_spins_nor_floods_the_log() {
+    let sw = Switch::start_limited("emfile", [127, 0, 0, 1].into(), 24720, |c| c, Some(48));
+    let pid = sw.child.id();
+    let mut held = Vec::new();
+    for _ in 0..80 {
+        match TcpStream::connect(sw.addr()) {
+            Ok(c) => held.push(c),
+            Err(_) => break,
+        }
+    }
+    assert!(held.len() >= 60, "{} connections", held.len());
+    std::thread::sleep(Duration::from_millis(500));
+    let before = cpu_ticks(pid);
+    std::thread::sleep(Duration::from_secs(2));
+    let spent = cpu_ticks(pid) - before;
+    assert!(
+        spent < 30,
+        "{spent} ticks of CPU in 2 s while out of descriptors"
+    );
+    // UDP is still served.
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let local = sock.local_addr().unwrap();
+    sock.send_to(options(&local, "emfile-udp").as_bytes(), sw.addr())
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let (n, _) = sock.recv_from(&mut buf).expect("UDP answered");
+    assert_eq!(status_of(&buf[..n]), 200);
+    let log = sw.log();
+    let lines = log.matches("TCP accept failed").count();
+    assert!((1..=20).contains(&lines), "{lines} lines:\n{log}");
+    // Descriptors freed: TCP is served again within the backoff.
+    drop(held);
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut c = TcpStream::connect(sw.addr()).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let local = c.local_addr().unwrap();
+    c.write_all(
+        options(&local, "emfile-tcp")
+            .replace("UDP", "TCP")
+            .as_bytes(),
+    )
+    .unwrap();
+    let n = c.read(&mut buf).unwrap();
+    assert!(
+        buf[..n].starts_with(b"SIP/2.0 200"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
 }
 
 /// The switch's resident memory, KiB.
