@@ -143,6 +143,23 @@ fn validate_server(config: &Config, errors: &mut ConfigErrors) {
             Err(m) => errors.push(place.field("listen").index(i), ErrorKind::Invalid(m)),
         }
     }
+    // The host written in Via and Record-Route defaults to the first
+    // listen address: a wildcard one (0.0.0.0, ::) names no host.
+    let first_wildcard = server
+        .listen
+        .first()
+        .and_then(|l| values::parse_listen(l).ok())
+        .is_some_and(|(_, a)| a.ip().is_unspecified());
+    if server.advertised_host.is_none() && first_wildcard {
+        errors.push(
+            place.field("advertised_host"),
+            ErrorKind::Invalid(
+                "must be set when the first listen address is a wildcard (0.0.0.0 or [::]): \
+                 it is the address peers reach the switch at, written in Via and Record-Route"
+                    .into(),
+            ),
+        );
+    }
     if let Some(host) = &server.advertised_host {
         if !values::is_host(host) {
             errors.push(

@@ -73,6 +73,29 @@ fn raise_open_files(needed: u64) {
     }
 }
 
+/// `a` as the core sees it: an IPv4 peer reaching a dual-stack (`[::]`)
+/// socket arrives as `::ffff:a.b.c.d`, and is taken as the IPv4 address
+/// it is, so carrier sources, bans, dialog parties, `received` and
+/// Contacts fixed for NAT all see one form of it.
+pub(crate) fn canonical(a: SocketAddr) -> SocketAddr {
+    match a {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(v4.into(), v6.port()),
+            None => a,
+        },
+        SocketAddr::V4(_) => a,
+    }
+}
+
+/// `to` as a socket of the family `v6` sends to it: an IPv4 destination
+/// is mapped (`::ffff:a.b.c.d`) for an IPv6 (dual-stack) socket.
+pub(crate) fn on_socket(to: SocketAddr, v6: bool) -> SocketAddr {
+    match to {
+        SocketAddr::V4(v4) if v6 => SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port()),
+        _ => to,
+    }
+}
+
 /// One listening socket.
 #[derive(Debug, Clone, Copy)]
 pub struct Listen {

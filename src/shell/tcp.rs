@@ -103,6 +103,7 @@ pub(super) async fn accept_loop(w: Rc<Worker>, listener: TcpListener) {
         match listener.accept().await {
             Ok((stream, addr)) => {
                 backoff = ACCEPT_BACKOFF;
+                let addr = super::canonical(addr);
                 let services = &w.shared.services;
                 if services
                     .auth

@@ -191,6 +191,32 @@ impl Tunables {
     }
 }
 
+/// The destinations a UDP socket reaches, by the address it is bound to.
+#[derive(Debug, Clone, Copy)]
+struct Reach {
+    v6: bool,
+    /// Bound to the IPv6 wildcard: dual-stack, IPv4 peers as `::ffff:a.b.c.d`.
+    dual: bool,
+}
+
+impl Reach {
+    fn of(local: SocketAddr) -> Reach {
+        Reach {
+            v6: local.is_ipv6(),
+            dual: local.is_ipv6() && local.ip().is_unspecified(),
+        }
+    }
+
+    /// `to` as this socket sends to it, if it can.
+    fn addr(self, to: SocketAddr) -> Option<SocketAddr> {
+        match (to.is_ipv6(), self.v6) {
+            (false, false) | (true, true) => Some(to),
+            (false, true) if self.dual => Some(super::on_socket(to, true)),
+            _ => None,
+        }
+    }
+}
+
 /// TCP connection ids carry their worker in the top 16 bits, so any worker
 /// can tell who owns a binding's connection.
 pub(super) const CONN_WORKER_SHIFT: u32 = 48;
@@ -205,6 +231,9 @@ pub(super) struct Worker {
     /// `sendto`/`recvfrom`: see [`Worker::transmit`] and [`udp_loop`].
     udp_listen_std: Vec<std::net::UdpSocket>,
     udp_own_std: std::net::UdpSocket,
+    /// Which destinations each UDP socket reaches: index 0 the worker's
+    /// own, then the listening ones in order (see [`Worker::udp_pick`]).
+    udp_reach: Vec<Reach>,
     pub(super) conns: RefCell<HashMap<u64, Rc<Conn>>>,
     pub(super) conn_by_addr: RefCell<HashMap<SocketAddr, u64>>,
     /// Open connections per peer IP (a cap per address).
@@ -293,6 +322,10 @@ pub fn run(
         tracing::info!(worker = index, port = cfg.worker_port, "worker started");
         let udp_own_std = own_std.try_clone()?;
         let udp_own = Rc::new(UdpSocket::from_std(own_std));
+        let udp_reach = std::iter::once(&udp_own_std)
+            .chain(&udp_listen_std)
+            .map(|s| s.local_addr().map(Reach::of))
+            .collect::<io::Result<Vec<_>>>()?;
         let w = Rc::new(Worker {
             proxy: RefCell::new(Proxy::with_services(cfg, shared.services.clone())),
             shared,
@@ -301,6 +334,7 @@ pub fn run(
             udp_own,
             udp_listen_std,
             udp_own_std,
+            udp_reach,
             conns: RefCell::new(HashMap::new()),
             conn_by_addr: RefCell::new(HashMap::new()),
             connecting: RefCell::new(HashMap::new()),
@@ -359,7 +393,7 @@ async fn udp_loop(w: Rc<Worker>, sock: Rc<UdpSocket>, listen: Option<usize>) {
                 Ok((n, from)) => {
                     let data = Bytes::copy_from_slice(&buf[..n]);
                     buf.clear();
-                    w.process(data, Peer::udp(from), 0);
+                    w.process(data, Peer::udp(super::canonical(from)), 0);
                 }
                 Err(e) => {
                     buf.clear();
@@ -504,7 +538,11 @@ impl Worker {
             for i in 0..n {
                 let (d, from) = batch.get(i);
                 if let Some(from) = from {
-                    self.process(Bytes::copy_from_slice(d), Peer::udp(from), 0);
+                    self.process(
+                        Bytes::copy_from_slice(d),
+                        Peer::udp(super::canonical(from)),
+                        0,
+                    );
                 }
             }
             total += n;
@@ -581,14 +619,20 @@ impl Worker {
         // send that fails may make the proxy answer at once (a branch ends
         // as 503): passes repeat until one finds nothing to send.
         loop {
-            let mut udp = [(Source::Worker, Vec::new()), (Source::Listen, Vec::new())];
+            // Grouped by the socket they leave from (index as in
+            // `udp_reach`), each with its destination as that socket takes it.
+            let mut udp: Vec<(usize, Vec<(SocketAddr, Transmit)>)> = Vec::new();
             let mut any = false;
             loop {
                 let t = self.proxy.borrow_mut().poll_transmit();
                 let Some(t) = t else { break };
                 any = true;
                 if t.peer.transport == Transport::Udp && t.peer.conn.is_none() {
-                    udp[usize::from(t.source == Source::Listen)].1.push(t);
+                    let (k, to) = self.udp_pick(t.source, t.peer.addr);
+                    match udp.iter_mut().find(|(s, _)| *s == k) {
+                        Some((_, group)) => group.push((to, t)),
+                        None => udp.push((k, vec![(to, t)])),
+                    }
                 } else {
                     self.transmit(t).await;
                 }
@@ -596,13 +640,10 @@ impl Worker {
             if !any {
                 return;
             }
-            for (source, group) in udp {
-                if group.is_empty() {
-                    continue;
-                }
-                let fd = self.udp_std(source).as_raw_fd();
+            for (k, group) in udp {
+                let fd = self.udp_std_at(k).as_raw_fd();
                 let msgs: Vec<(SocketAddr, &[u8])> =
-                    group.iter().map(|t| (t.peer.addr, &t.data[..])).collect();
+                    group.iter().map(|(to, t)| (*to, &t.data[..])).collect();
                 let sent = match send_batch(fd, &msgs) {
                     Ok(n) => n,
                     Err(e) => {
@@ -614,18 +655,41 @@ impl Worker {
                 // What did not fit (a full socket buffer, or one bad
                 // destination) goes one by one, with io_uring's wait if
                 // needed.
-                for t in group.into_iter().skip(sent) {
+                for (_, t) in group.into_iter().skip(sent) {
                     self.transmit(t).await;
                 }
             }
         }
     }
 
-    /// The socket (plain descriptor) UDP from `source` leaves by.
-    fn udp_std(&self, source: Source) -> &std::net::UdpSocket {
-        match source {
-            Source::Worker => &self.udp_own_std,
-            Source::Listen => self.udp_listen_std.first().unwrap_or(&self.udp_own_std),
+    /// The UDP socket a datagram from `source` to `to` leaves by (index as
+    /// in `udp_reach`: 0 the worker's own, then the listening ones), and
+    /// `to` as that socket takes it. `Listen`: the first listening socket
+    /// that reaches `to`. `Worker`: the worker's own socket when it reaches
+    /// `to` (it has the first listen address's family), else as `Listen`.
+    /// When none does, the first candidate, whose send then fails.
+    fn udp_pick(&self, source: Source, to: SocketAddr) -> (usize, SocketAddr) {
+        let own = usize::from(source == Source::Listen && self.udp_reach.len() > 1);
+        let candidates = std::iter::once(own).chain(1..self.udp_reach.len());
+        candidates
+            .clone()
+            .find_map(|k| Some((k, self.udp_reach[k].addr(to)?)))
+            .unwrap_or((own, to))
+    }
+
+    /// UDP socket `k` (see [`Worker::udp_pick`]), plain descriptor.
+    fn udp_std_at(&self, k: usize) -> &std::net::UdpSocket {
+        match k {
+            0 => &self.udp_own_std,
+            k => &self.udp_listen_std[k - 1],
+        }
+    }
+
+    /// UDP socket `k`, io_uring side.
+    fn udp_at(&self, k: usize) -> &Rc<UdpSocket> {
+        match k {
+            0 => &self.udp_own,
+            k => &self.udp_listen[k - 1],
         }
     }
 
@@ -656,7 +720,8 @@ impl Worker {
                 // A UDP send never waits for the peer: a plain non-blocking
                 // `sendto` does it in one syscall, with no completion to
                 // reap. Only a full socket buffer falls back to io_uring.
-                match self.udp_std(t.source).send_to(&t.data, t.peer.addr) {
+                let (k, to) = self.udp_pick(t.source, t.peer.addr);
+                match self.udp_std_at(k).send_to(&t.data, to) {
                     Ok(_) => return,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(e) => {
@@ -664,11 +729,7 @@ impl Worker {
                         return self.send_failed(&t);
                     }
                 }
-                let sock = match t.source {
-                    Source::Worker => &self.udp_own,
-                    Source::Listen => self.udp_listen.first().unwrap_or(&self.udp_own),
-                };
-                let (r, _) = sock.send_to(t.data.clone(), t.peer.addr).await;
+                let (r, _) = self.udp_at(k).send_to(t.data.clone(), to).await;
                 if let Err(e) = r {
                     tracing::debug!(worker = self.index, peer = %t.peer.addr, error = %e, "UDP send failed");
                     self.send_failed(&t);

@@ -456,6 +456,27 @@ fn a_call_over_ipv6() {
     carrier_calls_the_friend(&sw, friend, "::1", 2);
 }
 
+/// Listening on the IPv6 wildcard (dual-stack), IPv4 peers arrive as
+/// `::ffff:a.b.c.d`: the switch takes them as the IPv4 addresses they are.
+/// Before, the friend's Contact was "fixed" to `[::ffff:127.0.0.1]`, the
+/// Via got `received=::ffff:127.0.0.2`, and the carrier's BYE was refused
+/// (403) because the dialog's parties did not match.
+#[test]
+fn a_call_through_a_dual_stack_listener() {
+    if std::net::UdpSocket::bind("[::]:0").is_err() {
+        eprintln!("no IPv6 on this machine: a_call_through_a_dual_stack_listener skipped");
+        return;
+    }
+    let sw = Switch::start_with("dual", 24730, |c| {
+        c.replace(
+            "[\"udp:127.0.0.1:24730\", \"tcp:127.0.0.1:24730\"]",
+            "[\"udp:[::]:24730\", \"tcp:[::]:24730\"]",
+        )
+    });
+    let friend = uas("127.0.0.1", 24740, &scenario("uas.xml"), 2);
+    carrier_calls_the_friend(&sw, friend, "127.0.0.2", 2);
+}
+
 /// A friend or terminal calling through the switch with digest
 /// (`tests/sipp/uac_auth.xml`): `user` authenticates with `password` and
 /// dials `dialled`, `calls` times, holding each call 100 ms.
