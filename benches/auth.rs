@@ -53,7 +53,7 @@ fn check(c: &mut Criterion) {
     let source: IpAddr = "192.0.2.7".parse().unwrap();
     for alg in [Algorithm::Md5, Algorithm::Sha256] {
         let auth = authenticator();
-        let h = &auth.challenges(NOW, REALM, false)[0];
+        let h = &auth.challenges(NOW, REALM, false, source)[0];
         let nonce = h
             .split("nonce=\"")
             .nth(1)
@@ -71,6 +71,7 @@ fn check(c: &mut Criterion) {
                 |creds| {
                     let attempt = Attempt {
                         method: b"REGISTER",
+                        request_uri: URI.as_bytes(),
                         realm: REALM,
                         user: "1001",
                         credentials: &[creds.as_bytes()],
@@ -87,7 +88,7 @@ fn check(c: &mut Criterion) {
     }
     let auth = authenticator();
     g.bench_function("challenges/SHA-256+MD5", |b| {
-        b.iter(|| auth.challenges(NOW, REALM, false))
+        b.iter(|| auth.challenges(NOW, REALM, false, source))
     });
     g.finish();
 }

@@ -59,6 +59,12 @@ pub(crate) enum Reason {
     Malformed,
     /// An algorithm that is not configured (or not known).
     UnsupportedAlgorithm,
+    /// The digest `uri` names another user than the Request-URI.
+    UriMismatch,
+    /// An algorithm Tandem does not implement, found while parsing (before
+    /// the nonce is checked, so not counted; logged as
+    /// `unsupported-algorithm` too).
+    UnknownAlgorithm,
 }
 
 impl Reason {
@@ -69,7 +75,25 @@ impl Reason {
             Reason::WrongRealm => "wrong-realm",
             Reason::UserMismatch => "user-mismatch",
             Reason::Malformed => "malformed",
-            Reason::UnsupportedAlgorithm => "unsupported-algorithm",
+            Reason::UnsupportedAlgorithm | Reason::UnknownAlgorithm => "unsupported-algorithm",
+            Reason::UriMismatch => "uri-mismatch",
+        }
+    }
+
+    /// Whether the failure counts towards a ban: only those found after
+    /// the nonce proved a round trip with the source (see `mod.rs`). A
+    /// malformed value, another realm, a forged nonce, or an algorithm
+    /// Tandem does not implement come before that.
+    pub(crate) fn counted(self) -> bool {
+        match self {
+            Reason::WrongCredentials
+            | Reason::UserMismatch
+            | Reason::UriMismatch
+            | Reason::UnsupportedAlgorithm => true,
+            Reason::ForgedNonce
+            | Reason::WrongRealm
+            | Reason::Malformed
+            | Reason::UnknownAlgorithm => false,
         }
     }
 }
@@ -193,7 +217,9 @@ impl BanTable {
         }
         let n = e.failures;
         e.failures = 0;
-        e.banned_until = now.saturating_add(p.ban);
+        // `now` is whole seconds: one more makes a ban last at least
+        // `ban` seconds whenever within the second it started.
+        e.banned_until = now.saturating_add(p.ban).saturating_add(1);
         Some(n)
     }
 }

@@ -200,7 +200,7 @@ impl<'a> Credentials<'a> {
         };
         let algorithm = match algorithm {
             None => Algorithm::Md5,
-            Some(a) => Algorithm::parse_bytes(a).ok_or(Reason::UnsupportedAlgorithm)?,
+            Some(a) => Algorithm::parse_bytes(a).ok_or(Reason::UnknownAlgorithm)?,
         };
         if qop != b"auth" || nc_text.len() != 8 || cnonce.is_empty() || uri.is_empty() {
             return Err(Reason::Malformed);
@@ -313,7 +313,7 @@ mod tests {
             ("qop=auth, nc=00000001, userhash=true", Reason::Malformed), // RFC 7616 §3.4.4
             (
                 "qop=auth, nc=00000001, algorithm=MD5-sess",
-                Reason::UnsupportedAlgorithm,
+                Reason::UnknownAlgorithm,
             ),
         ] {
             let v = format!("Digest {base}, {extra}");

@@ -14,21 +14,36 @@
 //!  check(now, attempt, password)
 //!    source banned? ───────────────────────────────────────────► Banned
 //!    no Digest credentials for any realm ──────────────────────► Challenge
-//!    pick the Digest value for our realm   ─ none/other realm ─► failure
+//!    pick the Digest value for our realm   ─ none/other realm ─► refusal
 //!    parse: username, realm, nonce, uri, response, qop=auth,
-//!           nc, cnonce, algorithm (configured) ─ bad ──────────► failure
+//!           nc, cnonce, algorithm ─ bad ───────────────────────► refusal
+//!    nonce MAC + realm + source (nonce.rs) ─ forged ───────────► refusal
+//!    ─ from here the nonce proves a round trip with the source ─
+//!    algorithm configured ─ no ────────────────────────────────► failure
 //!    username == attempt.user ─ no ────────────────────────────► failure
-//!    nonce MAC + realm (nonce.rs) ─ forged ────────────────────► failure
+//!    uri's user part (if any) == Request-URI's ─ no ───────────► failure
 //!    response == H(HA1:nonce:nc:cnonce:auth:HA2) ─ no ─────────► failure
 //!      (unknown user: computed against a dummy password, same answer)
 //!    nonce older than nonce_lifetime ──────────────────────────► Challenge{stale}
-//!    nc above the last one seen (replay.rs) ─ replay ──────────► failure
+//!    nc above the last one seen (replay.rs) ─ replay ──────────► Challenge{stale}
 //!                                             forgotten ───────► Challenge{stale}
 //!    ──────────────────────────────────────────────────────────► Authenticated
 //!
-//!  failure: one log line, one count in ban.rs; the count that reaches
-//!  max_failures bans the source ──► Banned, else ──► Challenge
+//!  failure: one log line for fail2ban, one count in ban.rs; the count
+//!  that reaches max_failures bans the source ──► Banned, else ► Challenge
+//!  refusal: not counted, logged at most once a second ──────► Challenge
 //! ```
+//!
+//! # What counts towards a ban
+//!
+//! Only answers to a nonce the switch issued *to that source address* are
+//! counted: they prove a round trip, so the source is real. Anything else
+//! (no usable credentials, a nonce that is forged or was issued to another
+//! address) is refused with a fresh challenge but neither counted nor
+//! written as a fail2ban line: such a packet may carry a forged source
+//! address, and counting it would let ten spoofed packets ban a friend's
+//! address, or a flood of them push real bans out of the table. A refused
+//! packet gains its sender nothing: no password is checked against it.
 //!
 //! # Shared state
 //!
@@ -57,8 +72,11 @@
 //! auth ban: source=192.0.2.7 for 900s after 10 failures
 //! ```
 //!
-//! `reason` is one of `wrong-credentials`, `replay`, `forged-nonce`,
-//! `wrong-realm`, `user-mismatch`, `malformed`, `unsupported-algorithm`.
+//! `reason` is one of `wrong-credentials`, `user-mismatch`, `uri-mismatch`
+//! or `unsupported-algorithm`. Refusals are one `INFO` line a second at
+//! most, `auth refused: ... reason=forged-nonce|wrong-realm|malformed|
+//! unsupported-algorithm (N refused since the last line)`, which the
+//! fail2ban filter does not match.
 //! `user` and `realm` never contain a raw `"`, backslash or non-printable
 //! character (they are written as `\xNN` / `\u{N}`), and are cut at 128
 //! characters, so a hostile name cannot forge a line or a field.
@@ -72,7 +90,8 @@
 //!     [42; 32],
 //! );
 //! let now = 1_700_000_000;
-//! let challenge = &auth.challenges(now, "a.example.com", false)[0];
+//! let source = "192.0.2.7".parse().unwrap();
+//! let challenge = &auth.challenges(now, "a.example.com", false, source)[0];
 //! let nonce = challenge.split("nonce=\"").nth(1).unwrap().split('"').next().unwrap();
 //! let response = digest_response(
 //!     Algorithm::Sha256, "alice", "a.example.com", "secret",
@@ -85,10 +104,11 @@
 //! );
 //! let attempt = Attempt {
 //!     method: b"REGISTER",
+//!     request_uri: b"sip:a.example.com",
 //!     realm: "a.example.com",
 //!     user: "alice",
 //!     credentials: &[header.as_bytes()],
-//!     source: "192.0.2.7".parse().unwrap(),
+//!     source,
 //! };
 //! let outcome = auth.check(now + 1, &attempt, |u| (u == "alice").then_some("secret"));
 //! assert_eq!(outcome, Outcome::Authenticated);
@@ -166,6 +186,9 @@ impl Default for Limits {
 pub struct Attempt<'a> {
     /// Request method, e.g. `b"REGISTER"`.
     pub method: &'a [u8],
+    /// The Request-URI, as on the wire: the digest `uri` must name the
+    /// same user, if it names one.
+    pub request_uri: &'a [u8],
     /// The company domain.
     pub realm: &'a str,
     /// Identity the request claims: From user (To user for REGISTER),
@@ -203,6 +226,10 @@ pub struct Authenticator {
     bans: ban::BanTable,
     /// Hashed for unknown users so they cost what known ones cost.
     dummy_password: String,
+    /// Refusals (see the module docs) since the last one logged, and the
+    /// second it was logged in.
+    refused: std::sync::atomic::AtomicU64,
+    refused_logged: std::sync::atomic::AtomicU64,
 }
 
 impl fmt::Debug for Authenticator {
@@ -231,6 +258,8 @@ impl Authenticator {
             replay: replay::ReplayTable::new(limits.replay_entries),
             bans: ban::BanTable::new(limits.ban_entries),
             dummy_password: dummy.iter().map(|b| format!("{b:02x}")).collect(),
+            refused: std::sync::atomic::AtomicU64::new(0),
+            refused_logged: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -284,17 +313,21 @@ impl Authenticator {
             return Ok(Outcome::Challenge { stale: false });
         };
         let c = Credentials::parse(&value)?;
-        if *c.username != *attempt.user.as_bytes() {
-            return Err(Reason::UserMismatch);
-        }
+        let nonce = self
+            .nonces
+            .verify(now, attempt.realm, attempt.source, &c.nonce)
+            .ok_or(Reason::ForgedNonce)?;
+        // The nonce was issued to this source: what fails from here counts.
         let cfg = self.cfg.load();
         if !cfg.algorithms.contains(&c.algorithm) {
             return Err(Reason::UnsupportedAlgorithm);
         }
-        let nonce = self
-            .nonces
-            .verify(now, attempt.realm, &c.nonce)
-            .ok_or(Reason::ForgedNonce)?;
+        if *c.username != *attempt.user.as_bytes() {
+            return Err(Reason::UserMismatch);
+        }
+        if !uri_names_request_user(&c.uri, attempt.request_uri) {
+            return Err(Reason::UriMismatch);
+        }
         let pw = password(attempt.user);
         let expected = digest::response(&Inputs {
             alg: c.algorithm,
@@ -338,7 +371,13 @@ impl Authenticator {
     }
 
     /// Logs and counts a failure; bans the source when it is one too many.
+    /// A refusal (a reason that can come before the nonce proves the
+    /// source) is neither counted nor written as a fail2ban line.
     fn fail(&self, now: u64, attempt: &Attempt<'_>, reason: Reason) -> Outcome {
+        if !reason.counted() {
+            self.log_refusal(now, attempt, reason);
+            return Outcome::Challenge { stale: false };
+        }
         tracing::warn!(
             "auth failure: user=\"{}\" realm=\"{}\" source={} reason={}",
             LogSafe(attempt.user),
@@ -366,12 +405,43 @@ impl Authenticator {
         }
     }
 
-    /// The header values of a challenge: one
+    /// One INFO line a second at most for refusals, with how many there
+    /// were: a flood of forged packets is not a flood of log lines.
+    fn log_refusal(&self, now: u64, attempt: &Attempt<'_>, reason: Reason) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let n = self.refused.fetch_add(1, Relaxed) + 1;
+        let last = self.refused_logged.load(Relaxed);
+        if now > last
+            && self
+                .refused_logged
+                .compare_exchange(last, now, Relaxed, Relaxed)
+                .is_ok()
+        {
+            self.refused.fetch_sub(n, Relaxed);
+            tracing::info!(
+                "auth refused: user=\"{}\" realm=\"{}\" source={} reason={} ({} refused since the last line)",
+                LogSafe(attempt.user),
+                LogSafe(attempt.realm),
+                attempt.source,
+                reason.as_str(),
+                n
+            );
+        }
+    }
+
+    /// The header values of a challenge to `source`: one
     /// `Digest realm="..", nonce="..", algorithm=.., qop="auth"[, stale=true]`
     /// per configured algorithm, in configured order, all with the same
     /// fresh nonce (a client answers only one of them).
-    pub fn challenges(&self, now: u64, realm: &str, stale: bool) -> Vec<String> {
-        let nonce = self.nonces.issue(now, realm);
+    ///
+    /// A realm that is an IP address (a request naming the switch's
+    /// address as its domain, as scanners do) belongs to no account, so no
+    /// answer to it can succeed: MD5 is offered first there, so that
+    /// MD5-only tools (SIPVicious' `svcrack`, which gives up on a SHA-256
+    /// challenge) go on to guesses that count towards a ban instead of
+    /// moving on unnoticed. Company realms keep the configured order.
+    pub fn challenges(&self, now: u64, realm: &str, stale: bool, source: IpAddr) -> Vec<String> {
+        let nonce = self.nonces.issue(now, realm, source);
         // `realm` is written as a quoted-string; a domain has nothing to
         // escape, so the common case copies it as it is.
         let quoted = if realm.contains(['"', '\\']) {
@@ -379,9 +449,17 @@ impl Authenticator {
         } else {
             std::borrow::Cow::Borrowed(realm)
         };
-        self.cfg
-            .load()
-            .algorithms
+        let cfg = self.cfg.load();
+        let mut algorithms = cfg.algorithms.clone();
+        if realm
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok()
+        {
+            algorithms.sort_by_key(|a| *a != Algorithm::Md5);
+        }
+        algorithms
             .iter()
             .map(|alg| {
                 let mut v = String::with_capacity(80 + quoted.len() + nonce.len());
@@ -399,6 +477,24 @@ impl Authenticator {
             })
             .collect()
     }
+}
+
+/// Whether the digest `uri` (RFC 7616 §3.4.6: the server must check it
+/// against the Request-URI) names the user the Request-URI names. Only the
+/// user part is compared, unescaped: it is what routing reads (the dialled
+/// number), and clients differ in the rest (SIPp, for one, writes the
+/// switch's address, without a user, whatever it calls). A `uri` without
+/// a user part is accepted as it is.
+fn uri_names_request_user(uri: &[u8], request_uri: &[u8]) -> bool {
+    use crate::sip::{unescape, Uri};
+    let Some(user) = Uri::parse(uri)
+        .ok()
+        .and_then(|u| u.as_sip().and_then(|s| s.user))
+    else {
+        return true;
+    };
+    let wanted = Uri::parse(request_uri).ok().and_then(|u| u.user());
+    wanted.is_some_and(|w| unescape(w) == unescape(user))
 }
 
 /// For tests and clients: the `response` value of RFC 7616 §3.4.1 with

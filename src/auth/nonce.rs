@@ -1,12 +1,22 @@
 //! Stateless nonces: the switch keeps nothing per challenge; a nonce proves
-//! by itself when, and for which realm, this switch issued it.
+//! by itself when, for which realm and to which source this switch issued
+//! it.
 //!
 //! ```text
 //! raw   = issued_at (u64, big-endian, Unix seconds)      8 bytes
 //!      || uniqueness                                     8 bytes
-//!      || HMAC-SHA256(K_mac, issued_at || uniqueness || realm)[..16]
+//!      || HMAC-SHA256(K_mac, issued_at || uniqueness || source || realm)[..16]
 //! nonce = base64url(raw), no padding                     43 characters
+//! source = 4 || IPv4 address  |  6 || the IPv6 address's /64
 //! ```
+//!
+//! Binding the source means a nonce proves a round trip: whoever answers
+//! with it received the challenge at that address. Only failures with such
+//! a nonce count towards a ban (`mod.rs`), so packets with a forged source
+//! address can neither ban their victim nor flood the ban table. IPv6 is
+//! bound per /64, the unit bans count (privacy addresses rotate inside
+//! it). A client whose address changes between challenge and answer gets
+//! one more challenge.
 //!
 //! `uniqueness` is a per-process counter, started at a random value and
 //! passed through a keyed bijection, so no two nonces of one process are
@@ -25,6 +35,7 @@
 //! nonce has exactly one spelling.
 
 use std::hash::BuildHasher;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use hmac::{Hmac, Mac};
@@ -91,33 +102,49 @@ impl Nonces {
         }
     }
 
-    fn tag(&self, head: &[u8; 16], realm: &str) -> Hmac<Sha256> {
+    fn tag(&self, head: &[u8; 16], source: IpAddr, realm: &str) -> Hmac<Sha256> {
         let mut m = self.mac.clone();
         m.update(head);
+        match source.to_canonical() {
+            IpAddr::V4(v4) => {
+                m.update(&[4]);
+                m.update(&v4.octets());
+            }
+            IpAddr::V6(v6) => {
+                m.update(&[6]);
+                m.update(&v6.octets()[..8]);
+            }
+        }
         m.update(realm.as_bytes());
         m
     }
 
-    /// A fresh nonce for `realm`, issued at `now`.
-    pub(crate) fn issue(&self, now: u64, realm: &str) -> String {
+    /// A fresh nonce for `realm`, issued at `now` to `source`.
+    pub(crate) fn issue(&self, now: u64, realm: &str, source: IpAddr) -> String {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let unique = mix64(n ^ self.mix);
         let mut raw = [0u8; RAW_LEN];
         raw[..8].copy_from_slice(&now.to_be_bytes());
         raw[8..16].copy_from_slice(&unique.to_be_bytes());
         let head: [u8; 16] = raw[..16].try_into().expect("16 bytes");
-        let tag = self.tag(&head, realm).finalize().into_bytes();
+        let tag = self.tag(&head, source, realm).finalize().into_bytes();
         raw[16..].copy_from_slice(&tag[..TAG_LEN]);
         base64url_encode(&raw)
     }
 
     /// Checks that `nonce` was issued by this switch (same secret) for
-    /// `realm` and not after `now` (plus a little skew). The age is for the
-    /// caller to judge.
-    pub(crate) fn verify(&self, now: u64, realm: &str, nonce: &[u8]) -> Option<Verified> {
+    /// `realm` to `source` (its /64 for IPv6) and not after `now` (plus a
+    /// little skew). The age is for the caller to judge.
+    pub(crate) fn verify(
+        &self,
+        now: u64,
+        realm: &str,
+        source: IpAddr,
+        nonce: &[u8],
+    ) -> Option<Verified> {
         let raw = base64url_decode(nonce)?;
         let head: [u8; 16] = raw[..16].try_into().expect("16 bytes");
-        self.tag(&head, realm)
+        self.tag(&head, source, realm)
             .verify_truncated_left(&raw[16..])
             .ok()?;
         let issued_at = u64::from_be_bytes(raw[..8].try_into().expect("8 bytes"));
@@ -238,23 +265,44 @@ mod tests {
 
     #[test]
     fn issue_verify() {
+        let src: IpAddr = "192.0.2.7".parse().unwrap();
         let n = Nonces::new(&[7; 32]);
-        let a = n.issue(1000, "a.example.com");
-        let b = n.issue(1000, "a.example.com");
+        let a = n.issue(1000, "a.example.com", src);
+        let b = n.issue(1000, "a.example.com", src);
         assert_ne!(a, b);
-        let v = n.verify(1000, "a.example.com", a.as_bytes()).unwrap();
+        let v = n.verify(1000, "a.example.com", src, a.as_bytes()).unwrap();
         assert_eq!((v.issued_at, v.own), (1000, true));
         // Same secret, another process: valid, but not ours.
         let v = Nonces::new(&[7; 32])
-            .verify(1000, "a.example.com", a.as_bytes())
+            .verify(1000, "a.example.com", src, a.as_bytes())
             .unwrap();
         assert!(!v.own);
         // Other realm, other secret, issued in the future: refused.
-        assert!(n.verify(1000, "b.example.com", a.as_bytes()).is_none());
+        assert!(n.verify(1000, "b.example.com", src, a.as_bytes()).is_none());
         assert!(Nonces::new(&[8; 32])
-            .verify(1000, "a.example.com", a.as_bytes())
+            .verify(1000, "a.example.com", src, a.as_bytes())
             .is_none());
-        assert!(n.verify(994, "a.example.com", a.as_bytes()).is_none());
-        assert!(n.verify(995, "a.example.com", a.as_bytes()).is_some());
+        assert!(n.verify(994, "a.example.com", src, a.as_bytes()).is_none());
+        assert!(n.verify(995, "a.example.com", src, a.as_bytes()).is_some());
+        // Another source: refused; its IPv4-mapped form is the same source.
+        let other: IpAddr = "192.0.2.8".parse().unwrap();
+        assert!(n
+            .verify(1000, "a.example.com", other, a.as_bytes())
+            .is_none());
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert!(n
+            .verify(1000, "a.example.com", mapped, a.as_bytes())
+            .is_some());
+        // IPv6: bound to the /64.
+        let v6: IpAddr = "2001:db8:1:2::10".parse().unwrap();
+        let c = n.issue(1000, "a.example.com", v6);
+        let same64: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let other64: IpAddr = "2001:db8:1:3::10".parse().unwrap();
+        assert!(n
+            .verify(1000, "a.example.com", same64, c.as_bytes())
+            .is_some());
+        assert!(n
+            .verify(1000, "a.example.com", other64, c.as_bytes())
+            .is_none());
     }
 }

@@ -293,9 +293,10 @@ impl Proxy {
         register: bool,
     ) {
         let services = self.services.as_ref().expect("gate");
-        let values = services
-            .auth
-            .challenges(services.clock.unix(now), realm, stale);
+        let values =
+            services
+                .auth
+                .challenges(services.clock.unix(now), realm, stale, from.addr.ip());
         let (status, reason, name) = if register {
             (StatusCode(401), "Unauthorized", "WWW-Authenticate")
         } else {
@@ -395,6 +396,7 @@ fn check(
         services.clock.unix(now),
         &Attempt {
             method: method.as_bytes(),
+            request_uri: msg.request_uri().unwrap_or_default(),
             realm,
             user,
             credentials: &creds,

@@ -587,6 +587,7 @@ impl Proxy {
                     extra.push(("Unsupported", tags.join(&b", "[..])));
                 }
                 let extra: Vec<(&str, &[u8])> = extra.iter().map(|(n, v)| (*n, &v[..])).collect();
+                let msg = stamp_received(msg, from.addr);
                 return self.reply(&msg, from, status, reason, &extra);
             }
         }
@@ -706,13 +707,20 @@ fn push_hex(out: &mut String, n: u64) {
     }
 }
 
-/// A validated request with its top Via stamped with `received` (and
-/// `rport`) as RFC 3261 §18.2.1 and RFC 3581 §4 ask of the receiving
-/// server: every response the switch writes, and the request it forwards,
-/// carry the stamped Via. Most requests need no change and cost nothing
-/// more.
+/// A request with its top Via stamped with `received` (and `rport`) as
+/// RFC 3261 §18.2.1 and RFC 3581 §4 ask of the receiving server: every
+/// response the switch writes (a 400 to a request validation rejects
+/// too), and the request it forwards, carry the stamped Via. Most requests
+/// need no change and cost nothing more; one whose top Via does not parse
+/// is left as it is.
 fn stamp_received(mut msg: Message, source: std::net::SocketAddr) -> Message {
-    if let Some(via) = top_via(&msg).stamped(source) {
+    let stamped = msg
+        .values(crate::sip::HeaderName::Via)
+        .next()
+        .and_then(Result::ok)
+        .and_then(|v| Via::parse(v).ok())
+        .and_then(|v| v.stamped(source));
+    if let Some(via) = stamped {
         msg.stamp_top_via(via);
     }
     msg

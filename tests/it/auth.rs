@@ -47,8 +47,17 @@ fn param<'a>(header: &'a str, name: &str) -> Option<&'a str> {
         .map(|v| v.trim_matches('"'))
 }
 
+/// The test client's address: [`check`] answers from it, and [`nonce`]
+/// challenges it.
+const CLIENT: &str = "192.0.2.7";
+
 fn nonce(auth: &Authenticator, now: u64) -> String {
-    param(&auth.challenges(now, REALM, false)[0], "nonce")
+    nonce_to(auth, now, CLIENT)
+}
+
+/// A nonce from a challenge sent to `to` (nonces are bound to the source).
+fn nonce_to(auth: &Authenticator, now: u64, to: &str) -> String {
+    param(&auth.challenges(now, REALM, false, ip(to))[0], "nonce")
         .unwrap()
         .to_owned()
 }
@@ -62,6 +71,8 @@ struct Answer<'a> {
     alg: Option<Algorithm>,
     nonce: &'a str,
     nc: u32,
+    /// The digest `uri`.
+    uri: &'a str,
 }
 
 impl Answer<'_> {
@@ -74,7 +85,7 @@ impl Answer<'_> {
             self.realm,
             self.password,
             "REGISTER",
-            URI,
+            self.uri,
             self.nonce,
             &nc,
             CNONCE,
@@ -84,9 +95,9 @@ impl Answer<'_> {
             .map(|a| format!(", algorithm={}", a.as_str()))
             .unwrap_or_default();
         format!(
-            "Digest username=\"{}\", realm=\"{}\", nonce=\"{}\", uri=\"{URI}\", \
+            "Digest username=\"{}\", realm=\"{}\", nonce=\"{}\", uri=\"{}\", \
              response=\"{response}\"{alg}, qop=auth, nc={nc}, cnonce=\"{CNONCE}\"",
-            self.user, self.realm, self.nonce
+            self.user, self.realm, self.nonce, self.uri
         )
     }
 }
@@ -99,6 +110,7 @@ fn alice(nonce: &str) -> Answer<'_> {
         alg: Some(Algorithm::Sha256),
         nonce,
         nc: 1,
+        uri: URI,
     }
 }
 
@@ -106,6 +118,7 @@ fn check_from(auth: &Authenticator, now: u64, user: &str, creds: &[&str], from: 
     let creds: Vec<&[u8]> = creds.iter().map(|c| c.as_bytes()).collect();
     let attempt = Attempt {
         method: b"REGISTER",
+        request_uri: URI.as_bytes(),
         realm: REALM,
         user,
         credentials: &creds,
@@ -115,7 +128,7 @@ fn check_from(auth: &Authenticator, now: u64, user: &str, creds: &[&str], from: 
 }
 
 fn check(auth: &Authenticator, now: u64, user: &str, creds: &[&str]) -> Outcome {
-    check_from(auth, now, user, creds, "192.0.2.7")
+    check_from(auth, now, user, creds, CLIENT)
 }
 
 #[test]
@@ -164,11 +177,11 @@ fn round_trip_both_algorithms_in_configured_order() {
     use Algorithm::{Md5, Sha256};
     for order in [[Sha256, Md5], [Md5, Sha256]] {
         let auth = authenticator(&order, 10);
-        let headers = auth.challenges(T0, REALM, false);
+        let headers = auth.challenges(T0, REALM, false, ip(CLIENT));
         let offered: Vec<_> = headers.iter().map(|h| param(h, "algorithm")).collect();
         assert_eq!(offered, order.map(|a| Some(a.as_str())));
         for (i, alg) in order.into_iter().enumerate() {
-            let h = &auth.challenges(T0 + i as u64, REALM, false)[i];
+            let h = &auth.challenges(T0 + i as u64, REALM, false, ip(CLIENT))[i];
             assert_eq!(param(h, "qop"), Some("auth"));
             assert_eq!(param(h, "realm"), Some(REALM));
             let n = param(h, "nonce").unwrap();
@@ -198,7 +211,7 @@ fn round_trip_both_algorithms_in_configured_order() {
 #[test]
 fn challenge_shape() {
     let auth = authenticator(&[Algorithm::Sha256, Algorithm::Md5], 10);
-    let h = auth.challenges(T0, REALM, false);
+    let h = auth.challenges(T0, REALM, false, ip(CLIENT));
     let n = param(&h[0], "nonce").unwrap();
     assert_eq!(n.len(), 43);
     assert_eq!(
@@ -208,7 +221,7 @@ fn challenge_shape() {
             format!("Digest realm=\"{REALM}\", nonce=\"{n}\", algorithm=MD5, qop=\"auth\""),
         ]
     );
-    let s = auth.challenges(T0, REALM, true);
+    let s = auth.challenges(T0, REALM, true, ip(CLIENT));
     assert!(s.iter().all(|h| h.ends_with(", stale=true")));
     assert_ne!(param(&s[0], "nonce"), Some(n), "fresh nonce per call");
 }
@@ -239,8 +252,8 @@ fn unknown_user_and_wrong_password_look_the_same() {
     let b = check(&auth, T0, "mallory", &[&unknown_user.header()]);
     assert_eq!((a, b), (CHALLENGE, CHALLENGE));
     assert_eq!(
-        shape(&auth.challenges(T0, REALM, false)),
-        shape(&auth.challenges(T0, REALM, false))
+        shape(&auth.challenges(T0, REALM, false, ip(CLIENT))),
+        shape(&auth.challenges(T0, REALM, false, ip(CLIENT)))
     );
 }
 
@@ -250,7 +263,7 @@ fn unknown_user_and_wrong_password_look_the_same() {
 fn failures_and_non_failures() {
     let issue = |auth: &Authenticator| nonce(auth, T0);
     type Case = (&'static str, fn(&str) -> (String, &'static str), Outcome);
-    let cases: [Case; 14] = [
+    let cases: [Case; 16] = [
         (
             "valid",
             |n| (alice(n).header(), "alice"),
@@ -304,7 +317,7 @@ fn failures_and_non_failures() {
                 };
                 (a.header(), "alice")
             },
-            Outcome::Banned,
+            CHALLENGE,
         ),
         (
             "forged nonce",
@@ -321,7 +334,7 @@ fn failures_and_non_failures() {
                     "alice",
                 )
             },
-            Outcome::Banned,
+            CHALLENGE,
         ),
         (
             "made-up nonce",
@@ -331,7 +344,7 @@ fn failures_and_non_failures() {
                     "alice",
                 )
             },
-            Outcome::Banned,
+            CHALLENGE,
         ),
         (
             "algorithm not configured",
@@ -350,7 +363,7 @@ fn failures_and_non_failures() {
         (
             "unknown algorithm",
             |n| (alice(n).header().replace("SHA-256", "SHA-512-256"), "alice"),
-            Outcome::Banned,
+            CHALLENGE,
         ),
         (
             "no cnonce",
@@ -360,7 +373,7 @@ fn failures_and_non_failures() {
                     "alice",
                 )
             },
-            Outcome::Banned,
+            CHALLENGE,
         ),
         (
             "qop auth-int",
@@ -370,7 +383,7 @@ fn failures_and_non_failures() {
                     "alice",
                 )
             },
-            Outcome::Banned,
+            CHALLENGE,
         ),
         (
             "digest without realm",
@@ -380,7 +393,35 @@ fn failures_and_non_failures() {
                     "alice",
                 )
             },
+            CHALLENGE,
+        ),
+        (
+            "uri names another user than the Request-URI",
+            |n| {
+                (
+                    Answer {
+                        uri: "sip:0090600111222@a.example.com",
+                        ..alice(n)
+                    }
+                    .header(),
+                    "alice",
+                )
+            },
             Outcome::Banned,
+        ),
+        (
+            "uri without a user part (SIPp's)",
+            |n| {
+                (
+                    Answer {
+                        uri: "sip:192.0.2.1:5060",
+                        ..alice(n)
+                    }
+                    .header(),
+                    "alice",
+                )
+            },
+            Outcome::Authenticated,
         ),
     ];
     for (name, make, expected) in cases {
@@ -433,10 +474,11 @@ fn credential_selection() {
     let creds = [h.as_bytes()];
     let attempt = Attempt {
         method: b"REGISTER",
+        request_uri: URI.as_bytes(),
         realm: REALM,
         user: "a\"b",
         credentials: &creds,
-        source: ip("192.0.2.1"),
+        source: ip(CLIENT),
     };
     assert_eq!(
         a.check(T0, &attempt, |_| Some("pw")),
@@ -486,13 +528,14 @@ fn stale_nonce() {
         check(&auth, T0 + 301, "alice", &[&wrong.header()]),
         Outcome::Banned
     );
-    // A nonce from the future is forged.
+    // A nonce from the future is forged: refused, not counted.
     let auth = authenticator(&[Algorithm::Sha256], 1);
     let n = nonce(&auth, T0 + 100);
     assert_eq!(
         check(&auth, T0 + 94, "alice", &[&alice(&n).header()]),
-        Outcome::Banned
+        CHALLENGE
     );
+    assert!(!auth.is_banned(T0 + 94, ip(CLIENT)));
 }
 
 #[test]
@@ -515,15 +558,15 @@ fn restart_forgets_nothing_dangerous() {
 #[test]
 fn bans_after_max_failures_within_the_window() {
     let auth = authenticator(&[Algorithm::Sha256], 3);
+    let attacker = "198.51.100.9";
     let bad = |t| {
-        let n = nonce(&auth, t);
+        let n = nonce_to(&auth, t, attacker);
         Answer {
             password: "x",
             ..alice(&n)
         }
         .header()
     };
-    let attacker = "198.51.100.9";
     assert_eq!(
         check_from(&auth, T0, "alice", &[&bad(T0)], attacker),
         CHALLENGE
@@ -538,13 +581,14 @@ fn bans_after_max_failures_within_the_window() {
         Outcome::Banned
     );
     // Silence for `ban` seconds, even with good credentials; others unaffected.
-    let good = |t| alice(&nonce(&auth, t)).header();
-    for t in [T0 + 59, T0 + 500, T0 + 958] {
+    let good = |t| alice(&nonce_to(&auth, t, attacker)).header();
+    for t in [T0 + 59, T0 + 500, T0 + 958, T0 + 959] {
         assert!(auth.is_banned(t, ip(attacker)));
         let password_asked = Cell::new(false);
         let creds = good(t);
         let attempt = Attempt {
             method: b"INVITE",
+            request_uri: URI.as_bytes(),
             realm: REALM,
             user: "alice",
             credentials: &[creds.as_bytes()],
@@ -558,15 +602,91 @@ fn bans_after_max_failures_within_the_window() {
         assert!(!password_asked.get(), "banned: nothing computed");
     }
     assert_eq!(
-        check(&auth, T0 + 100, "alice", &[&good(T0 + 100)]),
+        check(
+            &auth,
+            T0 + 100,
+            "alice",
+            &[&alice(&nonce(&auth, T0 + 100)).header()]
+        ),
         Outcome::Authenticated
     );
-    // Lifted.
-    assert!(!auth.is_banned(T0 + 959, ip(attacker)));
+    // Lifted: the ban started within second T0 + 59, so it lasts until
+    // T0 + 960, at least its 900 s.
+    assert!(!auth.is_banned(T0 + 960, ip(attacker)));
     assert_eq!(
-        check_from(&auth, T0 + 959, "alice", &[&good(T0 + 959)], attacker),
+        check_from(&auth, T0 + 960, "alice", &[&good(T0 + 960)], attacker),
         Outcome::Authenticated
     );
+}
+
+/// Only an answer to a nonce challenged to the very source counts: ten
+/// packets with a forged source address and made-up or borrowed nonces ban
+/// nobody (before, they banned the address they named), while the same
+/// guesses from the address that was challenged do.
+#[test]
+fn only_answers_to_a_nonce_sent_to_the_source_count() {
+    let auth = authenticator(&[Algorithm::Sha256], 3);
+    let victim = "192.0.2.50";
+    let borrowed = nonce_to(&auth, T0, "198.51.100.1");
+    for i in 0..10 {
+        let forged = Answer {
+            password: "x",
+            nc: i + 1,
+            ..alice(&borrowed)
+        }
+        .header();
+        assert_eq!(
+            check_from(&auth, T0, "alice", &[&forged], victim),
+            CHALLENGE
+        );
+        let made_up = Answer {
+            password: "x",
+            ..alice("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+        }
+        .header();
+        assert_eq!(
+            check_from(&auth, T0, "alice", &[&made_up], victim),
+            CHALLENGE
+        );
+    }
+    assert!(!auth.is_banned(T0, ip(victim)));
+    // The victim's own login still works.
+    let n = nonce_to(&auth, T0, victim);
+    assert_eq!(
+        check_from(&auth, T0, "alice", &[&alice(&n).header()], victim),
+        Outcome::Authenticated
+    );
+    // Real guesses, answering the challenge the source received, count.
+    let n = nonce_to(&auth, T0, "198.51.100.1");
+    let outcomes: Vec<Outcome> = (1..=3)
+        .map(|nc| {
+            let h = Answer {
+                password: "x",
+                nc,
+                ..alice(&n)
+            }
+            .header();
+            check_from(&auth, T0, "alice", &[&h], "198.51.100.1")
+        })
+        .collect();
+    assert_eq!(outcomes, [CHALLENGE, CHALLENGE, Outcome::Banned]);
+}
+
+/// A company realm gets the configured order; a realm that is an IP
+/// address (no account can answer it: what scanners send) gets MD5 first,
+/// so MD5-only scanners go on to guesses that count.
+#[test]
+fn ip_literal_realms_are_challenged_with_md5_first() {
+    let auth = authenticator(&[Algorithm::Sha256, Algorithm::Md5], 3);
+    let algs = |realm: &str| -> Vec<String> {
+        auth.challenges(T0, realm, false, ip(CLIENT))
+            .iter()
+            .map(|h| param(h, "algorithm").unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(algs(REALM), ["SHA-256", "MD5"]);
+    assert_eq!(algs("192.0.2.1"), ["MD5", "SHA-256"]);
+    assert_eq!(algs("[2001:db8::1]"), ["MD5", "SHA-256"]);
 }
 
 #[test]
@@ -592,7 +712,8 @@ fn ipv6_sources_are_banned_per_64() {
         .into_iter()
         .enumerate()
     {
-        let n = nonce(&auth, T0);
+        // Challenged at one address of the /64, answering from another.
+        let n = nonce_to(&auth, T0, "2001:db8:1:2::1");
         let h = Answer {
             password: "x",
             ..alice(&n)
@@ -727,7 +848,7 @@ fn failure_log_lines() {
         .finish();
     tracing::subscriber::with_default(subscriber, || {
         let auth = authenticator(&[Algorithm::Sha256], 2);
-        let n = nonce(&auth, T0);
+        let n = nonce_to(&auth, T0, "192.0.2.9");
         let wrong = Answer {
             password: "x",
             ..alice(&n)
@@ -735,7 +856,8 @@ fn failure_log_lines() {
         .header();
         check_from(&auth, T0, "alice", &[&wrong], "192.0.2.9");
         // The claimed user is attacker-chosen; its raw quote also breaks
-        // the header's quoted-string, hence `malformed`.
+        // the header's quoted-string, hence `malformed`: refused (no
+        // nonce could be read), logged at INFO, not counted.
         let hostile = "x\" source=10.0.0.1\nauth ban: source=10.0.0.1";
         let h = Answer {
             user: hostile,
@@ -745,6 +867,24 @@ fn failure_log_lines() {
         .header()
         .replace('\n', "\\n");
         check_from(&auth, T0, hostile, &[&h], "192.0.2.9");
+        // A nonce challenged to another address: refused, not counted;
+        // and a refusal within the same second is not written again.
+        let elsewhere = Answer {
+            password: "x",
+            nc: 3,
+            ..alice(&nonce_to(&auth, T0, "192.0.2.10"))
+        }
+        .header();
+        check_from(&auth, T0, "alice", &[&elsewhere], "192.0.2.9");
+        check_from(&auth, T0 + 1, "alice", &[&elsewhere], "192.0.2.9");
+        // The second counted failure bans.
+        let wrong = Answer {
+            password: "y",
+            nc: 4,
+            ..alice(&n)
+        }
+        .header();
+        check_from(&auth, T0 + 1, "alice", &[&wrong], "192.0.2.9");
     });
     let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
     let lines: Vec<&str> = text.lines().collect();
@@ -752,7 +892,9 @@ fn failure_log_lines() {
         lines,
         [
             " WARN auth failure: user=\"alice\" realm=\"a.example.com\" source=192.0.2.9 reason=wrong-credentials",
-            " WARN auth failure: user=\"x\\x22 source=10.0.0.1\\x0aauth ban: source=10.0.0.1\" realm=\"a.example.com\" source=192.0.2.9 reason=malformed",
+            " INFO auth refused: user=\"x\\x22 source=10.0.0.1\\x0aauth ban: source=10.0.0.1\" realm=\"a.example.com\" source=192.0.2.9 reason=malformed (1 refused since the last line)",
+            " INFO auth refused: user=\"alice\" realm=\"a.example.com\" source=192.0.2.9 reason=forged-nonce (2 refused since the last line)",
+            " WARN auth failure: user=\"alice\" realm=\"a.example.com\" source=192.0.2.9 reason=wrong-credentials",
             " WARN auth ban: source=192.0.2.9 for 900s after 2 failures",
         ]
     );

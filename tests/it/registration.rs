@@ -543,7 +543,9 @@ fn digest_attacks_get_nothing() {
     };
     assert_eq!(names(&wrong), names(&unknown));
 
-    // A forged nonce is a failure too (the third); the fourth bans.
+    // A forged nonce is refused, but not counted: it proves no round trip
+    // with the source, which may be forged too. Real guesses count: the
+    // third is answered, the fourth bans.
     let forged = challenge.replace("nonce=\"", "nonce=\"x");
     let creds = Phone::credentials("alice-phone", "Correct-Horse-42", &forged, "00000001");
     let contact = format!("<sip:alice-phone@{}>", mallory.local());
@@ -555,6 +557,7 @@ fn digest_attacks_get_nothing() {
         )
         .unwrap();
     assert_eq!(r.status(), 401);
+    assert!(probe(&mut mallory, "carol").is_some(), "the 3rd failure");
     assert!(
         probe(&mut mallory, "bob").is_none(),
         "the 4th failure is answered"
@@ -1199,6 +1202,66 @@ fn call_the_phone_behind_nat(
         );
         assert_eq!(call.wait(Duration::from_secs(20)), 0, "carrier side");
     }
+}
+
+/// Failures count only with a nonce the switch challenged the very source
+/// with: a host sending under another's address (here simply from it: on
+/// loopback any 127/8 address can be bound) with made-up credentials or a
+/// nonce it got elsewhere bans nobody. Before, ten such packets banned the
+/// address they named (a friend's, or a whole office's NAT).
+#[test]
+fn failures_under_a_borrowed_address_ban_nobody() {
+    let sw = Switch::start_with("reg-spoof", 24770, |c| {
+        c.replace("max_failures = 10", "max_failures = 3")
+    });
+    // The forger gets a real nonce at its own address...
+    let mut forger = Phone::new("127.0.0.62", sw.addr());
+    let challenge = forger
+        .register_raw("alice-phone", "<sip:alice-phone@127.0.0.62:5060>", "")
+        .expect("challenge")
+        .header("WWW-Authenticate")
+        .unwrap()
+        .to_owned();
+    // ...and sends guesses with it, and credentials with no usable nonce,
+    // from the victim's address.
+    let mut victim = Phone::new("127.0.0.61", sw.addr());
+    for i in 0..6 {
+        let nc = format!("{:08x}", i + 1);
+        let borrowed = Phone::credentials("alice-phone", "guess", &challenge, &nc);
+        let answer = victim.register_raw(
+            "alice-phone",
+            "<sip:alice-phone@127.0.0.61:5060>",
+            &format!("Authorization: {borrowed}\r\n"),
+        );
+        assert_eq!(answer.map(|a| a.status()), Some(401), "borrowed nonce {i}");
+        let answer = victim.register_raw(
+            "alice-phone",
+            "<sip:alice-phone@127.0.0.61:5060>",
+            "Authorization: Digest username=\"x\"\r\n",
+        );
+        assert_eq!(answer.map(|a| a.status()), Some(401), "no nonce {i}");
+    }
+    // Not banned: the victim's own login works.
+    let (_, ok) = victim.register("alice-phone", "Correct-Horse-42");
+    assert_eq!(ok.status(), 200, "{}", ok.0);
+    let log = sw.log();
+    assert!(!log.contains("auth failure"), "{log}");
+    assert!(!log.contains("auth ban"), "{log}");
+    // Guesses answering the forger's own challenge count: the third bans.
+    let mut answers = Vec::new();
+    for nc in 1..=3 {
+        let creds = Phone::credentials("alice-phone", "guess", &challenge, &format!("{nc:08x}"));
+        answers.push(
+            forger
+                .register_raw(
+                    "alice-phone",
+                    "<sip:alice-phone@127.0.0.62:5060>",
+                    &format!("Authorization: {creds}\r\n"),
+                )
+                .map(|a| a.status()),
+        );
+    }
+    assert_eq!(answers, [Some(401), Some(401), None]);
 }
 
 /// What `svwar` and `svcrack` send: the switch's IP literal as domain.

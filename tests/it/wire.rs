@@ -1017,6 +1017,35 @@ fn a_cancel_from_another_port_finds_its_invite() {
     }
 }
 
+/// A request that validation rejects (400) is answered with its top Via
+/// stamped too (RFC 3261 §18.2.1, RFC 3581 §4): the answer must reach a
+/// client behind NAT as any other does.
+#[test]
+fn a_rejected_request_gets_received_and_rport() {
+    let sw = Switch::start("reject-rport", 24780);
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let port = sock.local_addr().unwrap().port();
+    let text = "REGISTER sip:acme.example.com SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK-rej1;rport\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:alice-phone@acme.example.com>;tag=r\r\n\
+         To: <sip:alice-phone@acme.example.com>\r\nCall-ID: rej1@x\r\nCSeq: 1 REGISTER\r\n\
+         Authorization: Basic YWxpY2U6eA==\r\nContent-Length: 0\r\n\r\n";
+    sock.send_to(text.as_bytes(), sw.addr()).unwrap();
+    let mut buf = [0u8; 4096];
+    let (n, _) = sock.recv_from(&mut buf).expect("an answer");
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert_eq!(status_of(&buf[..n]), 400, "{answer}");
+    assert!(
+        answer.contains(&format!(
+            "Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK-rej1;rport={port};received=127.0.0.1\r\n"
+        )) || answer.contains(&format!(
+            "Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK-rej1;received=127.0.0.1;rport={port}\r\n"
+        )),
+        "{answer}"
+    );
+}
+
 /// The switch's CPU time so far, in clock ticks (utime + stime).
 fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
