@@ -344,7 +344,9 @@ impl Router for TableRouter<'_> {
                 })
             })
         };
-        let to_target = |dest: &To<'_>, user: &str| match dest {
+        // `domain`: the company of the target (a carrier's DDI may belong to
+        // any company, not the one the Request-URI names).
+        let to_target = |dest: &To<'_>, user: &str, domain: &str| match dest {
             To::User(_, u) => {
                 self.bindings(&u.terminal, domain, None, "Not registered", for_user())
             }
@@ -362,7 +364,7 @@ impl Router for TableRouter<'_> {
             },
         };
         match &decision {
-            Decision::Extension { number, target } => to_target(target, number),
+            Decision::Extension { number, target } => to_target(target, number, domain),
             Decision::Friend { id, friend, .. } => {
                 // A pattern may match an E.164 number (`\+34946[0-9]{6}`):
                 // the friend gets it in its local format.
@@ -370,14 +372,19 @@ impl Router for TableRouter<'_> {
                     Some(e) => friend.numbering.to_local(e.as_str()).to_string(),
                     None => dialled.to_owned(),
                 };
-                to_target(&To::Friend(*id, friend), &local)
+                to_target(&To::Friend(*id, friend), &local, domain)
             }
-            Decision::Ddi { number, target, .. } => {
+            Decision::Ddi {
+                number,
+                target,
+                company: owner,
+                ..
+            } => {
                 let local = match target {
                     To::Friend(_, f) => f.numbering.to_local(number.as_str()).to_string(),
                     To::User(..) => number.to_string(),
                 };
-                to_target(target, &local)
+                to_target(target, &local, &owner.domain)
             }
             Decision::External {
                 number,

@@ -191,7 +191,7 @@ impl RoutingTable {
         // An id from another table version must not panic the proxy: it
         // finds nothing.
         let (numbering, acl, fallback) = match *caller {
-            Caller::Carrier(_) => return self.decide_ddi(company, dialled),
+            Caller::Carrier(id) => return self.decide_ddi(company, id, dialled),
             Caller::User(id) => match company.users.get(id.0 as usize) {
                 Some(u) => (&company.numbering, u.call_acl, u.outgoing_ddi),
                 None => return Decision::NotFound,
@@ -202,19 +202,24 @@ impl RoutingTable {
             },
         };
 
-        // §3.1: extensions always win.
-        if let Some((number, &id)) = company.extensions.get_key_value(dialled) {
-            return Decision::Extension {
-                number,
-                target: Target::resolve(company, id),
-            };
-        }
-
-        // §3.2: lowest-priority friend, never the caller itself.
         let me = match *caller {
             Caller::Friend(id) => Some(id),
             _ => None,
         };
+        // §3.1: extensions always win, except one that leads back to the
+        // calling friend (a friend is never routed back to itself: with a
+        // PBX that starts a new call each time, that would loop); the
+        // number then goes on to the friends' patterns and the carrier.
+        if let Some((number, &id)) = company.extensions.get_key_value(dialled) {
+            if me.map(TargetId::Friend) != Some(id) {
+                return Decision::Extension {
+                    number,
+                    target: Target::resolve(company, id),
+                };
+            }
+        }
+
+        // §3.2: lowest-priority friend, never the caller itself.
         if let Some(p) = company
             .patterns
             .best_match(dialled.as_bytes(), |p| Some(company.owners[p].friend) != me)
@@ -251,12 +256,43 @@ impl RoutingTable {
         }
     }
 
-    fn decide_ddi<'t>(&'t self, company: &CompiledCompany, dialled: &str) -> Decision<'t> {
-        let Some(number) = company.numbering.to_e164(dialled) else {
-            return Decision::NotDialable;
-        };
-        let Some(owner) = self.ddi_owner(number.as_str()) else {
-            return Decision::NotFound;
+    /// A carrier's call: `dialled` normalised to E.164 and looked up among
+    /// every company's DDIs. A number the carrier sends in national form
+    /// is read with the numbering of `company` (the one the Request-URI's
+    /// host names, else the first), then with that of each other company
+    /// served by this carrier, in configuration order: the first reading
+    /// that is a DDI wins. So a carrier serving a Spanish and a British
+    /// company can send `944000100` and `02079460001` alike.
+    fn decide_ddi<'t>(
+        &'t self,
+        company: &CompiledCompany,
+        carrier: CarrierId,
+        dialled: &str,
+    ) -> Decision<'t> {
+        let name = &self.carrier(carrier).name;
+        let numberings = std::iter::once(&company.numbering).chain(
+            self.companies()
+                .iter()
+                .filter(|c| c.carrier.name == *name)
+                .map(|c| &c.numbering),
+        );
+        let mut first = None;
+        let mut found = None;
+        for numbering in numberings {
+            let Some(number) = numbering.to_e164(dialled) else {
+                continue;
+            };
+            if let Some(owner) = self.ddi_owner(number.as_str()) {
+                found = Some((number, owner));
+                break;
+            }
+            first.get_or_insert(number);
+        }
+        let Some((number, owner)) = found else {
+            return match first {
+                Some(_) => Decision::NotFound,
+                None => Decision::NotDialable,
+            };
         };
         match owner.ddis.get(number.as_str()) {
             Some(DdiTarget::Direct(id)) => Decision::Ddi {

@@ -59,15 +59,18 @@ impl fmt::Debug for NumberBuf {
     }
 }
 
-/// An E.164 number: `+` and 1 to 15 digits, kept inline.
+/// An E.164 number: `+` and 7 to 15 digits, kept inline. Fifteen is
+/// E.164's maximum; the shortest numbers in service are seven digits with
+/// their country code (Niue, Tokelau: `+683 4002`), so anything shorter —
+/// `+34`, a country code alone, or `001` dialled — is no number at all.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct E164(NumberBuf);
 
 impl E164 {
-    /// Parses `+` followed by 1 to 15 digits.
+    /// Parses `+` followed by 7 to 15 digits.
     pub fn parse(s: &str) -> Option<E164> {
         let digits = s.strip_prefix('+')?;
-        if digits.is_empty() || digits.len() > 15 || !all_digits(digits) {
+        if !(MIN_DIGITS..=15).contains(&digits.len()) || !all_digits(digits) {
             return None;
         }
         NumberBuf::from_parts(&[s]).map(E164)
@@ -78,6 +81,9 @@ impl E164 {
         self.0.as_str()
     }
 }
+
+/// The fewest digits an E.164 number has (see [`E164`]).
+const MIN_DIGITS: usize = 7;
 
 impl fmt::Display for E164 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -159,7 +165,9 @@ impl Numbering {
                 _ => None,
             }
         }?;
-        (2..=16).contains(&candidate.len).then_some(E164(candidate))
+        (MIN_DIGITS + 1..=16)
+            .contains(&usize::from(candidate.len))
+            .then_some(E164(candidate))
     }
 
     /// Outbound: `+cc N` → `trunk N`; any other `+D…` → `intl D…`.

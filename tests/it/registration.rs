@@ -33,6 +33,8 @@ struct Phone {
     /// On TCP, its answers' Contact omits `;transport=tcp` (as SIPp's and
     /// many PBXs' do).
     plain_contact: bool,
+    /// The company domain it registers in.
+    domain: &'static str,
 }
 
 /// A received message, as text.
@@ -92,6 +94,7 @@ impl Phone {
             call_id,
             private: None,
             plain_contact: false,
+            domain: DOMAIN,
         }
     }
 
@@ -206,16 +209,17 @@ impl Phone {
         self.cseq += 1;
         let local = self.local();
         let text = format!(
-            "REGISTER sip:{DOMAIN} SIP/2.0\r\n\
+            "REGISTER sip:{domain} SIP/2.0\r\n\
              Via: SIP/2.0/{transport} {local};branch=z9hG4bK-ph{cseq}x{port};rport\r\n\
              Max-Forwards: 70\r\n\
-             From: <sip:{user}@{DOMAIN}>;tag=ph{port}\r\n\
-             To: <sip:{user}@{DOMAIN}>\r\n\
+             From: <sip:{user}@{domain}>;tag=ph{port}\r\n\
+             To: <sip:{user}@{domain}>\r\n\
              Call-ID: {call_id}\r\n\
              CSeq: {cseq} REGISTER\r\n\
              {contact}{extra}{expires}\
              Content-Length: 0\r\n\r\n",
             cseq = self.cseq,
+            domain = self.domain,
             transport = self.transport(),
             port = local.port(),
             call_id = self.call_id,
@@ -239,13 +243,14 @@ impl Phone {
     fn credentials(user: &str, password: &str, challenge: &str, nc: &str) -> String {
         let alg = Algorithm::parse(param(challenge, "algorithm").unwrap_or("MD5")).unwrap();
         let nonce = param(challenge, "nonce").unwrap();
-        let uri = format!("sip:{DOMAIN}");
+        let realm = param(challenge, "realm").unwrap_or(DOMAIN);
+        let uri = format!("sip:{realm}");
         let cnonce = "0a4f113b";
         let response = digest_response(
-            alg, user, DOMAIN, password, "REGISTER", &uri, nonce, nc, cnonce,
+            alg, user, realm, password, "REGISTER", &uri, nonce, nc, cnonce,
         );
         format!(
-            "Digest username=\"{user}\", realm=\"{DOMAIN}\", nonce=\"{nonce}\", uri=\"{uri}\", \
+            "Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", \
              response=\"{response}\", algorithm={}, qop=auth, nc={nc}, cnonce=\"{cnonce}\"",
             alg.as_str()
         )
@@ -1201,6 +1206,60 @@ fn call_the_phone_behind_nat(
             "the Request-URI is the registered contact"
         );
         assert_eq!(call.wait(Duration::from_secs(20)), 0, "carrier side");
+    }
+}
+
+/// A second company, British, on the same carrier as the demo's.
+const BETA: &str = r#"
+[[company]]
+name = "beta"
+domain = "beta.example.co.uk"
+country_code = "44"
+trunk_prefix = "0"
+national_length = 10
+carrier = "pstn"
+
+  [[company.terminal]]
+  name = "dave-phone"
+  password = "Beta-Secret-9"
+
+  [[company.user]]
+  name = "dave"
+  terminal = "dave-phone"
+
+  [[company.ddi]]
+  number = "+442079460001"
+  user = "dave"
+"#;
+
+/// A carrier call to the DDI of a user of the second company reaches the
+/// user's registered phone, whether the carrier sends the number in E.164
+/// or in that company's national format, and whatever host its
+/// Request-URI names. Before, the bindings were looked up in the first
+/// company's domain (480) and the national number was read with the first
+/// company's numbering (404).
+#[test]
+fn a_carrier_call_reaches_a_user_of_any_company() {
+    let sw = Switch::start_with("reg-beta", 24790, |c| c + BETA);
+    let mut dave = Phone::new("127.0.0.1", sw.addr());
+    dave.domain = "beta.example.co.uk";
+    let (_, ok) = dave.register("dave-phone", "Beta-Secret-9");
+    assert_eq!(ok.status(), 200, "{}", ok.0);
+    for dialled in ["+442079460001", "02079460001"] {
+        let call = carrier_dials(&sw, dialled, &scenario("uac.xml"));
+        let invite = dave
+            .answer_call(Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("{dialled}: the call reaches dave's phone"));
+        assert!(
+            invite.first_line().starts_with("INVITE sip:dave-phone@"),
+            "{}",
+            invite.0
+        );
+        assert_eq!(
+            call.wait(Duration::from_secs(20)),
+            0,
+            "{dialled}: carrier side"
+        );
     }
 }
 

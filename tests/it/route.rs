@@ -157,6 +157,14 @@ const DECISIONS: &[Row] = &[
     ("acme.example.com", "bob", "102", None, "extension 102 -> friend branch", None),
     ("acme.example.com", "bob", "2000", None, "extension 2000 -> friend legacy", None),
     ("acme.example.com", "branch", "101", None, "extension 101 -> user alice", None),
+    // ... except one leading back to the calling friend (§3.2: never routed
+    // back to itself): the number goes on, here to nothing dialable.
+    ("acme.example.com", "branch", "102", None, "not dialable", Some(404)),
+    // A country code alone, or too few digits for any E.164 number, is not
+    // sent to the carrier.
+    ("acme.example.com", "bob", "+34", None, "not dialable", Some(404)),
+    ("acme.example.com", "bob", "0034", None, "not dialable", Some(404)),
+    ("acme.example.com", "bob", "+1", None, "not dialable", Some(404)),
     // §3.2 lowest priority among all matching friends.
     ("acme.example.com", "bob", "2001", None, "friend branch (pattern 2[0-9]{3}, priority 10)", None),
     ("acme.example.com", "bob", "2101", None, "friend annex (pattern 21[0-9]{2}, priority 5)", None),
@@ -243,6 +251,9 @@ const DECISIONS: &[Row] = &[
     ("acme.example.com", "carrier:pstn", "+34944000999", None, "not found", Some(404),
     ),
     ("acme.example.com", "carrier:intl", "+34955000100", None, "ddi +34955000100 -> user dave", None),
+    // A national number read with the numbering of the company the carrier
+    // serves that owns it, whichever company the Request-URI named.
+    ("acme.example.com", "carrier:intl", "955000100", None, "ddi +34955000100 -> user dave", None),
     ("beta.example.org", "carrier:pstn", "hello", None, "not dialable", Some(404),
     ),
 ];
