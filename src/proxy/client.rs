@@ -101,6 +101,7 @@ impl Proxy {
                     peer: up,
                     source: Source::Listen,
                     data,
+                    worker: self.cfg.worker,
                 });
             }
             if cancel_now {
@@ -121,6 +122,7 @@ impl Proxy {
                 peer: up,
                 source: Source::Listen,
                 data,
+                worker: self.cfg.worker,
             });
             if tx.state == ServerState::Proceeding {
                 tx.state = ServerState::Accepted;
@@ -168,6 +170,7 @@ impl Proxy {
                     peer: b.peer,
                     source: b.source,
                     data: ack,
+                    worker: self.cfg.worker,
                 });
             }
         }

@@ -115,6 +115,10 @@ pub struct Transmit {
     pub source: Source,
     /// The message (shared, not copied, when it is retransmitted).
     pub data: Bytes,
+    /// The worker whose proxy produced it: a failure to send it is that
+    /// proxy's to handle ([`Proxy::transport_error`]), even when another
+    /// worker, owning the TCP connection, does the sending.
+    pub worker: u16,
 }
 
 /// Where a routed request goes.
@@ -646,7 +650,13 @@ impl Proxy {
             self.stats.dropped += 1;
             return;
         }
-        self.out.push_back(Transmit { peer, source, data });
+        let worker = self.cfg.worker;
+        self.out.push_back(Transmit {
+            peer,
+            source,
+            data,
+            worker,
+        });
     }
 
     fn reply(

@@ -212,6 +212,7 @@ async fn read_loop(w: Rc<Worker>, id: u64, addr: SocketAddr) {
                     peer,
                     source: Source::Listen,
                     data: Bytes::from_static(b"\r\n"),
+                    worker: w.index as u16,
                 };
                 // A ping keeps a NAT pinhole open; it does not keep the
                 // connection: only messages (or a live registration) do,
@@ -237,6 +238,7 @@ async fn read_loop(w: Rc<Worker>, id: u64, addr: SocketAddr) {
                             peer,
                             source: Source::Listen,
                             data: r.into(),
+                            worker: w.index as u16,
                         };
                         w.enqueue(&conn, bad);
                     }

@@ -43,6 +43,9 @@ pub enum Inbox {
     },
     /// Send this on the addressee's connection.
     Send(Transmit),
+    /// This, handed over to another worker to send, could not be sent:
+    /// the addressee's proxy made it, and ends its branch.
+    SendFailed(Transmit),
     /// These REGISTERs' records are durable (or failed): answer them.
     Persisted {
         /// The transactions waiting.
@@ -503,6 +506,10 @@ impl Worker {
                 self.flush().await;
             }
             Inbox::Send(t) => self.transmit(t).await,
+            Inbox::SendFailed(t) => {
+                self.send_failed(&t);
+                self.flush().await;
+            }
             Inbox::Persisted { tickets, ok } => {
                 {
                     let mut proxy = self.proxy.borrow_mut();
@@ -693,9 +700,23 @@ impl Worker {
         }
     }
 
-    /// Tells the proxy that `t` could not be sent (its transaction may
-    /// answer the caller at once: the flush in progress sends that).
+    /// Tells the proxy that made `t` that it could not be sent (its
+    /// transaction may answer the caller at once: the flush in progress
+    /// sends that). A message handed over by another worker (to be written
+    /// on a connection this one owns) goes back to it.
     pub(super) fn send_failed(&self, t: &Transmit) {
+        let origin = usize::from(t.worker);
+        if origin != self.index {
+            if let Some(inbox) = self.shared.inboxes.get(origin) {
+                inbox.hand_over(Inbox::SendFailed(Transmit {
+                    peer: t.peer,
+                    source: t.source,
+                    data: t.data.clone(),
+                    worker: t.worker,
+                }));
+                return;
+            }
+        }
         self.proxy
             .borrow_mut()
             .transport_error(Instant::now(), &t.data, &t.peer);

@@ -127,7 +127,10 @@ impl Harness {
 
     fn drain(&mut self) -> Vec<(SocketAddr, Source, Message)> {
         let mut out = Vec::new();
-        while let Some(Transmit { peer, source, data }) = self.proxy.poll_transmit() {
+        while let Some(Transmit {
+            peer, source, data, ..
+        }) = self.proxy.poll_transmit()
+        {
             let m = Message::parse_datagram(data).expect("the proxy sends parsable messages");
             out.push((peer.addr, source, m));
         }

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use tandem::auth::{digest_response, Algorithm};
 
 use crate::wire::{
-    carrier_dials, md5_only, scenario, status_of, uac, uac_auth, uac_error, write_scenario, Sipp,
-    Switch, TempDir, ALICE_DDI, BRANCH_DDI,
+    carrier_calls_expecting, carrier_dials, md5_only, scenario, status_of, uac, uac_auth,
+    uac_error, write_scenario, Sipp, Switch, TempDir, ALICE_DDI, BRANCH_DDI,
 };
 
 const DOMAIN: &str = "acme.example.com";
@@ -1206,6 +1206,41 @@ fn call_the_phone_behind_nat(
             "the Request-URI is the registered contact"
         );
         assert_eq!(call.wait(Duration::from_secs(20)), 0, "carrier side");
+    }
+}
+
+/// A phone registered over TCP whose connection is gone: each carrier call
+/// to it fails at once (the branch ends as 503, the caller gets 500), on
+/// whichever worker the call lands. Before, when the call landed on
+/// another worker than the one owning the connection, the failure was
+/// reported to the wrong worker's proxy and the caller waited 32 s for a
+/// 408.
+#[test]
+fn a_call_to_a_closed_tcp_registration_fails_at_once() {
+    let sw = Switch::start("reg-tcp-gone", 24800);
+    // The carrier's calls all come from one address and port, so they land
+    // on one worker; each new connection lands on either (SO_REUSEPORT
+    // hashes the 4-tuple). Six rounds: the connection's owner is the other
+    // worker in some of them (all six on one worker: 1 in 64).
+    for n in 0..6 {
+        let mut phone = Phone::new_tcp(sw.addr());
+        phone.private = Some("192.0.2.62:5060".into());
+        let (_, ok) = phone.register_with(
+            "alice-phone",
+            "Correct-Horse-42",
+            "<sip:alice-phone@192.0.2.62:5060;transport=tcp>",
+        );
+        assert_eq!(ok.status(), 200, "{}", ok.0);
+        drop(phone);
+        std::thread::sleep(Duration::from_millis(200));
+        let (_dir, start, caller) = carrier_calls_expecting(&sw, ALICE_DDI, 500);
+        assert_eq!(
+            caller.wait(Duration::from_secs(40)),
+            0,
+            "round {n}: 500 expected"
+        );
+        let took = start.elapsed();
+        assert!(took < Duration::from_secs(5), "round {n} took {took:?}");
     }
 }
 

@@ -640,10 +640,15 @@ fn sigterm_and_sigint_stop_the_switch_cleanly() {
 /// returns the scenario's directory (keep it alive), the start time and
 /// the caller.
 fn carrier_calls_branch_expecting(sw: &Switch, code: u16) -> (TempDir, Instant, Sipp) {
-    let dir = TempDir::new(&format!("expect-{code}-{}", sw.port));
+    carrier_calls_expecting(sw, BRANCH_DDI, code)
+}
+
+/// The carrier calls `ddi` and expects `code` (as above).
+pub fn carrier_calls_expecting(sw: &Switch, ddi: &str, code: u16) -> (TempDir, Instant, Sipp) {
+    let dir = TempDir::new(&format!("expect-{code}-{}-{}", sw.port, ddi.len()));
     let xml = write_scenario(&dir.0, "uac.xml", &uac_error(code));
     let start = Instant::now();
-    let caller = carrier_dials(sw, BRANCH_DDI, &xml);
+    let caller = carrier_dials(sw, ddi, &xml);
     (dir, start, caller)
 }
 
