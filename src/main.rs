@@ -123,7 +123,12 @@ fn main() -> ExitCode {
             };
             println!(
                 "{}",
-                table.decide(company, &caller, &number, presented.as_deref())
+                table.decide(
+                    company,
+                    &caller,
+                    &tandem::route::dialled_number(&number, None),
+                    presented.as_deref()
+                )
             );
             ExitCode::SUCCESS
         }

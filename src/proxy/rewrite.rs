@@ -128,9 +128,9 @@ pub(super) struct Planned {
     pub record: DialogEdit,
     /// How responses are restored for the upstream side.
     pub restore: Option<Box<super::Restore>>,
-    /// The sender's identity headers go (an in-dialog request from anyone
-    /// but a carrier: RFC 3325 §5, identity is only passed on from a
-    /// trusted sender).
+    /// The sender's identity headers go (a request from anyone but a
+    /// carrier, or one asking for privacy: RFC 3325 §5, §7, identity is
+    /// only passed on from a trusted sender, to a trusted receiver).
     pub strip_identity: bool,
 }
 

@@ -267,6 +267,18 @@ impl Router for TableRouter<'_> {
         let Ok(dialled) = std::str::from_utf8(&dialled) else {
             return reject(StatusCode::NOT_FOUND, "Not Found");
         };
+        // Read as RFC 3966 reads a telephone-subscriber: separators
+        // dropped, a global phone-context prefixed.
+        let tel_context = match uri {
+            Uri::Tel(t) => t
+                .params
+                .get(b"phone-context")
+                .flatten()
+                .and_then(|v| std::str::from_utf8(v).ok()),
+            _ => None,
+        };
+        let dialled = crate::route::dialled_number(dialled, tel_context);
+        let dialled: &str = &dialled;
         let uri_host = uri.as_sip().and_then(|u| match u.host {
             crate::sip::Host::Domain(d) => std::str::from_utf8(d).ok(),
             _ => None,
@@ -301,9 +313,11 @@ impl Router for TableRouter<'_> {
             (company, caller)
         };
 
+        // A P-Asserted-Identity may hold a SIP and a tel URI, in one header
+        // or two (RFC 3325 §9.1): the first that names a user.
         let presented = req
-            .header(HeaderName::PAssertedIdentity)
-            .and_then(user_of)
+            .values(HeaderName::PAssertedIdentity)
+            .find_map(|v| v.ok().and_then(user_of))
             .or_else(|| req.header(HeaderName::From).and_then(user_of));
         let decision = t.decide(company, &caller, dialled, presented.as_deref());
         let domain = &company.domain;
@@ -317,11 +331,23 @@ impl Router for TableRouter<'_> {
         };
         let from_user = req.header(HeaderName::From).and_then(user_of);
         let for_friend = |f: &FriendEntry| {
+            // The caller's number: a user's extension; a friend's presented
+            // number (its P-Asserted-Identity, else its From user: a
+            // friend's From user is its name), read with its numbering;
+            // a carrier's From user.
             let number = match caller {
                 Caller::User(u) => company
                     .extension_of(u)
                     .map(str::to_owned)
                     .or_else(|| from_user.clone()),
+                Caller::Friend(id) => {
+                    presented
+                        .clone()
+                        .map(|n| match company.friend(id).numbering.to_e164(&n) {
+                            Some(e) => e.as_str().to_owned(),
+                            None => n,
+                        })
+                }
                 _ => from_user.clone(),
             };
             let local = number.map(|n| match E164::parse(&n) {

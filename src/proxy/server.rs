@@ -192,12 +192,19 @@ impl Proxy {
             .then(|| msg.header(HeaderName::Contact))
             .flatten()
             .and_then(|c| rewrite::nat_contact(c, &from, |a| router.configured_tcp(a)));
+        // RFC 3325: identity headers are passed on only from a trusted
+        // sender (a carrier), and not even then under `Privacy: id`
+        // (§7: every target of the switch, terminal or friend, is
+        // untrusted). A terminal or a friend cannot assert who it is to
+        // another; where the switch asserts an identity itself (external
+        // calls) its own P-Asserted-Identity replaces theirs.
+        let strip_identity = !router.is_carrier(&from) || privacy_id(&msg);
         for t in &targets {
             let rewrite = t.rewrite.as_deref().filter(|_| !in_dialog);
             match rewrite::plan(&msg, rewrite, dialog.as_ref()) {
                 Ok(mut p) => {
                     p.contact.clone_from(&nat_contact);
-                    p.strip_identity = in_dialog && !router.is_carrier(&from);
+                    p.strip_identity = strip_identity;
                     plans.push(p)
                 }
                 Err(rewrite::NothingLeft) => {
@@ -895,6 +902,16 @@ const MAGIC_STR: &str = "z9hG4bK";
 
 /// A hash of what identifies a request for loop detection (RFC 3261 §16.6
 /// step 8): Request-URI, From tag, To tag, Call-ID, CSeq number.
+/// Whether the request asks for its identity to be withheld (`Privacy`
+/// naming `id` or `header`, RFC 3325 §7 / RFC 3323).
+fn privacy_id(msg: &Message) -> bool {
+    msg.headers(HeaderName::Privacy).any(|v| {
+        v.split(|&c| c == b';' || c == b',')
+            .map(|t| t.trim_ascii())
+            .any(|t| t.eq_ignore_ascii_case(b"id") || t.eq_ignore_ascii_case(b"header"))
+    })
+}
+
 fn loop_hash(msg: &Message) -> u32 {
     let mut h: u32 = 0x811c_9dc5;
     let mut eat = |s: &[u8]| {

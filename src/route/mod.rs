@@ -44,7 +44,7 @@ pub mod table;
 mod update;
 
 pub use decide::{Caller, Decision, Target};
-pub use numbering::{NumberBuf, Numbering, E164};
+pub use numbering::{dialled_number, NumberBuf, Numbering, E164};
 pub use publish::{Publisher, Reader, ReloadStats};
 pub use table::{
     Account, AccountKind, BuildOptions, CarrierEntry, CarrierId, CompiledCompany, FriendEntry,

@@ -82,6 +82,50 @@ impl E164 {
     }
 }
 
+/// A dialled telephone-subscriber (RFC 3966 §3) as routing reads it:
+/// visual separators (`-` `.` `(` `)`) dropped from a number made only of
+/// digits, `+`, `*`, `#` and separators (a name such as `alice.b` is left
+/// alone), and a local number with a global `phone-context` (`+3391`,
+/// RFC 3966 §5.1.5) prefixed with it, making it global. The context is
+/// the number's own parameter (`4123456;phone-context=+3494`, as a SIP
+/// URI's user part carries it with `user=phone`), else `uri_context` (a
+/// `tel:` URI's). A domain-name context leaves the number local (read with
+/// the caller's numbering). Borrows when nothing changes.
+pub fn dialled_number<'a>(user: &'a str, uri_context: Option<&str>) -> std::borrow::Cow<'a, str> {
+    use std::borrow::Cow;
+    let separator = |c: char| matches!(c, '-' | '.' | '(' | ')');
+    let phone_like = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_digit() || matches!(c, '+' | '*' | '#') || separator(c))
+    };
+    let (number, own_context) = match user.split_once(';') {
+        Some((n, params)) if phone_like(n) => (
+            n,
+            params.split(';').find_map(|p| {
+                let (name, value) = p.split_once('=')?;
+                name.eq_ignore_ascii_case("phone-context").then_some(value)
+            }),
+        ),
+        _ => (user, None),
+    };
+    if !phone_like(number) {
+        return Cow::Borrowed(user);
+    }
+    let digits: Cow<'a, str> = if number.contains(separator) {
+        Cow::Owned(number.chars().filter(|&c| !separator(c)).collect())
+    } else {
+        Cow::Borrowed(number)
+    };
+    match own_context.or(uri_context) {
+        Some(ctx) if ctx.starts_with('+') && !digits.starts_with('+') && phone_like(ctx) => {
+            let ctx: String = ctx.chars().filter(|&c| !separator(c)).collect();
+            Cow::Owned(format!("{ctx}{digits}"))
+        }
+        _ => digits,
+    }
+}
+
 /// The fewest digits an E.164 number has (see [`E164`]).
 const MIN_DIGITS: usize = 7;
 
@@ -178,5 +222,32 @@ impl Numbering {
             None => [&self.intl, digits],
         };
         NumberBuf::from_parts(&parts).unwrap_or(NumberBuf::EMPTY)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dialled_numbers_read_as_rfc_3966() {
+        for (number, ctx, want) in [
+            ("944123456", None, "944123456"),
+            ("944-123-456", None, "944123456"),
+            ("+34-944-000-100", None, "+34944000100"),
+            ("(94)4.12.34.56", None, "944123456"),
+            ("1234567", Some("+3391"), "+33911234567"),
+            ("1234567", Some("+33-91"), "+33911234567"),
+            ("+34944123456", Some("+3391"), "+34944123456"),
+            ("1234567", Some("example.com"), "1234567"),
+            ("alice.b", None, "alice.b"),
+            ("*21#", None, "*21#"),
+            ("4123456;phone-context=+3494", None, "+34944123456"),
+            ("4123456;Phone-Context=+34-94", Some("+33"), "+34944123456"),
+            ("4123456;phone-context=pbx.example.com", None, "4123456"),
+            ("alice;x=1", None, "alice;x=1"),
+        ] {
+            assert_eq!(dialled_number(number, ctx), want, "{number} {ctx:?}");
+        }
     }
 }

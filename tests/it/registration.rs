@@ -12,7 +12,7 @@ use tandem::auth::{digest_response, Algorithm};
 
 use crate::wire::{
     carrier_calls_expecting, carrier_dials, md5_only, scenario, status_of, uac, uac_auth,
-    uac_error, write_scenario, Sipp, Switch, TempDir, ALICE_DDI, BRANCH_DDI,
+    uac_auth_with, uac_error, write_scenario, Sipp, Switch, TempDir, ALICE_DDI, BRANCH_DDI,
 };
 
 const DOMAIN: &str = "acme.example.com";
@@ -1242,6 +1242,45 @@ fn a_call_to_a_closed_tcp_registration_fails_at_once() {
         let took = start.elapsed();
         assert!(took < Duration::from_secs(5), "round {n} took {took:?}");
     }
+}
+
+/// A friend calling another friend: the callee sees the caller's number
+/// (the P-Asserted-Identity it presented, here a SIP and a tel URI in one
+/// header) in its own local format as the From user, and no identity
+/// header: a friend cannot assert an identity to another (RFC 3325 §5).
+/// Before, the From user was the calling friend's name and its
+/// P-Asserted-Identity went through untouched.
+#[test]
+fn a_friend_calling_a_friend_presents_its_number_and_asserts_nothing() {
+    let sw = Switch::start_with("reg-f2f", 24830, md5_only);
+    let mut legacy = Phone::new("127.0.0.1", sw.addr());
+    let (_, ok) = legacy.register("legacy", "Legacy-Secret-88");
+    assert_eq!(ok.status(), 200, "{}", ok.0);
+    let dir = TempDir::new("f2f-pai");
+    let xml = std::fs::read_to_string(scenario("uac_auth.xml"))
+        .unwrap()
+        .replace(
+            "      Max-Forwards: 70\n      Content-Type",
+            "      Max-Forwards: 70\n      P-Asserted-Identity: <sip:+34944000200@acme.example.com>, <tel:+34944000200>\n      Content-Type",
+        );
+    assert!(xml.contains("P-Asserted-Identity"), "scenario edited");
+    let xml = write_scenario(&dir.0, "uac_pai.xml", &xml);
+    // branch dials 3001: legacy's pattern (branch's own is 2xxx).
+    let caller = uac_auth_with(&xml, sw.addr(), "3001", "branch", "Branch-Secret-77", 1);
+    let invite = legacy
+        .answer_call(Duration::from_secs(10))
+        .expect("the call reaches legacy");
+    assert_eq!(caller.wait(Duration::from_secs(20)), 0, "caller side");
+    assert!(
+        invite.header("P-Asserted-Identity").is_none(),
+        "{}",
+        invite.0
+    );
+    let from = invite.header("From").unwrap();
+    assert!(
+        from.starts_with("<sip:944000200@pbx.legacy.example>"),
+        "{from}"
+    );
 }
 
 /// A second company, British, on the same carrier as the demo's.

@@ -400,6 +400,21 @@ fn carrier_calls_the_friend(sw: &Switch, friend: Sipp, carrier_ip: &str, calls: 
     );
 }
 
+/// The carrier's DDI written as RFC 3966 allows a telephone-subscriber:
+/// with visual separators, or as a local number with a global
+/// `phone-context` in the user part. Before, both were 404.
+#[test]
+fn numbers_with_separators_or_a_phone_context_are_dialled() {
+    let sw = Switch::start("ddi-forms", 24810);
+    let friend = uas("127.0.0.1", 24820, &scenario("uas.xml"), 2);
+    std::thread::sleep(Duration::from_millis(200));
+    for dialled in ["+34-944-000-200", "4000200;phone-context=+34-94"] {
+        let caller = carrier_dials(&sw, dialled, &scenario("uac.xml"));
+        assert_eq!(caller.wait(Duration::from_secs(30)), 0, "{dialled}");
+    }
+    assert_eq!(friend.wait(Duration::from_secs(10)), 0, "friend side");
+}
+
 /// The same call to a friend configured with `transport = "tcp"` whose
 /// Contact names no transport (SIPp's, like many PBXs'): the INVITE goes
 /// over TCP, and so do the caller's ACK and BYE, though a URI without
@@ -481,11 +496,31 @@ fn a_call_through_a_dual_stack_listener() {
 /// (`tests/sipp/uac_auth.xml`): `user` authenticates with `password` and
 /// dials `dialled`, `calls` times, holding each call 100 ms.
 pub fn uac_auth(switch: SocketAddr, dialled: &str, user: &str, password: &str, calls: u32) -> Sipp {
+    uac_auth_with(
+        &scenario("uac_auth.xml"),
+        switch,
+        dialled,
+        user,
+        password,
+        calls,
+    )
+}
+
+/// [`uac_auth`] playing the scenario at `xml` (a variant of
+/// `uac_auth.xml`).
+pub fn uac_auth_with(
+    xml: &Path,
+    switch: SocketAddr,
+    dialled: &str,
+    user: &str,
+    password: &str,
+    calls: u32,
+) -> Sipp {
     let m = calls.to_string();
     Sipp::spawn(&[
         &switch.to_string(),
         "-sf",
-        scenario("uac_auth.xml").to_str().unwrap(),
+        xml.to_str().unwrap(),
         "-i",
         "127.0.0.1",
         "-s",
