@@ -479,6 +479,25 @@ impl Authenticator {
     }
 }
 
+/// The `username` of the Digest credentials among `credentials` that
+/// [`Authenticator::check`] would check for `realm` (the first for that
+/// realm), unescaped; `None` when there are none or they do not parse.
+/// For a friend whose PBX writes the caller's number as From user (see
+/// `docs/friends.md`): the account is then the one the credentials name.
+pub fn digest_username(credentials: &[&[u8]], realm: &str) -> Option<String> {
+    let attempt = Attempt {
+        method: b"",
+        request_uri: b"",
+        realm,
+        user: "",
+        credentials,
+        source: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+    };
+    let value = select(&attempt).ok()??;
+    let c = Credentials::parse(&value).ok()?;
+    String::from_utf8(c.username.into_owned()).ok()
+}
+
 /// Whether the digest `uri` (RFC 7616 §3.4.6: the server must check it
 /// against the Request-URI) names the user the Request-URI names. Only the
 /// user part is compared, unescaped: it is what routing reads (the dialled

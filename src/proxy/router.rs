@@ -200,6 +200,18 @@ fn user_of(v: &[u8]) -> Option<String> {
     String::from_utf8(unescape(u).into_owned()).ok()
 }
 
+/// The friend of `company` that `req`'s Proxy-Authorization credentials
+/// name (see [`crate::auth::digest_username`]), with its account.
+fn friend_by_credentials<'c>(
+    company: &'c crate::route::CompiledCompany,
+    req: &Message,
+) -> Option<(String, &'c crate::route::Account)> {
+    let creds: Vec<&[u8]> = req.headers(HeaderName::ProxyAuthorization).collect();
+    let name = crate::auth::digest_username(&creds, &company.domain)?;
+    let account = company.account(&name)?;
+    matches!(account.kind, AccountKind::Friend(_)).then_some((name, account))
+}
+
 impl Router for TableRouter<'_> {
     fn is_carrier(&self, from: &Peer) -> bool {
         self.table.carrier_for_source(from.addr.ip()).is_some()
@@ -244,7 +256,19 @@ impl Router for TableRouter<'_> {
                 registers: true,
             };
         };
-        let account = company.account(&user);
+        let mut account = company.account(&user);
+        let mut user = user;
+        if account.is_none() && !register {
+            // A friend's PBX often writes the caller's number as From user
+            // (Asterisk without `fromuser`) and authenticates as the
+            // friend: the account is the friend its credentials name. Only
+            // a friend, and only when the From user names no account, so
+            // no one can speak as another account this way.
+            if let Some((name, friend)) = friend_by_credentials(company, req) {
+                user = name;
+                account = Some(friend);
+            }
+        }
         let registers = match account.map(|a| a.kind) {
             Some(AccountKind::Friend(f)) => {
                 matches!(company.friend(f).connection, FriendConnection::Register)
@@ -308,6 +332,16 @@ impl Router for TableRouter<'_> {
             let caller = match (company.friend_id(user), company.user_by_terminal(user)) {
                 (Some(f), _) => Caller::Friend(f),
                 (None, Some(u)) => Caller::User(u),
+                // The friend its credentials name (as the gate took it):
+                // the From user is then the number it presents.
+                (None, None) if company.account(user).is_none() => {
+                    match friend_by_credentials(company, req)
+                        .and_then(|(name, _)| company.friend_id(name.as_str()))
+                    {
+                        Some(f) => Caller::Friend(f),
+                        None => return reject(StatusCode::FORBIDDEN, "Unknown caller"),
+                    }
+                }
                 (None, None) => return reject(StatusCode::FORBIDDEN, "Unknown caller"),
             };
             (company, caller)

@@ -12,7 +12,8 @@ use tandem::auth::{digest_response, Algorithm};
 
 use crate::wire::{
     carrier_calls_expecting, carrier_dials, md5_only, scenario, status_of, uac, uac_auth,
-    uac_auth_with, uac_error, write_scenario, Sipp, Switch, TempDir, ALICE_DDI, BRANCH_DDI,
+    uac_auth_as, uac_auth_with, uac_error, write_scenario, Sipp, Switch, TempDir, ALICE_DDI,
+    BRANCH_DDI,
 };
 
 const DOMAIN: &str = "acme.example.com";
@@ -1281,6 +1282,38 @@ fn a_friend_calling_a_friend_presents_its_number_and_asserts_nothing() {
         from.starts_with("<sip:944000200@pbx.legacy.example>"),
         "{from}"
     );
+}
+
+/// A friend's PBX that writes the caller's number as From user and
+/// authenticates as the friend (Asterisk without `fromuser`): the call is
+/// the friend's, and the From user is the number it presents (§4.3),
+/// here its DDI in national form, which the carrier sees in E.164.
+/// Before, every attempt got a fresh 407 and counted as a failure
+/// (`user-mismatch`) until the PBX was banned.
+#[test]
+fn a_friend_writing_its_number_as_from_user_is_the_friend() {
+    let sw = Switch::start_with("reg-fromuser", 24840, md5_only);
+    // The carrier, at its configured address.
+    let carrier = Phone::at("127.0.0.2:24860", sw.addr());
+    let caller = uac_auth_as(
+        &scenario("uac_auth.xml"),
+        sw.addr(),
+        "944123456",
+        "branch",
+        "Branch-Secret-77",
+        "944000200",
+        1,
+    );
+    let invite = carrier
+        .answer_call(Duration::from_secs(10))
+        .expect("the call reaches the carrier");
+    assert_eq!(caller.wait(Duration::from_secs(20)), 0, "caller side");
+    let from = invite.header("From").unwrap();
+    assert!(
+        from.starts_with("<sip:+34944000200@acme.example.com>"),
+        "{from}"
+    );
+    assert!(!sw.log().contains("auth failure"), "{}", sw.log());
 }
 
 /// A second company, British, on the same carrier as the demo's.

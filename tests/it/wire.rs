@@ -516,6 +516,20 @@ pub fn uac_auth_with(
     password: &str,
     calls: u32,
 ) -> Sipp {
+    uac_auth_as(xml, switch, dialled, user, password, user, calls)
+}
+
+/// [`uac_auth_with`], with `from_user` as the From user (a PBX writing
+/// the caller's number there while authenticating as the friend).
+pub fn uac_auth_as(
+    xml: &Path,
+    switch: SocketAddr,
+    dialled: &str,
+    user: &str,
+    password: &str,
+    from_user: &str,
+    calls: u32,
+) -> Sipp {
     let m = calls.to_string();
     Sipp::spawn(&[
         &switch.to_string(),
@@ -531,7 +545,7 @@ pub fn uac_auth_with(
         password,
         "-key",
         "from_user",
-        user,
+        from_user,
         "-key",
         "from_domain",
         "acme.example.com",
