@@ -374,13 +374,30 @@ impl Router for TableRouter<'_> {
                     .extension_of(u)
                     .map(str::to_owned)
                     .or_else(|| from_user.clone()),
+                // A presented name rather than a number (the friend's own,
+                // as its From user usually is) gives way to the friend's
+                // number: its fallback DDI, else the company's.
                 Caller::Friend(id) => {
-                    presented
-                        .clone()
-                        .map(|n| match company.friend(id).numbering.to_e164(&n) {
-                            Some(e) => e.as_str().to_owned(),
-                            None => n,
-                        })
+                    let caller = company.friend(id);
+                    let own = caller
+                        .fallback_outgoing_ddi
+                        .as_ref()
+                        .or(company.outgoing_ddi.as_ref())
+                        .map(|e| e.as_str().to_owned());
+                    match presented
+                        .as_deref()
+                        .map(|n| (n, caller.numbering.to_e164(n)))
+                    {
+                        Some((_, Some(e))) => Some(e.as_str().to_owned()),
+                        // A short number (an extension of its PBX) as it is.
+                        Some((n, None))
+                            if own.is_none()
+                                || n.bytes().all(|c| c.is_ascii_digit() || b"+*#".contains(&c)) =>
+                        {
+                            Some(n.to_owned())
+                        }
+                        _ => own.or_else(|| presented.clone()),
+                    }
                 }
                 _ => from_user.clone(),
             };

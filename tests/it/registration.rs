@@ -453,13 +453,14 @@ fn registered_friend_is_called_at_its_binding_across_a_restart() {
         invite.header("Proxy-Authorization").is_none(),
         "our realm's credentials were forwarded"
     );
-    // Friend → friend: the caller's name (not a number) at legacy's
+    // Friend → friend: the caller's number (branch presents only its
+    // name: its fallback DDI) in legacy's local format, at legacy's
     // from_domain.
     assert!(
         invite
             .header("From")
             .unwrap()
-            .starts_with("<sip:branch@pbx.legacy.example>;tag="),
+            .starts_with("<sip:944000200@pbx.legacy.example>;tag="),
         "{}",
         invite.0
     );
@@ -1247,8 +1248,9 @@ fn a_call_to_a_closed_tcp_registration_fails_at_once() {
 
 /// A friend calling another friend: the callee sees the caller's number
 /// (the P-Asserted-Identity it presented, here a SIP and a tel URI in one
-/// header) in its own local format as the From user, and no identity
-/// header: a friend cannot assert an identity to another (RFC 3325 §5).
+/// header; without one, the friend's fallback DDI rather than its name) in
+/// its own local format as the From user, and no identity header: a
+/// friend cannot assert an identity to another (RFC 3325 §5).
 /// Before, the From user was the calling friend's name and its
 /// P-Asserted-Identity went through untouched.
 #[test]
@@ -1277,6 +1279,18 @@ fn a_friend_calling_a_friend_presents_its_number_and_asserts_nothing() {
         "{}",
         invite.0
     );
+    let from = invite.header("From").unwrap();
+    assert!(
+        from.starts_with("<sip:944000200@pbx.legacy.example>"),
+        "{from}"
+    );
+    // Presenting nothing but its name (its From user): the callee sees
+    // branch's fallback_outgoing_ddi (+34944000200), not "branch".
+    let caller = uac_auth(sw.addr(), "3001", "branch", "Branch-Secret-77", 1);
+    let invite = legacy
+        .answer_call(Duration::from_secs(10))
+        .expect("the second call reaches legacy");
+    assert_eq!(caller.wait(Duration::from_secs(20)), 0, "caller side");
     let from = invite.header("From").unwrap();
     assert!(
         from.starts_with("<sip:944000200@pbx.legacy.example>"),
