@@ -506,6 +506,11 @@ pub fn digest_username(credentials: &[&[u8]], realm: &str) -> Option<String> {
 /// a user part is accepted as it is.
 fn uri_names_request_user(uri: &[u8], request_uri: &[u8]) -> bool {
     use crate::sip::{unescape, Uri};
+    // The common cases, without parsing: the very Request-URI, or no user
+    // part (a SIP URI names one before an `@`).
+    if uri == request_uri || !uri.contains(&b'@') {
+        return true;
+    }
     let Some(user) = Uri::parse(uri)
         .ok()
         .and_then(|u| u.as_sip().and_then(|s| s.user))
