@@ -379,24 +379,23 @@ impl Router for TableRouter<'_> {
                 // number: its fallback DDI, else the company's.
                 Caller::Friend(id) => {
                     let caller = company.friend(id);
-                    let own = caller
-                        .fallback_outgoing_ddi
-                        .as_ref()
-                        .or(company.outgoing_ddi.as_ref())
-                        .map(|e| e.as_str().to_owned());
-                    match presented
-                        .as_deref()
-                        .map(|n| (n, caller.numbering.to_e164(n)))
-                    {
-                        Some((_, Some(e))) => Some(e.as_str().to_owned()),
-                        // A short number (an extension of its PBX) as it is.
-                        Some((n, None))
-                            if own.is_none()
-                                || n.bytes().all(|c| c.is_ascii_digit() || b"+*#".contains(&c)) =>
-                        {
-                            Some(n.to_owned())
-                        }
-                        _ => own.or_else(|| presented.clone()),
+                    let own = || {
+                        caller
+                            .fallback_outgoing_ddi
+                            .as_ref()
+                            .or(company.outgoing_ddi.as_ref())
+                            .map(|e| e.as_str().to_owned())
+                    };
+                    let short_number =
+                        |n: &str| n.bytes().all(|c| c.is_ascii_digit() || b"+*#".contains(&c));
+                    match presented.as_deref() {
+                        Some(n) => match caller.numbering.to_e164(n) {
+                            Some(e) => Some(e.as_str().to_owned()),
+                            // An extension of its PBX, as it is.
+                            None if short_number(n) => Some(n.to_owned()),
+                            None => own().or_else(|| Some(n.to_owned())),
+                        },
+                        None => own(),
                     }
                 }
                 _ => from_user.clone(),
