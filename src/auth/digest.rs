@@ -16,7 +16,7 @@ use std::fmt;
 
 use sha2::Digest;
 
-use super::{Attempt, Reason};
+use super::Reason;
 use crate::sip::AuthValue;
 
 /// A digest algorithm offered in challenges and accepted in credentials.
@@ -225,12 +225,15 @@ impl<'a> Credentials<'a> {
     }
 }
 
-/// The Digest credentials value for `attempt.realm`, `None` when there are
+/// The Digest credentials value for `realm` among `credentials`, `None` when there are
 /// no Digest credentials at all, or the failure when there are some but
 /// none usable for this realm.
-pub(crate) fn select<'a>(attempt: &Attempt<'a>) -> Result<Option<AuthValue<'a>>, Reason> {
+pub(crate) fn select<'a>(
+    credentials: &[&'a [u8]],
+    realm: &str,
+) -> Result<Option<AuthValue<'a>>, Reason> {
     let mut failure = None;
-    for &v in attempt.credentials {
+    for &v in credentials {
         let Ok(a) = AuthValue::parse(v) else {
             failure = Some(Reason::Malformed);
             continue;
@@ -239,7 +242,7 @@ pub(crate) fn select<'a>(attempt: &Attempt<'a>) -> Result<Option<AuthValue<'a>>,
             continue;
         }
         match realm_of(&a) {
-            Some(r) if *r == *attempt.realm.as_bytes() => return Ok(Some(a)),
+            Some(r) if *r == *realm.as_bytes() => return Ok(Some(a)),
             Some(_) => {
                 failure.get_or_insert(Reason::WrongRealm);
             }

@@ -307,7 +307,7 @@ impl Authenticator {
         attempt: &Attempt<'_>,
         password: impl FnOnce(&str) -> Option<&'p str>,
     ) -> Result<Outcome, Reason> {
-        let Some(value) = select(attempt)? else {
+        let Some(value) = select(attempt.credentials, attempt.realm)? else {
             // A first request without credentials (or only other schemes,
             // RFC 4475 `regaut01`): challenge, not a failure.
             return Ok(Outcome::Challenge { stale: false });
@@ -485,15 +485,7 @@ impl Authenticator {
 /// For a friend whose PBX writes the caller's number as From user (see
 /// `docs/friends.md`): the account is then the one the credentials name.
 pub fn digest_username(credentials: &[&[u8]], realm: &str) -> Option<String> {
-    let attempt = Attempt {
-        method: b"",
-        request_uri: b"",
-        realm,
-        user: "",
-        credentials,
-        source: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-    };
-    let value = select(&attempt).ok()??;
+    let value = select(credentials, realm).ok()??;
     let c = Credentials::parse(&value).ok()?;
     String::from_utf8(c.username.into_owned()).ok()
 }

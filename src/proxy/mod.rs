@@ -107,7 +107,7 @@ pub enum Source {
 }
 
 /// A message to send.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Transmit {
     /// Where to.
     pub peer: Peer,

@@ -708,12 +708,7 @@ impl Worker {
         let origin = usize::from(t.worker);
         if origin != self.index {
             if let Some(inbox) = self.shared.inboxes.get(origin) {
-                inbox.hand_over(Inbox::SendFailed(Transmit {
-                    peer: t.peer,
-                    source: t.source,
-                    data: t.data.clone(),
-                    worker: t.worker,
-                }));
+                inbox.hand_over(Inbox::SendFailed(t.clone()));
                 return;
             }
         }

@@ -1109,8 +1109,10 @@ fn options_answered(c: &mut TcpStream, n: u32) -> bool {
 /// Whether the switch closed `c` (end of stream or reset within the read
 /// timeout).
 fn closed_by_switch(c: &mut TcpStream) -> bool {
-    matches!(c.read(&mut [0u8; 64]), Ok(0))
-        || matches!(c.read(&mut [0u8; 64]), Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset)
+    match c.read(&mut [0u8; 64]) {
+        Ok(n) => n == 0,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+    }
 }
 
 /// With the connection table full, a newcomer takes the place of the
