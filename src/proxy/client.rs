@@ -242,6 +242,7 @@ impl Proxy {
         let local =
             |status, reason| response_to(&request, status, reason, Some(tx.to_tag.as_bytes()), &[]);
         let data: Bytes = match tx.best.take() {
+            None if tx.cancelled => local(StatusCode::REQUEST_TERMINATED, "Request Terminated"),
             None => local(StatusCode::REQUEST_TIMEOUT, "Request Timeout"),
             // RFC 3261 §16.7 step 6: a 503 is not passed on as such.
             Some((StatusCode::SERVICE_UNAVAILABLE, _)) => {

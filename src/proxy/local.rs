@@ -369,6 +369,7 @@ impl Proxy {
             best: Some((status, data)),
             to_tag,
             g_interval: self.cfg.timers.t1,
+            cancelled: false,
         }));
         Ticket { slot, generation }
     }

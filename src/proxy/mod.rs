@@ -427,6 +427,10 @@ struct Tx {
     best: Option<(StatusCode, Vec<u8>)>,
     to_tag: String,
     g_interval: std::time::Duration,
+    /// The caller CANCELled it: an ending decided here (a branch that never
+    /// answered timing out) is told as 487, what the caller's CANCEL asked
+    /// for, not as 408.
+    cancelled: bool,
 }
 
 /// The proxy of one worker; see the module docs.

@@ -342,6 +342,7 @@ impl Proxy {
             best: None,
             to_tag,
             g_interval: self.cfg.timers.t1,
+            cancelled: false,
         };
         self.stats.forwarded += 1;
         self.server_index.insert(key, slot);
@@ -884,6 +885,7 @@ impl Proxy {
         if tx.state != ServerState::Proceeding {
             return;
         }
+        tx.cancelled = true;
         let mut to_cancel = Vec::new();
         for (i, b) in tx.branches.iter_mut().enumerate() {
             match b.state {

@@ -408,6 +408,52 @@ fn cancel_before_answer() {
     assert_eq!(status(&out[0].2), 481);
 }
 
+/// A CANCEL that comes before the callee answered anything: no CANCEL may
+/// go out yet (RFC 3261 §9.1), the INVITE is still resent, and a late
+/// provisional is met with the CANCEL at once. A callee that never answers
+/// ends the call with the 487 the caller asked for, not a 408.
+#[test]
+fn cancel_before_any_provisional() {
+    let mut h = Harness::new();
+    let is = |m: &Message, method| m.method() == Some(method);
+    let out = h.recv(A, &invite("bob", "z9hG4bK-c0"));
+    assert!(out
+        .iter()
+        .any(|(to, _, m)| *to == addr(B) && is(m, tandem::sip::Method::INVITE)));
+    let cancel = invite("bob", "z9hG4bK-c0")
+        .replace("INVITE sip", "CANCEL sip")
+        .replace("1 INVITE", "1 CANCEL");
+    let out = h.recv(A, &cancel);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!((out[0].0, status(&out[0].2)), (addr(A), 200));
+    // The INVITE is still resent to the silent callee.
+    let out = h.advance(Duration::from_millis(600));
+    assert!(out
+        .iter()
+        .any(|(to, _, m)| *to == addr(B) && is(m, tandem::sip::Method::INVITE)));
+
+    // A provisional, late: the CANCEL goes at once.
+    let mut late = Harness::new();
+    let out = late.recv(A, &invite("bob", "z9hG4bK-c0"));
+    let fwd2 = out[1].2.clone();
+    late.recv(A, &cancel);
+    let out = late.recv_raw(B, answer(&fwd2, 180, Some("b")));
+    assert!(
+        out.iter()
+            .any(|(to, _, m)| *to == addr(B) && is(m, tandem::sip::Method::CANCEL)),
+        "{out:?}"
+    );
+
+    // Never an answer: the caller's INVITE ends with 487 when timer B fires.
+    let out = h.advance(Duration::from_secs(40));
+    let finals: Vec<u16> = out
+        .iter()
+        .filter(|(to, _, m)| *to == addr(A) && m.status().is_some())
+        .map(|(_, _, m)| status(m))
+        .collect();
+    assert_eq!(finals.first(), Some(&487), "{out:?}");
+}
+
 #[test]
 fn forking_picks_the_best_final_and_cancels_on_2xx() {
     let mut h = Harness::new();
