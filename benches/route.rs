@@ -345,6 +345,19 @@ fn platform_10k(c: &mut Criterion) {
             black_box(d.is_routed())
         })
     });
+    // A carrier's call to a national number no company owns: read with
+    // the numbering of the companies the carrier serves (all Spanish here).
+    let carrier = Caller::Carrier(table.carrier_id("pstn").unwrap());
+    let first = table.company("c0.example.com").unwrap();
+    group.bench_function(
+        "carrier call, unknown national number, 10000 companies",
+        |b| {
+            b.iter(|| {
+                let d = table.decide(first, &carrier, black_box("944999999"), None);
+                black_box(d.is_routed())
+            })
+        },
+    );
     group.finish();
 }
 

@@ -269,12 +269,13 @@ impl RoutingTable {
         carrier: CarrierId,
         dialled: &str,
     ) -> Decision<'t> {
-        let name = &self.carrier(carrier).name;
+        // Each distinct numbering once (companies of one country share
+        // one), and each distinct reading looked up once: an unknown number
+        // costs a few readings, not one per company the carrier serves.
         let numberings = std::iter::once(&company.numbering).chain(
-            self.companies()
-                .iter()
-                .filter(|c| c.carrier.name == *name)
-                .map(|c| &c.numbering),
+            self.carrier_numberings
+                .of(carrier)
+                .filter(|n| **n != company.numbering),
         );
         let mut first = None;
         let mut found = None;
@@ -282,6 +283,9 @@ impl RoutingTable {
             let Some(number) = numbering.to_e164(dialled) else {
                 continue;
             };
+            if first == Some(number) {
+                continue;
+            }
             if let Some(owner) = self.ddi_owner(number.as_str()) {
                 found = Some((number, owner));
                 break;

@@ -532,6 +532,58 @@ impl Default for BuildOptions {
     }
 }
 
+/// For each carrier (by [`CarrierId`]), the distinct numberings of the
+/// companies it serves, each with how many companies use it, so adding or
+/// removing one company updates it without a pass over all of them.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CarrierNumberings(Vec<Vec<(Numbering, u32)>>);
+
+impl CarrierNumberings {
+    pub(crate) fn build(carriers: &[CarrierEntry], companies: &[Arc<CompiledCompany>]) -> Self {
+        let mut all = CarrierNumberings(vec![Vec::new(); carriers.len()]);
+        for c in companies {
+            all.add(carriers, c);
+        }
+        all
+    }
+
+    /// The carrier's distinct numberings, in the order companies added them.
+    pub(crate) fn of(&self, carrier: CarrierId) -> impl Iterator<Item = &Numbering> {
+        self.0
+            .get(carrier.0 as usize)
+            .into_iter()
+            .flatten()
+            .map(|(n, _)| n)
+    }
+
+    fn slot(carriers: &[CarrierEntry], company: &CompiledCompany) -> Option<usize> {
+        // Carriers are few; companies may be many.
+        carriers.iter().position(|k| k.name == company.carrier.name)
+    }
+
+    pub(crate) fn add(&mut self, carriers: &[CarrierEntry], company: &CompiledCompany) {
+        let Some(list) = Self::slot(carriers, company).and_then(|i| self.0.get_mut(i)) else {
+            return;
+        };
+        match list.iter_mut().find(|(n, _)| *n == company.numbering) {
+            Some((_, count)) => *count += 1,
+            None => list.push((company.numbering.clone(), 1)),
+        }
+    }
+
+    pub(crate) fn remove(&mut self, carriers: &[CarrierEntry], company: &CompiledCompany) {
+        let Some(list) = Self::slot(carriers, company).and_then(|i| self.0.get_mut(i)) else {
+            return;
+        };
+        if let Some(at) = list.iter().position(|(n, _)| *n == company.numbering) {
+            list[at].1 -= 1;
+            if list[at].1 == 0 {
+                list.remove(at);
+            }
+        }
+    }
+}
+
 /// The whole compiled routing table. Immutable; publish it with
 /// `route::Publisher` and share it with `Arc`. Cloning it is shallow:
 /// companies are shared, indexes are flat integer tables.
@@ -543,6 +595,10 @@ pub struct RoutingTable {
     /// DDI (packed by `index::ddi_key`) → owning company index.
     pub(crate) ddis: FxHashMap<u64, u32>,
     pub(crate) carriers: Vec<CarrierEntry>,
+    /// Per carrier (by [`CarrierId`]), the distinct numberings of the
+    /// companies it serves: a national number from the carrier is read
+    /// with each of these, not once per company (see `decide_ddi`).
+    pub(crate) carrier_numberings: CarrierNumberings,
     pub(crate) carrier_configs: Vec<config::Carrier>,
     pub(crate) sources: Vec<(Cidr, CarrierId)>,
     /// Addresses (IP literal and port) of the carriers and direct friends
@@ -690,12 +746,14 @@ impl RoutingTable {
                 Some(SocketAddr::new(ip.parse().ok()?, port))
             })
             .collect();
+        let carrier_numberings = CarrierNumberings::build(&carriers, &companies);
         RoutingTable {
             companies,
             by_domain,
             by_name,
             ddis,
             carriers,
+            carrier_numberings,
             carrier_configs: config.carrier.clone(),
             sources,
             tcp_peers,

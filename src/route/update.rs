@@ -131,6 +131,7 @@ impl RoutingTable {
     /// indexed under `was`.
     fn unindex_at(&mut self, slot: u32, was: u32) {
         let company = Arc::clone(&self.companies[slot as usize]);
+        self.carrier_numberings.remove(&self.carriers, &company);
         self.by_domain.remove(&company.domain, was);
         for number in company.ddis.keys() {
             if let Some(key) = ddi_key(number) {
@@ -144,6 +145,7 @@ impl RoutingTable {
     /// Adds the domain and DDIs of company `i` to the indexes.
     fn index(&mut self, i: u32) {
         let company = Arc::clone(&self.companies[i as usize]);
+        self.carrier_numberings.add(&self.carriers, &company);
         self.by_domain.insert(&company.domain, i);
         for number in company.ddis.keys() {
             if let Some(key) = ddi_key(number) {

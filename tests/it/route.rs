@@ -501,6 +501,41 @@ fn update_and_remove_one_company() {
         "ddi +34966000100 -> user dave"
     );
     assert_eq!(last.companies().len(), 2);
+
+    // A company with a numbering of its own, added and removed one at a
+    // time: the carrier's national numbers follow it.
+    let mut uk = cfg.company[1].clone();
+    uk.name = "uk".into();
+    uk.domain = "uk.example.net".into();
+    uk.country_code = "44".into();
+    uk.area_code = None;
+    uk.trunk_prefix = "0".into();
+    uk.national_length = 10;
+    uk.ddi[0].number = "+442079460001".into();
+    uk.carrier = Some("pstn".into());
+    publisher.update_company(&uk).unwrap();
+    let with_uk = publisher.table();
+    let pstn = with_uk
+        .caller_by_name(gamma_of(&with_uk), "carrier:pstn")
+        .unwrap();
+    assert_eq!(
+        with_uk
+            .decide(gamma_of(&with_uk), &pstn, "02079460001", None)
+            .to_string(),
+        "ddi +442079460001 -> user dave"
+    );
+    assert!(publisher.remove_company("uk"));
+    let without = publisher.table();
+    assert_eq!(
+        without
+            .decide(gamma_of(&without), &pstn, "02079460001", None)
+            .to_string(),
+        "not dialable"
+    );
+}
+
+fn gamma_of(t: &RoutingTable) -> &tandem::route::table::CompiledCompany {
+    t.company("gamma.example.net").unwrap()
 }
 
 /// Enough companies for the reload diff to run on several threads.
