@@ -4,8 +4,9 @@
 //!   SIGHUP reloads the configuration.
 //! - `tandem check [--config FILE]`: exit 0 and a one-line summary on stdout
 //!   when valid; exit 1 and one line per problem on stderr otherwise.
-//! - `tandem route [--config FILE] --company DOMAIN|NAME --from NAME [--presented N] NUMBER`:
-//!   prints on stdout the routing decision in one line (DOMAIN.md §3);
+//! - `tandem route [--config FILE] --company DOMAIN|NAME --from CALLER [--presented N] NUMBER`:
+//!   CALLER is a user or friend name, `user:NAME`, `friend:NAME` or
+//!   `carrier:NAME`; prints on stdout the routing decision in one line (DOMAIN.md §3);
 //!   exit 0, exit 2 for an unknown company or caller, exit 1 for an
 //!   invalid configuration (problems on stderr).
 
@@ -48,7 +49,9 @@ enum Command {
         /// The caller's company, by SIP domain or by name.
         #[arg(long)]
         company: String,
-        /// The caller: a user name, a friend name, or `carrier:NAME`.
+        /// The caller: a user or friend name, `user:NAME`, `friend:NAME`
+        /// or `carrier:NAME` (a bare name that is both a user and a friend
+        /// is refused).
         #[arg(long)]
         from: String,
         /// The caller's presented number (P-Asserted-Identity or From user).
@@ -115,10 +118,17 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             };
             let Some(caller) = table.caller_by_name(company, &from) else {
-                eprintln!(
-                    "unknown caller {from:?} in {} (a user, a friend, or carrier:NAME)",
-                    company.domain
-                );
+                if table.caller_is_ambiguous(company, &from) {
+                    eprintln!(
+                        "caller {from:?} in {} is both a user and a friend: write user:{from} or friend:{from}",
+                        company.domain
+                    );
+                } else {
+                    eprintln!(
+                        "unknown caller {from:?} in {} (a user, a friend, user:NAME, friend:NAME or carrier:NAME)",
+                        company.domain
+                    );
+                }
                 return ExitCode::from(2);
             };
             println!(

@@ -333,15 +333,31 @@ fn presented_identity(
 }
 
 impl RoutingTable {
-    /// Resolves a caller by name, as `tandem route --from` does: a user
-    /// name, a friend name, or `carrier:NAME`.
+    /// Resolves a caller by name, as `tandem route --from` does:
+    /// `carrier:NAME`, `user:NAME`, `friend:NAME`, or a bare name that is
+    /// a user's or a friend's. A user and a friend may share a name (only
+    /// terminals and friends share a namespace, DOMAIN.md §2): a bare name
+    /// that is both resolves to neither, see [`RoutingTable::caller_is_ambiguous`].
     pub fn caller_by_name(&self, company: &CompiledCompany, name: &str) -> Option<Caller> {
         if let Some(carrier) = name.strip_prefix("carrier:") {
             return self.carrier_id(carrier).map(Caller::Carrier);
         }
-        company
-            .user_id(name)
-            .map(Caller::User)
-            .or_else(|| company.friend_id(name).map(Caller::Friend))
+        if let Some(user) = name.strip_prefix("user:") {
+            return company.user_id(user).map(Caller::User);
+        }
+        if let Some(friend) = name.strip_prefix("friend:") {
+            return company.friend_id(friend).map(Caller::Friend);
+        }
+        match (company.user_id(name), company.friend_id(name)) {
+            (Some(u), None) => Some(Caller::User(u)),
+            (None, Some(f)) => Some(Caller::Friend(f)),
+            _ => None,
+        }
+    }
+
+    /// Whether a bare `name` is both a user and a friend of `company`, so
+    /// `caller_by_name` needs `user:` or `friend:` before it.
+    pub fn caller_is_ambiguous(&self, company: &CompiledCompany, name: &str) -> bool {
+        company.user_id(name).is_some() && company.friend_id(name).is_some()
     }
 }

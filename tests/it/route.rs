@@ -618,3 +618,32 @@ fn readers_on_other_threads_see_reloads() {
         assert_eq!(after, "friend legacy (pattern 2[0-9]{3}, priority 20)");
     });
 }
+
+/// A user and a friend may share a name (DOMAIN.md §2 puts only terminals
+/// and friends in one namespace): `tandem route --from` then needs
+/// `user:` or `friend:`, and a bare name picks neither.
+#[test]
+fn a_user_and_a_friend_of_one_name_are_told_apart() {
+    let mut cfg = config::parse(PLATFORM).unwrap();
+    let mut phone = cfg.company[0].terminal[0].clone();
+    phone.name = "twin-phone".into();
+    cfg.company[0].terminal.push(phone);
+    let mut twin = cfg.company[0].user[0].clone();
+    twin.name = "branch".into();
+    twin.terminal = "twin-phone".into();
+    cfg.company[0].user.push(twin);
+    let table = RoutingTable::build(&cfg).unwrap_or_else(|e| panic!("{e}"));
+    let acme = table.company("acme.example.com").unwrap();
+    assert!(table.caller_by_name(acme, "branch").is_none());
+    assert!(table.caller_is_ambiguous(acme, "branch"));
+    let user = table.caller_by_name(acme, "user:branch").unwrap();
+    let friend = table.caller_by_name(acme, "friend:branch").unwrap();
+    assert!(matches!(user, tandem::route::Caller::User(_)), "{user:?}");
+    assert!(
+        matches!(friend, tandem::route::Caller::Friend(_)),
+        "{friend:?}"
+    );
+    assert!(table.caller_by_name(acme, "user:nobody").is_none());
+    assert!(!table.caller_is_ambiguous(acme, "alice"));
+    assert!(table.caller_by_name(acme, "alice").is_some());
+}
