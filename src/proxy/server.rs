@@ -442,7 +442,15 @@ impl Proxy {
             }
             return self.single_hop(msg, from, pops, peer, "Route not resolvable");
         }
-        if in_dialog(msg) {
+        // A carrier's UA that ignores Record-Route (SIPp's built-in `uac`
+        // does) sends its ACK and BYE like its INVITE: no Route, to the
+        // switch, for the number it dialled. A carrier is trusted by its
+        // source network and may route by the Request-URI anyway: such a
+        // request is routed as the carrier's requests are (DDIs only),
+        // with no dialog rewriting to restore. Anyone else needs the token.
+        let carrier_by_uri =
+            in_dialog(msg) && pops == 0 && router.is_carrier(&from) && self.request_uri_is_me(msg);
+        if in_dialog(msg) && !carrier_by_uri {
             if pops == 0 {
                 // Includes the ACK of a final response the switch sent
                 // itself: it ends here (`reply` never answers an ACK).

@@ -374,6 +374,44 @@ fn carrier_calls_a_ddi_that_rings_a_direct_friend() {
     carrier_calls_the_friend(&sw, friend, "127.0.0.2", 3);
 }
 
+/// SIPp's built-in scenarios (`-sn uac`, `-sn uas`) as carrier and
+/// friend. The built-in caller ignores Record-Route: its ACK and BYE come
+/// like its INVITE, without Route, to the switch for the dialled number.
+/// From a carrier they are routed as its INVITE was; before, both were
+/// refused ("Not a dialog of this switch") and no call completed.
+#[test]
+fn sipp_builtin_scenarios_complete_carrier_calls() {
+    let sw = Switch::start("builtin", 24900);
+    let friend = Sipp::spawn(&["-sn", "uas", "-i", "127.0.0.1", "-p", "24910", "-m", "3"]);
+    std::thread::sleep(Duration::from_millis(200));
+    let target = sw.addr().to_string();
+    let caller = Sipp::spawn(&[
+        &target,
+        "-sn",
+        "uac",
+        "-i",
+        "127.0.0.2",
+        "-s",
+        "+34944000200",
+        "-m",
+        "3",
+        "-r",
+        "10",
+        "-d",
+        "100",
+    ]);
+    assert_eq!(
+        caller.wait(Duration::from_secs(30)),
+        0,
+        "caller side failed"
+    );
+    assert_eq!(
+        friend.wait(Duration::from_secs(10)),
+        0,
+        "friend side failed"
+    );
+}
+
 /// `calls` carrier calls from `carrier_ip` to the DDI of the friend
 /// `branch` (SIPp `friend` answering), each checked end to end on both
 /// sides.
