@@ -92,10 +92,14 @@ fn push_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
 }
 
 /// Answers a request that could not be framed (RFC 4475 `ncl`, `mcl01`,
-/// `clerr`...): finds its Via, From, To, Call-ID and CSeq lines leniently
-/// and echoes them in a response with `status` and `reason`. Returns `None`
-/// when there is nothing to answer: a response, or no Via line to send it
-/// back along.
+/// `clerr`, too many header lines...): finds its Via, From, To, Call-ID and
+/// CSeq lines leniently and echoes them in a response with `status` and
+/// `reason`. Every Via value goes on one line (RFC 3261 §7.3.1 allows the
+/// comma list), so a request refused for its many Via lines is still
+/// answered in a few lines. A To without a tag gets one derived from the
+/// request's bytes (RFC 3261 §8.2.6.2; the same for its retransmissions).
+/// Returns `None` when there is nothing to answer: a response, or no Via
+/// line to send it back along.
 pub fn answer_unparsable(raw: &[u8], status: u16, reason: &str) -> Option<Vec<u8>> {
     let raw = &raw[raw
         .iter()
@@ -105,46 +109,72 @@ pub fn answer_unparsable(raw: &[u8], status: u16, reason: &str) -> Option<Vec<u8
         return None;
     }
     let head_end = memchr::memmem::find(raw, b"\r\n\r\n").unwrap_or(raw.len());
-    let mut out = format!("SIP/2.0 {status} {reason}\r\n").into_bytes();
-    let mut has_via = false;
-    let mut first = true;
-    // An answer our own parser could not frame (more header lines than it
-    // takes, with Content-Length) is not sent: the request is dropped.
-    let mut lines = 1;
-    for line in raw[..head_end].split(|&c| c == b'\n') {
-        if first {
-            first = false;
-            continue;
-        }
+    let head = &raw[..head_end];
+    let mut vias: Vec<&[u8]> = Vec::new();
+    // From, To, Call-ID, CSeq: the first of each.
+    let mut once: [Option<&[u8]>; 4] = [None; 4];
+    for line in head.split(|&c| c == b'\n').skip(1) {
         let line = crate::sip::scan::trim_end(line);
         let Some(colon) = line.iter().position(|&c| c == b':') else {
             continue;
-        };
-        let name = HeaderName::from_bytes(crate::sip::scan::trim(&line[..colon]));
-        let canonical = match name {
-            HeaderName::Via => {
-                has_via = true;
-                "Via"
-            }
-            HeaderName::From => "From",
-            HeaderName::To => "To",
-            HeaderName::CallId => "Call-ID",
-            HeaderName::CSeq => "CSeq",
-            _ => continue,
         };
         let value = crate::sip::scan::trim(&line[colon + 1..]);
         if value.is_empty() || value.iter().any(|&c| c < b' ' && c != b'\t') {
             continue;
         }
-        lines += 1;
-        if lines > crate::sip::MAX_HEADERS {
-            return None;
-        }
-        push_header(&mut out, canonical, value);
+        let k = match HeaderName::from_bytes(crate::sip::scan::trim(&line[..colon])) {
+            HeaderName::Via => {
+                vias.push(value);
+                continue;
+            }
+            HeaderName::From => 0,
+            HeaderName::To => 1,
+            HeaderName::CallId => 2,
+            HeaderName::CSeq => 3,
+            _ => continue,
+        };
+        once[k].get_or_insert(value);
     }
-    if !has_via {
+    if vias.is_empty() {
         return None;
+    }
+    let mut out = format!("SIP/2.0 {status} {reason}\r\n").into_bytes();
+    out.extend_from_slice(b"Via: ");
+    for (i, v) in vias.iter().enumerate() {
+        if i > 0 {
+            out.extend_from_slice(b", ");
+        }
+        out.extend_from_slice(v);
+    }
+    out.extend_from_slice(b"\r\n");
+    for (k, name) in ["From", "To", "Call-ID", "CSeq"].into_iter().enumerate() {
+        let Some(value) = once[k] else { continue };
+        push_header(&mut out, name, value);
+        if k == 1 && !has_tag_param(value) {
+            // Before the CRLF just written.
+            out.truncate(out.len() - 2);
+            out.extend_from_slice(format!(";tag={:08x}\r\n", fnv1a(head)).as_bytes());
+        }
     }
     out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
     Some(out)
+}
+
+/// Whether a To value, read leniently, already carries a `tag` parameter
+/// (after the URI's closing `>` when there is one).
+fn has_tag_param(value: &[u8]) -> bool {
+    let params = match memchr::memrchr(b'>', value) {
+        Some(gt) => &value[gt + 1..],
+        None => value,
+    };
+    params.split(|&c| c == b';').skip(1).any(|p| {
+        let name = p.split(|&c| c == b'=').next().unwrap_or(b"");
+        crate::sip::scan::trim(name).eq_ignore_ascii_case(b"tag")
+    })
+}
+
+fn fnv1a(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5u32, |h, &c| {
+        (h ^ u32::from(c)).wrapping_mul(0x0100_0193)
+    })
 }

@@ -253,6 +253,11 @@ impl Proxy {
         .into();
         tx.state = ServerState::Completed;
         tx.last_response = Some(data.clone());
+        if tx.invite {
+            let k = super::ack_key(&request);
+            self.ack_index.insert(k.clone(), slot);
+            tx.ack_key = Some(k);
+        }
         let up = tx.upstream;
         let generation = tx.generation;
         let invite = tx.invite;

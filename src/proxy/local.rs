@@ -115,6 +115,18 @@ impl Proxy {
                 &[],
             );
         };
+        if let Some(tags) = crate::sip::required_extensions(&msg) {
+            // The registrar supports no extension (RFC 3261 §8.2.2.3).
+            return self.answer(
+                now,
+                msg,
+                from,
+                key,
+                StatusCode::BAD_EXTENSION,
+                "Bad Extension",
+                &[("Unsupported", &tags)],
+            );
+        }
         let (realm, user, password, registers) = match router.claim(&msg, &from, true) {
             Claim::Trusted => {
                 return self.answer(
@@ -369,6 +381,7 @@ impl Proxy {
             best: Some((status, data)),
             to_tag,
             g_interval: self.cfg.timers.t1,
+            ack_key: None,
             cancelled: false,
         }));
         Ticket { slot, generation }

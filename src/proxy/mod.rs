@@ -427,6 +427,9 @@ struct Tx {
     best: Option<(StatusCode, Vec<u8>)>,
     to_tag: String,
     g_interval: std::time::Duration,
+    /// For an INVITE answered upstream with a non-2xx final: its
+    /// [`ack_key`], under which `ack_index` finds it.
+    ack_key: Option<Vec<u8>>,
     /// The caller CANCELled it: an ending decided here (a branch that never
     /// answered timing out) is told as 487, what the caller's CANCEL asked
     /// for, not as 408.
@@ -450,6 +453,12 @@ pub struct Proxy {
     /// random seed per process (foldhash), so nobody can aim collisions.
     server_index: HashMap<Vec<u8>, u32, foldhash::fast::RandomState>,
     client_index: HashMap<Vec<u8>, (u32, u16), foldhash::fast::RandomState>,
+    /// INVITE transactions that sent a non-2xx final upstream, by
+    /// [`ack_key`]: the ACK of a caller that gives it a new branch (RFC
+    /// 3261 §17.1.1.3 says the INVITE's; SIPp scenarios often write
+    /// `[branch]`) still finds its transaction and is absorbed, not taken
+    /// for the ACK of a 2xx and routed on to the callee.
+    ack_index: HashMap<Vec<u8>, u32, foldhash::fast::RandomState>,
     timers: TimerQueue,
     out: VecDeque<Transmit>,
     persist: VecDeque<Persist>,
@@ -500,6 +509,7 @@ impl Proxy {
             live: 0,
             server_index: HashMap::default(),
             client_index: HashMap::default(),
+            ack_index: HashMap::default(),
             timers: TimerQueue::default(),
             out: VecDeque::new(),
             persist: VecDeque::new(),
@@ -701,6 +711,11 @@ impl Proxy {
     fn release(&mut self, slot: u32) {
         if let Some(tx) = self.slots[slot as usize].take() {
             self.server_index.remove(&tx.key);
+            if let Some(k) = &tx.ack_key {
+                if self.ack_index.get(k) == Some(&slot) {
+                    self.ack_index.remove(k);
+                }
+            }
             for b in &tx.branches {
                 self.client_index.remove(&b.id);
             }
@@ -709,6 +724,24 @@ impl Proxy {
             self.live -= 1;
         }
     }
+}
+
+/// What an INVITE and the ACK of its non-2xx final share whatever their
+/// branches: Call-ID, From tag and CSeq number.
+fn ack_key(msg: &Message) -> Vec<u8> {
+    let call_id = msg.header(crate::sip::HeaderName::CallId).unwrap_or(b"");
+    let from_tag = msg.tag(crate::sip::HeaderName::From).unwrap_or(b"");
+    let mut k = Vec::with_capacity(call_id.len() + from_tag.len() + 6);
+    k.extend_from_slice(call_id);
+    k.push(0);
+    k.extend_from_slice(from_tag);
+    k.push(0);
+    let seq = msg
+        .header(crate::sip::HeaderName::CSeq)
+        .and_then(crate::sip::CSeq::parse)
+        .map_or(0, |c| c.seq);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
 }
 
 /// Appends `n` in lower-case hex, no leading zeros (what `{:x}` writes,

@@ -81,6 +81,10 @@ impl Proxy {
                 self.stats.dropped += 1;
                 return;
             }
+            if let Some(&slot) = self.ack_index.get(&super::ack_key(&msg)) {
+                // A non-2xx's ACK under a new branch (see `ack_index`).
+                return self.retransmission(now, slot, &msg, from, router);
+            }
             return self.forward_stateless(&msg, from, router);
         }
 
@@ -342,6 +346,7 @@ impl Proxy {
             best: None,
             to_tag,
             g_interval: self.cfg.timers.t1,
+            ack_key: None,
             cancelled: false,
         };
         self.stats.forwarded += 1;
@@ -496,6 +501,16 @@ impl Proxy {
         let uri = Uri::decode(msg.request_uri().expect("request")).expect("validated");
         if is_ping(msg) {
             // OPTIONS to the switch itself: a keep-alive or capability probe.
+            if let Some(tags) = crate::sip::required_extensions(msg) {
+                self.reply(
+                    msg,
+                    from,
+                    StatusCode::BAD_EXTENSION,
+                    "Bad Extension",
+                    &[("Unsupported", &tags)],
+                );
+                return None;
+            }
             self.reply(msg, from, StatusCode::OK, "OK", &[("Allow", b"INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, PRACK, REFER, NOTIFY, MESSAGE")]);
             return None;
         }

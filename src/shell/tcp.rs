@@ -233,7 +233,10 @@ async fn read_loop(w: Rc<Worker>, id: u64, addr: SocketAddr) {
                     tracing::debug!(worker = w.index, %addr, error = %e, "TCP framing error, closing");
                     // The 400 goes after the answers already queued, then
                     // the connection closes.
-                    if let Some(r) = crate::proxy::answer_unparsable(&pending, 400, e.reason()) {
+                    let answer = e
+                        .status()
+                        .and_then(|s| crate::proxy::answer_unparsable(&pending, s.0, e.reason()));
+                    if let Some(r) = answer {
                         let bad = Transmit {
                             peer,
                             source: Source::Listen,

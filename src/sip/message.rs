@@ -334,15 +334,16 @@ impl Head {
         let body_end = match (content_length, framing) {
             (Some(cl), _) => {
                 let end = body_start + cl as usize;
+                // A datagram is all there is: a Content-Length past its end
+                // is a malformed message (400), however large the number.
+                if !stream && end > buf.len() {
+                    return Err(ParseError::ContentLengthMismatch);
+                }
                 if end > MAX_MESSAGE_LEN {
                     return Err(ParseError::TooLarge);
                 }
                 if end > buf.len() {
-                    return if stream {
-                        Ok(Status::Partial)
-                    } else {
-                        Err(ParseError::ContentLengthMismatch)
-                    };
+                    return Ok(Status::Partial);
                 }
                 end
             }

@@ -57,7 +57,7 @@ pub use method::Method;
 pub use params::{unquote, Param, ParamIter, Params};
 pub use status::StatusCode;
 pub use uri::{escape_user, unescape, Host, SipUri, TelUri, Uri, UriError, MAX_URI_LEN};
-pub use validate::{unsupported_proxy_require, validate, Verdict};
+pub use validate::{required_extensions, unsupported_proxy_require, validate, Verdict};
 pub use values::{
     is_valid_call_id, option_tags, parse_expires, parse_max_forwards, AuthError, AuthValue, CSeq,
     ContentType, Via, ViaError,

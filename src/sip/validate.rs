@@ -70,6 +70,19 @@ pub fn unsupported_proxy_require(msg: &Message) -> impl Iterator<Item = &[u8]> {
         .filter(|t| !PROXY_SUPPORTED.iter().any(|s| s.eq_ignore_ascii_case(t)))
 }
 
+/// What a request's Require names (RFC 3261 §8.2.2.3), comma-separated,
+/// for the `Unsupported` of a `420`; `None` when it requires nothing.
+/// Where Tandem answers a request itself (REGISTER, OPTIONS to the
+/// switch) it supports no extension: every tag is unsupported. A proxied
+/// request's Require is the far end's business.
+pub fn required_extensions(msg: &Message) -> Option<Vec<u8>> {
+    let tags: Vec<&[u8]> = msg
+        .headers(HeaderName::Require)
+        .flat_map(option_tags)
+        .collect();
+    (!tags.is_empty()).then(|| tags.join(&b", "[..]))
+}
+
 /// Required in every request (RFC 3261 §8.1.1; Max-Forwards is left
 /// optional for RFC 2543 peers and added when forwarding).
 const REQUIRED: [(HeaderName, &str); 5] = [

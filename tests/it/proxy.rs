@@ -1014,3 +1014,70 @@ Content-Length: 0
     assert_eq!(out.len(), 1, "{out:?}");
     assert_eq!((out[0].0, status(&out[0].2)), (addr(B), 403));
 }
+
+/// A request refused for having more header lines than the parser takes
+/// (here 95 Via lines) is still answered 400: its Vias go back in one
+/// comma-separated line, so the answer frames again, and its To gets a tag
+/// (the same for a retransmission).
+#[test]
+fn a_request_of_too_many_via_lines_gets_a_400() {
+    let mut h = Harness::new();
+    let mut text = String::from("OPTIONS sip:bob@acme.example.com SIP/2.0\r\n");
+    text.push_str(&format!("Via: SIP/2.0/UDP {A};branch=z9hG4bK-many\r\n"));
+    for i in 0..94 {
+        text.push_str(&format!(
+            "Via: SIP/2.0/UDP 10.0.0.{i};branch=z9hG4bK-{i}\r\n"
+        ));
+    }
+    text.push_str(
+        "Max-Forwards: 70\r\nFrom: <sip:alice@acme.example.com>;tag=a1\r\n\
+         To: <sip:bob@acme.example.com>\r\nCall-ID: many-vias\r\nCSeq: 1 OPTIONS\r\n\
+         Content-Length: 0\r\n\r\n",
+    );
+    let out = h.recv_raw(A, text.clone().into_bytes());
+    assert_eq!(out.len(), 1, "{out:?}");
+    let (to, _, answer) = &out[0];
+    assert_eq!((*to, status(answer)), (addr(A), 400));
+    assert_eq!(answer.values(HeaderName::Via).count(), 95);
+    assert_eq!(top_branch(answer), "z9hG4bK-many");
+    let tag = answer.tag(HeaderName::To).expect("a To tag").to_vec();
+    let again = h.recv_raw(A, text.into_bytes());
+    assert_eq!(again[0].2.tag(HeaderName::To), Some(&tag[..]));
+}
+
+/// The ACK of a non-2xx final ends its INVITE transaction even when the
+/// caller gives it a new branch (many SIPp scenarios write `[branch]`): it
+/// is absorbed, not taken for the ACK of a 2xx and routed to the callee,
+/// and the 486 is no longer resent.
+#[test]
+fn a_non_2xx_ack_under_a_new_branch_is_absorbed() {
+    let mut h = Harness::new();
+    let out = h.recv(A, &invite("bob", "z9hG4bK-nb1"));
+    let fwd = out[1].2.clone();
+    let out = h.recv_raw(B, answer(&fwd, 486, Some("b")));
+    let busy = out
+        .iter()
+        .find(|(to, _, m)| *to == addr(A) && m.status().is_some())
+        .expect("486 upstream");
+    let to = String::from_utf8_lossy(busy.2.header(HeaderName::To).unwrap()).into_owned();
+    let ack = format!(
+        "ACK sip:bob@acme.example.com SIP/2.0
+Via: SIP/2.0/UDP {A};branch=z9hG4bK-nb1-other
+Max-Forwards: 70
+From: <sip:alice@acme.example.com>;tag=a1
+To: {to}
+Call-ID: call-z9hG4bK-nb1
+CSeq: 1 ACK
+Content-Length: 0
+
+"
+    );
+    let out = h.recv(A, &ack);
+    assert!(out.is_empty(), "{out:?}");
+    let out = h.advance(Duration::from_secs(5));
+    assert!(
+        out.iter()
+            .all(|(to, _, _)| *to != addr(A) && *to != addr(B)),
+        "{out:?}"
+    );
+}

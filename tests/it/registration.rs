@@ -1585,3 +1585,47 @@ fn no_acknowledged_registration_is_lost_to_kill_9() {
         acked.len()
     );
 }
+
+/// Where the switch answers a request itself (the registrar, OPTIONS to the
+/// switch) it supports no extension: a Require is met with 420 naming the
+/// tags in Unsupported (RFC 3261 §8.2.2.3), not with a 200 that would
+/// claim the extension was applied.
+#[test]
+fn a_required_extension_is_refused_by_the_switch_as_uas() {
+    let sw = Switch::start("reg-require", 24940);
+    let mut phone = Phone::new("127.0.0.1", sw.addr());
+    let answer = phone
+        .register_raw(
+            "alice-phone",
+            "<sip:alice@127.0.0.1:5999>",
+            "Require: path, foo\r\n",
+        )
+        .expect("an answer");
+    assert_eq!(answer.status(), 420, "{}", answer.0);
+    assert_eq!(
+        answer.header("Unsupported"),
+        Some("path, foo"),
+        "{}",
+        answer.0
+    );
+    // Without Require: the usual challenge.
+    let answer = phone
+        .register_raw("alice-phone", "<sip:alice@127.0.0.1:5999>", "")
+        .expect("an answer");
+    assert_eq!(answer.status(), 401, "{}", answer.0);
+
+    let local = phone.local();
+    for (require, want) in [("Require: foo\r\n", 420), ("", 200)] {
+        phone.send(&format!(
+            "OPTIONS sip:{switch} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-rq{want}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:probe@example.com>;tag=rq\r\nTo: <sip:{switch}>\r\n\
+             Call-ID: rq{want}@probe\r\nCSeq: 1 OPTIONS\r\n{require}Content-Length: 0\r\n\r\n",
+            switch = sw.addr()
+        ));
+        let answer = phone.final_response().expect("an answer");
+        assert_eq!(answer.status(), want, "{}", answer.0);
+        if want == 420 {
+            assert_eq!(answer.header("Unsupported"), Some("foo"), "{}", answer.0);
+        }
+    }
+}

@@ -195,6 +195,22 @@ fn stream_framing_of_bad_lengths() {
     }
 }
 
+/// A datagram is all there is: a Content-Length past its end is a 400
+/// whatever the number, not a 513 (the datagram is small). On a stream the
+/// same length announces a message over the limit: 513.
+#[test]
+fn a_huge_content_length_on_a_small_datagram_is_a_mismatch() {
+    let raw = b"OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.9;branch=z9hG4bKcl\r\n\
+Max-Forwards: 70\r\nFrom: <sip:a@example.com>;tag=1\r\nTo: <sip:127.0.0.1>\r\n\
+Call-ID: cl1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 65535\r\n\r\nabc";
+    let e = tandem::sip::Head::parse(raw, Framing::Datagram).unwrap_err();
+    assert_eq!(e, tandem::sip::ParseError::ContentLengthMismatch);
+    assert_eq!(e.status(), Some(tandem::sip::StatusCode::BAD_REQUEST));
+    let e = tandem::sip::Head::parse(raw, Framing::Stream).unwrap_err();
+    assert_eq!(e, tandem::sip::ParseError::TooLarge);
+    assert_eq!(e.status(), Some(tandem::sip::StatusCode(513)));
+}
+
 fn accepted(name: &str) -> Message {
     match outcome(data(name)) {
         (Accept, Some(m)) => m,
