@@ -95,7 +95,10 @@ impl Proxy {
             }
             let cancel_now = b.cancel_pending && !b.cancelled;
             if status != StatusCode::TRYING && tx.state == ServerState::Proceeding {
-                let data = upstream(b, &msg, &from).into();
+                let data: Bytes = upstream(b, &msg, &from).into();
+                // A retransmitted INVITE gets the latest provisional again
+                // (RFC 3261 §17.2.1), early-media SDP included.
+                tx.last_response = Some(data.clone());
                 let up = tx.upstream;
                 self.out.push_back(Transmit {
                     peer: up,
@@ -127,8 +130,9 @@ impl Proxy {
             if tx.state == ServerState::Proceeding {
                 tx.state = ServerState::Accepted;
                 // Lingering in Accepted only forwards 2xx retransmissions:
-                // the request is no longer needed.
+                // the request and the last provisional are no longer needed.
                 tx.request = None;
+                tx.last_response = None;
                 self.timers.schedule(
                     now + timers.linger,
                     slot,

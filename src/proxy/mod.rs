@@ -422,6 +422,8 @@ struct Tx {
     /// The request, kept while no final response was sent upstream.
     request: Option<Box<Message>>,
     state: ServerState,
+    /// The last response sent upstream: while proceeding, the latest
+    /// provisional; then the final (not a 2xx: those pass end to end).
     last_response: Option<Bytes>,
     branches: Vec<Branch>,
     best: Option<(StatusCode, Vec<u8>)>,

@@ -1081,3 +1081,29 @@ Content-Length: 0
         "{out:?}"
     );
 }
+
+/// A retransmitted INVITE gets the latest provisional again, not a 100
+/// (RFC 3261 §17.2.1): a caller that lost the 183 gets its early-media SDP.
+#[test]
+fn a_retransmitted_invite_gets_the_latest_provisional() {
+    let mut h = Harness::new();
+    let inv = invite("bob", "z9hG4bK-rp1");
+    let out = h.recv(A, &inv);
+    let fwd = out[1].2.clone();
+    h.recv_raw(B, answer(&fwd, 180, Some("b")));
+    let out = h.recv(A, &inv);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!((out[0].0, status(&out[0].2)), (addr(A), 180));
+    h.recv_raw(B, answer(&fwd, 183, Some("b")));
+    let out = h.recv(A, &inv);
+    assert_eq!(status(&out[0].2), 183);
+    // Answered: a late retransmission gets nothing (the 2xx passes end to
+    // end), and no provisional again.
+    h.recv_raw(B, answer(&fwd, 200, Some("b")));
+    let out = h.recv(A, &inv);
+    assert!(
+        out.iter()
+            .all(|(_, _, m)| m.status().is_none_or(|s| s.0 >= 200)),
+        "{out:?}"
+    );
+}
