@@ -236,6 +236,14 @@ pub trait Router {
         false
     }
 
+    /// Whether the configuration names a peer at `ip` (a carrier's
+    /// network or address, a direct friend's address). In-dialog requests
+    /// to anyone else leave from the shared listening socket.
+    fn is_configured_peer(&self, ip: std::net::IpAddr) -> bool {
+        let _ = ip;
+        true
+    }
+
     /// Appends who is at `ip`, as a dialog token records its parties (see
     /// `RoutingTable::party`): by default the address itself.
     fn party(&self, ip: std::net::IpAddr, out: &mut Vec<u8>) {

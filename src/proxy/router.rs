@@ -225,6 +225,10 @@ impl Router for TableRouter<'_> {
         self.table.party(ip, out);
     }
 
+    fn is_configured_peer(&self, ip: std::net::IpAddr) -> bool {
+        self.table.is_configured_peer(ip)
+    }
+
     fn claim(&self, req: &Message, from: &Peer, register: bool) -> Claim<'_> {
         if self.table.carrier_for_source(from.addr.ip()).is_some() {
             return Claim::Trusted;

@@ -485,11 +485,19 @@ impl Proxy {
             if !self.dialog_hop_ok(msg, &from, claimed, peer.as_ref(), router) {
                 return None;
             }
-            // A Contact the switch fixed for NAT (`tnat`): sent from the
-            // shared socket, whose pinhole the device opened.
+            // A Contact the switch fixed for NAT (`tnat`), or any device
+            // the configuration does not name (a phone, a register-mode
+            // friend): sent from the shared socket, the one its requests
+            // reach, so a NAT or firewall that lets only that address and
+            // port in passes it (RFC 3581 §4's symmetric reasoning). Only
+            // configured carriers and direct friends get the worker's own
+            // socket, which brings their answers straight back to it.
             let nat = uri
                 .as_sip()
-                .is_some_and(|u| u.params.get(b"tnat").is_some());
+                .is_some_and(|u| u.params.get(b"tnat").is_some())
+                || peer
+                    .as_ref()
+                    .is_some_and(|p| !router.is_configured_peer(p.addr.ip()));
             let mut hop = self.single_hop(msg, from, pops, peer, "No route for in-dialog request");
             if let Some((_, targets)) = &mut hop {
                 for t in targets {

@@ -838,6 +838,12 @@ impl RoutingTable {
         }
     }
 
+    /// Whether `ip` is a configured peer: in a carrier's `sources`, or the
+    /// address of a carrier or a direct friend (what [`Self::party`] names).
+    pub fn is_configured_peer(&self, ip: IpAddr) -> bool {
+        self.carrier_for_source(ip).is_some() || self.peer_names.contains_key(&ip)
+    }
+
     /// Whether a carrier or a direct friend is configured with TCP at
     /// `addr`. A peer's Contact often names its address without
     /// `;transport=tcp` (which would mean UDP, RFC 3263); the switch then

@@ -1629,3 +1629,26 @@ fn a_required_extension_is_refused_by_the_switch_as_uas() {
         }
     }
 }
+
+/// A phone behind a port-restricted NAT or firewall that learned its
+/// public address (its Contact is the REGISTER's source, so nothing is
+/// rewritten) lets in only what comes from the address and port it
+/// registered to. The whole call, the caller's in-dialog ACK and BYE
+/// included, must come from there; before, those left from the worker's
+/// own port and were dropped at the NAT.
+#[test]
+fn in_dialog_requests_to_a_phone_come_from_the_port_it_registered_to() {
+    let sw = Switch::start("reg-sym", 24960);
+    let mut phone = Phone::new("127.0.0.12", sw.addr());
+    // A connected UDP socket takes datagrams from that address only.
+    phone.sock.connect(sw.addr()).unwrap();
+    let (_, ok) = phone.register("alice-phone", "Correct-Horse-42");
+    assert_eq!(ok.status(), 200, "{}", ok.0);
+    for _ in 0..2 {
+        let call = carrier_dials(&sw, ALICE_DDI, &scenario("uac.xml"));
+        phone
+            .answer_call(Duration::from_secs(10))
+            .expect("INVITE, ACK and BYE all come from the switch's port");
+        assert_eq!(call.wait(Duration::from_secs(20)), 0, "carrier side");
+    }
+}
