@@ -368,6 +368,11 @@ impl Router for TableRouter<'_> {
             _ => None,
         };
         let from_user = req.header(HeaderName::From).and_then(user_of);
+        // A caller that withholds its identity (RFC 3323/3325: `Privacy:
+        // id`, `user` or `header`, or an anonymous From) keeps it withheld:
+        // the carrier gets the number only in P-Asserted-Identity (with the
+        // caller's Privacy, so it goes no further), a friend not at all.
+        let anonymous = withholds_identity(req);
         let for_friend = |f: &FriendEntry| {
             // The caller's number: a user's extension; a friend's presented
             // number (its P-Asserted-Identity, else its From user: a
@@ -408,9 +413,13 @@ impl Router for TableRouter<'_> {
                 Some(e) => f.numbering.to_local(e.as_str()).to_string(),
                 None => n,
             });
+            let from_uri = if anonymous {
+                Some(ANONYMOUS_URI.to_owned())
+            } else {
+                local.map(|n| format!("sip:{}@{}", escape_user(n.as_bytes()), f.from_domain))
+            };
             Some(Box::new(Rewrite {
-                from_uri: local
-                    .map(|n| format!("sip:{}@{}", escape_user(n.as_bytes()), f.from_domain)),
+                from_uri,
                 pai: None,
                 codecs: intersect(f.allowed_codecs.clone(), caller_codecs.clone()),
                 friend: Some(f.name.to_string()),
@@ -475,7 +484,11 @@ impl Router for TableRouter<'_> {
                 // caller presented reaches the carrier otherwise.
                 let identity = format!("sip:{}@{}", presented.as_str(), company.domain);
                 let rewrite = Rewrite {
-                    from_uri: Some(identity.clone()),
+                    from_uri: Some(if anonymous {
+                        ANONYMOUS_URI.to_owned()
+                    } else {
+                        identity.clone()
+                    }),
                     pai: Some(identity),
                     codecs: caller_codecs.clone(),
                     friend: None,
@@ -492,6 +505,37 @@ impl Router for TableRouter<'_> {
             Decision::NotDialable => reject(StatusCode::NOT_FOUND, "Not dialable"),
         }
     }
+}
+
+/// The From URI of a caller that withholds its identity (RFC 3323 §4.1.1.3).
+const ANONYMOUS_URI: &str = "sip:anonymous@anonymous.invalid";
+
+/// Whether the caller asks for its identity to be withheld: a `Privacy`
+/// of `id`, `user` or `header` (RFC 3323, RFC 3325 §7), or a From that is
+/// already anonymous (user `anonymous`, or the `anonymous.invalid` host).
+fn withholds_identity(req: &Message) -> bool {
+    let privacy = req.headers(HeaderName::Privacy).any(|v| {
+        v.split(|&c| c == b';' || c == b',')
+            .map(<[u8]>::trim_ascii)
+            .any(|t| {
+                [&b"id"[..], b"user", b"header"]
+                    .iter()
+                    .any(|w| t.eq_ignore_ascii_case(w))
+            })
+    });
+    privacy
+        || req
+            .header(HeaderName::From)
+            .and_then(|v| NameAddr::parse(v).ok())
+            .and_then(|a| match a.decoded_uri().ok()? {
+                Uri::Sip(u) => Some(
+                    u.user.is_some_and(|n| n.eq_ignore_ascii_case(b"anonymous"))
+                        || matches!(u.host, crate::sip::Host::Domain(d)
+                            if d.eq_ignore_ascii_case(b"anonymous.invalid")),
+                ),
+                _ => None,
+            })
+            .unwrap_or(false)
 }
 
 #[cfg(test)]

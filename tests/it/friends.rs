@@ -42,6 +42,13 @@ fn carrier_call_to_a_friend_is_rewritten_and_restored() {
 /// domain), that no other identity header or the friend's own number
 /// leaked, and the SDP filtered to the calling friend's codecs.
 fn carrier_expecting(dialled: &str, presented: &str) -> String {
+    let p = presented.replace('+', "\\+");
+    carrier_expecting_from(dialled, presented, &format!("{p}@acme\\.example\\.com"))
+}
+
+/// As [`carrier_expecting`], with the From URI's `user@host` given as a
+/// regular expression (`from`).
+fn carrier_expecting_from(dialled: &str, presented: &str, from: &str) -> String {
     let d = dialled.replace('+', "\\+");
     let p = presented.replace('+', "\\+");
     format!(
@@ -50,7 +57,7 @@ fn carrier_expecting(dialled: &str, presented: &str) -> String {
   <recv request="INVITE" rrs="true">
     <action>
       <ereg regexp="^INVITE sip:{d}@127\.0\.0\.2:[0-9]+ SIP/2\.0" search_in="msg" check_it="true" assign_to="a"/>
-      <ereg regexp="^ *&lt;sip:{p}@acme\.example\.com&gt;;tag=" search_in="hdr" header="From:" check_it="true" assign_to="b"/>
+      <ereg regexp="^ *&lt;sip:{from}&gt;;tag=" search_in="hdr" header="From:" check_it="true" assign_to="b"/>
       <ereg regexp="^ *&lt;sip:{p}@acme\.example\.com&gt;" search_in="hdr" header="P-Asserted-Identity:" check_it="true" assign_to="c"/>
       <ereg regexp="P-Preferred-Identity|Remote-Party-ID|Proxy-Authorization|600999999|600888888|600123456" search_in="msg" check_it_inverse="true" assign_to="e"/>
       <ereg regexp="m=audio [0-9]+ RTP/AVP 8 0\r?\n" search_in="body" check_it="true" assign_to="f"/>
@@ -72,7 +79,7 @@ fn carrier_expecting(dialled: &str, presented: &str) -> String {
   <recv request="ACK"/>
   <recv request="BYE">
     <action>
-      <ereg regexp="^ *&lt;sip:{p}@acme\.example\.com&gt;;tag=" search_in="hdr" header="From:" check_it="true" assign_to="g"/>
+      <ereg regexp="^ *&lt;sip:{from}&gt;;tag=" search_in="hdr" header="From:" check_it="true" assign_to="g"/>
       <ereg regexp="P-Preferred-Identity|Remote-Party-ID|600999999|600888888|600123456" search_in="msg" check_it_inverse="true" assign_to="h"/>
     </action>
   </recv>
@@ -97,9 +104,15 @@ fn carrier_expecting(dialled: &str, presented: &str) -> String {
 /// A friend calling with digest, optionally presenting `pai`, offering
 /// G.729 too; expects `final_code` (after the 407 round).
 fn friend_caller(pai: Option<&str>, final_code: u16) -> String {
+    friend_caller_with(pai, "", final_code)
+}
+
+/// As [`friend_caller`], with `extra` header lines in its requests.
+fn friend_caller_with(pai: Option<&str>, extra: &str, final_code: u16) -> String {
     let pai = pai
         .map(|p| format!("P-Asserted-Identity: <sip:{p}@acme.example.com>\n      P-Preferred-Identity: <sip:+34600999999@acme.example.com>\n      Remote-Party-ID: <sip:+34600888888@acme.example.com>;party=calling\n      "))
-        .unwrap_or_default();
+        .unwrap_or_default()
+        + extra;
     let invite = |cseq: u32, auth: &str| {
         format!(
             r#"<send retrans="500"><![CDATA[
@@ -263,6 +276,43 @@ fn friend_external_calls_present_the_right_identity() {
             "round {round}: carrier side"
         );
     }
+
+    // Privacy: the number goes only in P-Asserted-Identity, with the
+    // caller's Privacy; From stays anonymous (RFC 3323 §4.1.1.3), in the
+    // BYE too.
+    let carrier_xml = write_scenario(
+        &dir.0,
+        "carrier-private.xml",
+        &carrier_expecting_from(
+            "+34944123456",
+            "+34944000101",
+            "anonymous@anonymous\\.invalid",
+        )
+        .replace(
+            r#"<ereg regexp="m=audio"#,
+            r#"<ereg regexp="^ *id *$" search_in="hdr" header="Privacy:" check_it="true" assign_to="p"/>
+      <ereg regexp="m=audio"#,
+        )
+        .replace(r#"variables="a,"#, r#"variables="p,a,"#),
+    );
+    let carrier = uas("127.0.0.2", 22120, &carrier_xml, 1);
+    std::thread::sleep(Duration::from_millis(200));
+    let caller_xml = write_scenario(
+        &dir.0,
+        "caller-private.xml",
+        &friend_caller_with(Some("+34944000101"), "Privacy: id\n      ", 200),
+    );
+    let caller = branch_calls(&sw, &caller_xml, "944123456");
+    assert_eq!(
+        caller.wait(Duration::from_secs(30)),
+        0,
+        "private: friend side"
+    );
+    assert_eq!(
+        carrier.wait(Duration::from_secs(10)),
+        0,
+        "private: carrier side"
+    );
 
     // Denied by the friend's ACL (national: the rest of the world denied).
     let denied = write_scenario(&dir.0, "denied.xml", &friend_caller(None, 403));
