@@ -499,15 +499,17 @@ impl Proxy {
 }
 
 /// Whether `new` beats the best final response so far (RFC 3261 §16.7
-/// step 6): a 6xx wins, else the lowest class, then the lowest code.
+/// step 6): a 6xx wins, else the lowest class, then within it the lowest
+/// code, except that among 4xx a busy callee (486) comes first and a
+/// timeout (408) last (§16.7 lets the proxy pick any of the class): a
+/// caller forked to a busy phone and a silent or stale one hears busy.
 fn better(new: StatusCode, best: Option<StatusCode>) -> bool {
     let Some(best) = best else { return true };
-    let rank = |s: StatusCode| {
-        if s.0 >= 600 {
-            (0, s.0)
-        } else {
-            (s.0 / 100, s.0)
-        }
+    let rank = |s: StatusCode| match s.0 {
+        600.. => (0, s.0),
+        486 => (4, 0),
+        408 => (4, 1000),
+        _ => (s.0 / 100, s.0),
     };
     rank(new) < rank(best)
 }

@@ -507,7 +507,16 @@ impl Proxy {
             return hop;
         }
         let uri = Uri::decode(msg.request_uri().expect("request")).expect("validated");
-        if is_ping(msg) {
+        // A carrier's SBC often pings with a name in the user part
+        // (`sip:ping@switch`): no number a carrier may dial has letters.
+        let carrier_ping = msg.method() == Some(Method::OPTIONS)
+            && router.is_carrier(&from)
+            && uri.as_sip().is_some_and(|u| {
+                self.is_me(&u.host, u.port)
+                    && u.user
+                        .is_some_and(|n| n.iter().any(u8::is_ascii_alphabetic))
+            });
+        if is_ping(msg) || carrier_ping {
             // OPTIONS to the switch itself: a keep-alive or capability probe.
             if let Some(tags) = crate::sip::required_extensions(msg) {
                 self.reply(

@@ -480,7 +480,7 @@ fn forking_picks_the_best_final_and_cancels_on_2xx() {
     let out = h.recv_raw(C, answer(&to_c, 404, Some("c")));
     let up: Vec<_> = out.iter().filter(|(to, _, _)| *to == addr(A)).collect();
     assert_eq!(up.len(), 1);
-    assert_eq!(status(&up[0].2), 404, "lowest class, then lowest code");
+    assert_eq!(status(&up[0].2), 486, "lowest class; among 4xx, busy first");
 
     let out = h.recv(A, &invite("fork", "z9hG4bK-f2"));
     let to_b = out

@@ -1652,3 +1652,24 @@ fn in_dialog_requests_to_a_phone_come_from_the_port_it_registered_to() {
         assert_eq!(call.wait(Duration::from_secs(20)), 0, "carrier side");
     }
 }
+
+/// A carrier's SBC pinging the switch with a name in the user part
+/// (`OPTIONS sip:ping@switch`) gets 200, as a ping without one does; no
+/// number a carrier may dial has letters. Anyone else's such OPTIONS is
+/// still a request to route (challenged first).
+#[test]
+fn a_carrier_ping_with_a_user_part_is_answered() {
+    let sw = Switch::start("carrier-ping", 24980);
+    for (ip, want) in [("127.0.0.2", 200), ("127.0.0.12", 407)] {
+        let phone = Phone::new(ip, sw.addr());
+        let local = phone.local();
+        phone.send(&format!(
+            "OPTIONS sip:ping@{switch} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-cp\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:sbc@pstn.example.net>;tag=cp\r\nTo: <sip:ping@{switch}>\r\n\
+             Call-ID: cp@{ip}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+            switch = sw.addr()
+        ));
+        let answer = phone.final_response().expect("an answer");
+        assert_eq!(answer.status(), want, "{ip}: {}", answer.0);
+    }
+}
