@@ -51,8 +51,13 @@ pub fn forward(req: &Message, f: &Forward<'_>) -> Vec<u8> {
 /// prescribes for CANCEL (§9.1) and for the ACK of a non-2xx final response
 /// (§17.1.1.3): same Request-URI, our Via only, same From, Call-ID, CSeq
 /// number and Route set; `to` replaces the To header (the response's, with
-/// its tag, for an ACK).
-pub fn derived_request(sent: &Message, method: &str, to: Option<&[u8]>) -> Vec<u8> {
+/// its tag, for an ACK); `extra` headers follow (a CANCEL's Reason).
+pub fn derived_request(
+    sent: &Message,
+    method: &str,
+    to: Option<&[u8]>,
+    extra: &[(&str, &[u8])],
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(sent.as_bytes().len().min(1024));
     out.extend_from_slice(method.as_bytes());
     out.push(b' ');
@@ -79,6 +84,9 @@ pub fn derived_request(sent: &Message, method: &str, to: Option<&[u8]>) -> Vec<u
     }
     for r in sent.headers(HeaderName::Route) {
         push_header(&mut out, "Route", r);
+    }
+    for (name, value) in extra {
+        push_header(&mut out, name, value);
     }
     out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
     out

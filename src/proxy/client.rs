@@ -145,6 +145,7 @@ impl Proxy {
                     if j == i as usize {
                         continue;
                     }
+                    o.answered_elsewhere = true;
                     match o.state {
                         BranchState::Proceeding => to_cancel.push(j as u16),
                         BranchState::Calling => o.cancel_pending = true,
@@ -166,7 +167,7 @@ impl Proxy {
             if b.ack.is_none() {
                 if let Some(Ok(sent)) = b.sent.take().map(Message::parse_datagram) {
                     let to = msg.header(HeaderName::To);
-                    b.ack = Some(build::derived_request(&sent, "ACK", to).into());
+                    b.ack = Some(build::derived_request(&sent, "ACK", to, &[]).into());
                 }
             }
             if let Some(ack) = b.ack.clone() {
@@ -475,7 +476,14 @@ impl Proxy {
         else {
             return;
         };
-        let data: Bytes = build::derived_request(&sent, "CANCEL", None).into();
+        // RFC 3326: a phone cancelled because another answered shows no
+        // missed call.
+        let extra: &[(&str, &[u8])] = if b.answered_elsewhere {
+            &[("Reason", b"SIP;cause=200;text=\"Call completed elsewhere\"")]
+        } else {
+            &[]
+        };
+        let data: Bytes = build::derived_request(&sent, "CANCEL", None, extra).into();
         b.cancelled = true;
         b.cancel = Some(data.clone());
         b.cancel_interval = timers.t1;

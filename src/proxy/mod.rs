@@ -394,6 +394,8 @@ struct Branch {
     final_status: Option<StatusCode>,
     cancel_pending: bool,
     cancelled: bool,
+    /// Another branch answered: this one's CANCEL says so (RFC 3326).
+    answered_elsewhere: bool,
     /// Our CANCEL, retransmitted (UDP) until it is answered (RFC 3261 §9.1:
     /// a CANCEL is a non-INVITE client transaction of its own).
     cancel: Option<Bytes>,

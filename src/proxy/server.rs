@@ -300,6 +300,7 @@ impl Proxy {
                 interval: self.cfg.timers.t1,
                 final_status: None,
                 cancel_pending: false,
+                answered_elsewhere: false,
                 cancelled: false,
                 cancel: None,
                 cancel_interval: self.cfg.timers.t1,

@@ -505,6 +505,11 @@ fn forking_picks_the_best_final_and_cancels_on_2xx() {
         .find(|(to, _, _)| *to == addr(C))
         .expect("CANCEL to the other branch");
     assert_eq!(cancel.2.method(), Some(tandem::sip::Method::CANCEL));
+    // RFC 3326: the other phone shows no missed call.
+    assert_eq!(
+        cancel.2.header(HeaderName::Reason),
+        Some(&b"SIP;cause=200;text=\"Call completed elsewhere\""[..])
+    );
 }
 
 /// A request the parser takes but whose forwarded copy (one Via and a
