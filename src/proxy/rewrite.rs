@@ -348,7 +348,18 @@ pub(super) fn uri_of(v: &[u8]) -> Option<&[u8]> {
 /// dropped; header parameters (the tag) kept.
 pub(super) fn with_uri(v: &[u8], uri: &[u8]) -> Option<Vec<u8>> {
     let a = NameAddr::parse(v).ok()?;
-    let mut out = Vec::with_capacity(uri.len() + a.params.0.len() + 3);
+    let mut out = Vec::with_capacity(uri.len() + a.params.0.len() + 32);
+    // The display name stays (the caller's name on the callee's screen),
+    // except on an anonymous URI: a withheld identity shows no name.
+    let display = if uri == ANONYMOUS_URI.as_bytes() {
+        Some(&b"\"Anonymous\""[..])
+    } else {
+        a.display
+    };
+    if let Some(d) = display.filter(|d| !d.is_empty()) {
+        out.extend_from_slice(d);
+        out.push(b' ');
+    }
     out.push(b'<');
     out.extend_from_slice(uri);
     out.push(b'>');
@@ -358,6 +369,9 @@ pub(super) fn with_uri(v: &[u8], uri: &[u8]) -> Option<Vec<u8>> {
     }
     Some(out)
 }
+
+/// The From URI of a caller that withholds its identity (RFC 3323 §4.1.1.3).
+pub(super) const ANONYMOUS_URI: &str = "sip:anonymous@anonymous.invalid";
 
 /// Headers through which a caller could present an identity of its own.
 pub(super) const IDENTITY_HEADERS: [HeaderName; 4] = [
@@ -589,6 +603,10 @@ mod tests {
     #[test]
     fn uri_replaced_tag_kept() {
         let v = with_uri(b"\"Bob\" <sip:+346@x>;tag=12", b"sip:6@y").unwrap();
+        assert_eq!(v, b"\"Bob\" <sip:6@y>;tag=12");
+        let v = with_uri(b"sip:+346@x;tag=12", b"sip:6@y").unwrap();
         assert_eq!(v, b"<sip:6@y>;tag=12");
+        let v = with_uri(b"\"Bob\" <sip:+346@x>;tag=12", ANONYMOUS_URI.as_bytes()).unwrap();
+        assert_eq!(v, b"\"Anonymous\" <sip:anonymous@anonymous.invalid>;tag=12");
     }
 }

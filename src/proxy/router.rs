@@ -21,6 +21,7 @@
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 
+use super::rewrite::ANONYMOUS_URI;
 use super::{Claim, Peer, Rewrite, Router, Routing, Target, Transport};
 use crate::config::values::Proto;
 use crate::registrar::Registrar;
@@ -506,9 +507,6 @@ impl Router for TableRouter<'_> {
         }
     }
 }
-
-/// The From URI of a caller that withholds its identity (RFC 3323 §4.1.1.3).
-const ANONYMOUS_URI: &str = "sip:anonymous@anonymous.invalid";
 
 /// Whether the caller asks for its identity to be withheld: a `Privacy`
 /// of `id`, `user` or `header` (RFC 3323, RFC 3325 §7), or a From that is

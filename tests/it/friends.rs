@@ -43,11 +43,16 @@ fn carrier_call_to_a_friend_is_rewritten_and_restored() {
 /// leaked, and the SDP filtered to the calling friend's codecs.
 fn carrier_expecting(dialled: &str, presented: &str) -> String {
     let p = presented.replace('+', "\\+");
-    carrier_expecting_from(dialled, presented, &format!("{p}@acme\\.example\\.com"))
+    carrier_expecting_from(
+        dialled,
+        presented,
+        &format!("&quot;Branch office&quot; &lt;sip:{p}@acme\\.example\\.com&gt;"),
+    )
 }
 
-/// As [`carrier_expecting`], with the From URI's `user@host` given as a
-/// regular expression (`from`).
+/// As [`carrier_expecting`], with the From name-addr (display name and
+/// `<URI>`, XML-escaped) given as a regular expression (`from`): the
+/// caller's display name stays.
 fn carrier_expecting_from(dialled: &str, presented: &str, from: &str) -> String {
     let d = dialled.replace('+', "\\+");
     let p = presented.replace('+', "\\+");
@@ -57,7 +62,7 @@ fn carrier_expecting_from(dialled: &str, presented: &str, from: &str) -> String 
   <recv request="INVITE" rrs="true">
     <action>
       <ereg regexp="^INVITE sip:{d}@127\.0\.0\.2:[0-9]+ SIP/2\.0" search_in="msg" check_it="true" assign_to="a"/>
-      <ereg regexp="^ *&lt;sip:{from}&gt;;tag=" search_in="hdr" header="From:" check_it="true" assign_to="b"/>
+      <ereg regexp="^ *{from};tag=" search_in="hdr" header="From:" check_it="true" assign_to="b"/>
       <ereg regexp="^ *&lt;sip:{p}@acme\.example\.com&gt;" search_in="hdr" header="P-Asserted-Identity:" check_it="true" assign_to="c"/>
       <ereg regexp="P-Preferred-Identity|Remote-Party-ID|Proxy-Authorization|600999999|600888888|600123456" search_in="msg" check_it_inverse="true" assign_to="e"/>
       <ereg regexp="m=audio [0-9]+ RTP/AVP 8 0\r?\n" search_in="body" check_it="true" assign_to="f"/>
@@ -79,7 +84,7 @@ fn carrier_expecting_from(dialled: &str, presented: &str, from: &str) -> String 
   <recv request="ACK"/>
   <recv request="BYE">
     <action>
-      <ereg regexp="^ *&lt;sip:{from}&gt;;tag=" search_in="hdr" header="From:" check_it="true" assign_to="g"/>
+      <ereg regexp="^ *{from};tag=" search_in="hdr" header="From:" check_it="true" assign_to="g"/>
       <ereg regexp="P-Preferred-Identity|Remote-Party-ID|600999999|600888888|600123456" search_in="msg" check_it_inverse="true" assign_to="h"/>
     </action>
   </recv>
@@ -286,7 +291,7 @@ fn friend_external_calls_present_the_right_identity() {
         &carrier_expecting_from(
             "+34944123456",
             "+34944000101",
-            "anonymous@anonymous\\.invalid",
+            "&quot;Anonymous&quot; &lt;sip:anonymous@anonymous\\.invalid&gt;",
         )
         .replace(
             r#"<ereg regexp="m=audio"#,
