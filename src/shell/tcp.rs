@@ -116,7 +116,12 @@ pub(super) async fn accept_loop(w: Rc<Worker>, listener: TcpListener) {
                 // dropped (closed).
                 let (cap, per_ip_cap) = w.shared.tunables.tcp_caps(w.shared.inboxes.len());
                 let from_ip = w.conns_per_ip.borrow().get(&addr.ip()).copied();
-                if from_ip.unwrap_or(0) as usize >= per_ip_cap {
+                // A configured peer (a carrier's SBC opening one
+                // connection per call, a friend's PBX) is held only to the
+                // table's cap: the per-address cap is for the unknown.
+                if from_ip.unwrap_or(0) as usize >= per_ip_cap
+                    && !w.reader.borrow_mut().table().is_configured_peer(addr.ip())
+                {
                     if let Some(n) = per_ip.due() {
                         tracing::warn!(worker = w.index, %addr, refused = n, "TCP connection refused: too many from this address");
                     }

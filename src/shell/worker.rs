@@ -227,7 +227,7 @@ pub(super) const CONN_WORKER_SHIFT: u32 = 48;
 pub(super) struct Worker {
     pub(super) proxy: RefCell<Proxy>,
     pub(super) shared: Shared,
-    reader: RefCell<Reader>,
+    pub(super) reader: RefCell<Reader>,
     udp_listen: Vec<Rc<UdpSocket>>,
     udp_own: Rc<UdpSocket>,
     /// The same sockets (duplicated descriptors) for plain non-blocking

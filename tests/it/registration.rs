@@ -1673,3 +1673,32 @@ fn a_carrier_ping_with_a_user_part_is_answered() {
         assert_eq!(answer.status(), want, "{ip}: {}", answer.0);
     }
 }
+
+/// A configured peer (here the carrier's network) may open more
+/// connections than the per-address cap allows an unknown address: an
+/// SBC may open one per call. The unknown address is still capped.
+#[test]
+fn a_carrier_is_not_held_to_the_per_address_tcp_cap() {
+    let sw = Switch::start_with("tcp-carrier-cap", 25000, |c| {
+        c.replace("workers = 2", "workers = 1")
+            .replace("tcp_max_connections = 8192", "tcp_max_connections = 16")
+    });
+    // A cap of 16 / 8 = 2 per address.
+    let mut carrier: Vec<TcpStream> = (0..4u32)
+        .map(|i| {
+            let mut c = tcp_from("127.0.0.2", sw.addr());
+            assert!(options_answered(&mut c, i), "carrier connection {i}");
+            c
+        })
+        .collect();
+    assert!(options_answered(&mut carrier[0], 10), "the first one stays");
+    let _kept: Vec<TcpStream> = (0..2u32)
+        .map(|i| {
+            let mut c = tcp_from("127.0.0.31", sw.addr());
+            assert!(options_answered(&mut c, 20 + i), "unknown address, {i}");
+            c
+        })
+        .collect();
+    let mut third = tcp_from("127.0.0.31", sw.addr());
+    assert!(closed_by_switch(&mut third), "over the per-address cap");
+}
