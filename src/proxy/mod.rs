@@ -738,6 +738,16 @@ impl Proxy {
     }
 }
 
+/// Whether the request's `Privacy` (RFC 3323 §4.2) names one of `kinds`
+/// (`id`: RFC 3325 §7; `header`, `user`).
+fn asks_privacy(msg: &Message, kinds: &[&[u8]]) -> bool {
+    msg.headers(crate::sip::HeaderName::Privacy).any(|v| {
+        v.split(|&c| c == b';' || c == b',')
+            .map(<[u8]>::trim_ascii)
+            .any(|t| kinds.iter().any(|k| t.eq_ignore_ascii_case(k)))
+    })
+}
+
 /// What an INVITE and the ACK of its non-2xx final share whatever their
 /// branches: Call-ID, From tag and CSeq number.
 fn ack_key(msg: &Message) -> Vec<u8> {

@@ -512,16 +512,7 @@ impl Router for TableRouter<'_> {
 /// of `id`, `user` or `header` (RFC 3323, RFC 3325 §7), or a From that is
 /// already anonymous (user `anonymous`, or the `anonymous.invalid` host).
 fn withholds_identity(req: &Message) -> bool {
-    let privacy = req.headers(HeaderName::Privacy).any(|v| {
-        v.split(|&c| c == b';' || c == b',')
-            .map(<[u8]>::trim_ascii)
-            .any(|t| {
-                [&b"id"[..], b"user", b"header"]
-                    .iter()
-                    .any(|w| t.eq_ignore_ascii_case(w))
-            })
-    });
-    privacy
+    super::asks_privacy(req, &[b"id", b"user", b"header"])
         || req
             .header(HeaderName::From)
             .and_then(|v| NameAddr::parse(v).ok())

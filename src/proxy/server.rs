@@ -81,7 +81,10 @@ impl Proxy {
                 self.stats.dropped += 1;
                 return;
             }
-            if let Some(&slot) = self.ack_index.get(&super::ack_key(&msg)) {
+            let non_2xx = (!self.ack_index.is_empty())
+                .then(|| self.ack_index.get(&super::ack_key(&msg)).copied())
+                .flatten();
+            if let Some(slot) = non_2xx {
                 // A non-2xx's ACK under a new branch (see `ack_index`).
                 return self.retransmission(now, slot, &msg, from, router);
             }
@@ -202,7 +205,8 @@ impl Proxy {
         // untrusted). A terminal or a friend cannot assert who it is to
         // another; where the switch asserts an identity itself (external
         // calls) its own P-Asserted-Identity replaces theirs.
-        let strip_identity = !router.is_carrier(&from) || privacy_id(&msg);
+        let strip_identity =
+            !router.is_carrier(&from) || super::asks_privacy(&msg, &[b"id", b"header"]);
         for t in &targets {
             let rewrite = t.rewrite.as_deref().filter(|_| !in_dialog);
             match rewrite::plan(&msg, rewrite, dialog.as_ref()) {
@@ -945,16 +949,6 @@ const MAGIC_STR: &str = "z9hG4bK";
 
 /// A hash of what identifies a request for loop detection (RFC 3261 §16.6
 /// step 8): Request-URI, From tag, To tag, Call-ID, CSeq number.
-/// Whether the request asks for its identity to be withheld (`Privacy`
-/// naming `id` or `header`, RFC 3325 §7 / RFC 3323).
-fn privacy_id(msg: &Message) -> bool {
-    msg.headers(HeaderName::Privacy).any(|v| {
-        v.split(|&c| c == b';' || c == b',')
-            .map(|t| t.trim_ascii())
-            .any(|t| t.eq_ignore_ascii_case(b"id") || t.eq_ignore_ascii_case(b"header"))
-    })
-}
-
 fn loop_hash(msg: &Message) -> u32 {
     let mut h: u32 = 0x811c_9dc5;
     let mut eat = |s: &[u8]| {
