@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use crate::wire::{
-    carrier_dials, md5_only, scenario, uac_auth, uac_error, uas, write_scenario, Sipp, Switch,
-    TempDir, BRANCH_DDI,
+    both_sides_pass, carrier_dials, md5_only, scenario, uac_auth, uac_error, uas, write_scenario,
+    Sipp, Switch, TempDir, BRANCH_DDI,
 };
 
 fn friend_scenario(name: &str) -> std::path::PathBuf {
@@ -270,16 +270,7 @@ fn friend_external_calls_present_the_right_identity() {
             &friend_caller(pai, 200),
         );
         let caller = branch_calls(&sw, &caller_xml, "944123456");
-        assert_eq!(
-            caller.wait(Duration::from_secs(30)),
-            0,
-            "round {round}: friend side"
-        );
-        assert_eq!(
-            carrier.wait(Duration::from_secs(10)),
-            0,
-            "round {round}: carrier side"
-        );
+        both_sides_pass(caller, carrier, &format!("round {round}: "));
     }
 
     // Privacy: the number goes only in P-Asserted-Identity, with the
@@ -308,16 +299,7 @@ fn friend_external_calls_present_the_right_identity() {
         &friend_caller_with(Some("+34944000101"), "Privacy: id\n      ", 200),
     );
     let caller = branch_calls(&sw, &caller_xml, "944123456");
-    assert_eq!(
-        caller.wait(Duration::from_secs(30)),
-        0,
-        "private: friend side"
-    );
-    assert_eq!(
-        carrier.wait(Duration::from_secs(10)),
-        0,
-        "private: carrier side"
-    );
+    both_sides_pass(caller, carrier, "private: ");
 
     // Denied by the friend's ACL (national: the rest of the world denied).
     let denied = write_scenario(&dir.0, "denied.xml", &friend_caller(None, 403));

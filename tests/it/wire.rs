@@ -400,15 +400,21 @@ fn sipp_builtin_scenarios_complete_carrier_calls() {
         "-d",
         "100",
     ]);
+    both_sides_pass(caller, friend, "");
+}
+
+/// Waits for a call's two SIPp sides (the caller up to 30 s, then the
+/// callee up to 10 s) and asserts both passed; `what` names the round.
+pub fn both_sides_pass(caller: Sipp, callee: Sipp, what: &str) {
     assert_eq!(
         caller.wait(Duration::from_secs(30)),
         0,
-        "caller side failed"
+        "{what}caller side failed"
     );
     assert_eq!(
-        friend.wait(Duration::from_secs(10)),
+        callee.wait(Duration::from_secs(10)),
         0,
-        "friend side failed"
+        "{what}callee side failed"
     );
 }
 
@@ -426,16 +432,7 @@ fn carrier_calls_the_friend(sw: &Switch, friend: Sipp, carrier_ip: &str, calls: 
         "pstn.example.net",
         calls,
     );
-    assert_eq!(
-        caller.wait(Duration::from_secs(30)),
-        0,
-        "caller side failed"
-    );
-    assert_eq!(
-        friend.wait(Duration::from_secs(10)),
-        0,
-        "friend side failed"
-    );
+    both_sides_pass(caller, friend, "");
 }
 
 /// The carrier's DDI written as RFC 3966 allows a telephone-subscriber:
