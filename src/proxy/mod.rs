@@ -81,9 +81,17 @@ pub struct Peer {
     pub addr: SocketAddr,
     /// Transport.
     pub transport: Transport,
-    /// The shell's connection id, for TCP.
+    /// The shell's connection id, for TCP. Plain, only that connection
+    /// will do (a device behind NAT takes no other); with [`CONN_REUSE`]
+    /// set, it is preferred while it leads to the peer's IP, and once it
+    /// does not the peer's address is reached as any other.
     pub conn: Option<u64>,
 }
+
+/// The bit of [`Peer::conn`] that makes the connection a preference, not
+/// a requirement: a device at its own address that names a port it may
+/// listen on (see `rewrite::nat_contact`).
+pub const CONN_REUSE: u64 = 1 << 63;
 
 impl Peer {
     /// A UDP peer.

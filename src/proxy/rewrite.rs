@@ -244,9 +244,13 @@ pub(super) fn apply(e: &mut Editor<'_>, p: &Planned) {
 ///   IP but would be reached over UDP (no `transport=tcp`, as SIPp and
 ///   many PBXs write it, though they speak TCP) and `tcp_peer` (the
 ///   configuration's TCP carriers and direct friends) does not know the
-///   address. A device at its own address with `transport=tcp`, or a
-///   configured TCP peer, is left alone: it takes connections, and a later
-///   request reaches it even once this one is closed.
+///   address. A configured TCP peer is left alone.
+/// - TCP, a device at its own address with `transport=tcp`: it may or may
+///   not take connections on the port it names (a client socket cannot).
+///   Its host and port stay, and the URI gets `tnat=<id | CONN_REUSE>`:
+///   in-dialog requests go on its connection while that still leads to
+///   its IP (whichever worker they reach), and to the named address once
+///   the connection is gone (RFC 5923's reuse, without the `alias`).
 ///
 /// A `sips:` Contact is left alone (TLS is not this switch's).
 pub(super) fn nat_contact(
@@ -267,12 +271,16 @@ pub(super) fn nat_contact(
         Transport::Tcp => Some(from.conn?),
     };
     let transport = u.params.get(b"transport").flatten();
+    // A TCP device at its own address naming a port: kept, the connection
+    // preferred (see above).
+    let mut keep_address = false;
     match conn {
         Some(_) if u.host.ip() == Some(source.ip()) => {
             let named = std::net::SocketAddr::new(source.ip(), u.port.unwrap_or(5060));
-            if transport.is_some_and(|t| t.eq_ignore_ascii_case(b"tcp")) || tcp_peer(named) {
-                return None; // not behind NAT, and reachable over TCP
+            if tcp_peer(named) {
+                return None; // configured: reachable over TCP as configured
             }
+            keep_address = transport.is_some_and(|t| t.eq_ignore_ascii_case(b"tcp"));
         }
         Some(_) => {}
         None => {
@@ -290,7 +298,8 @@ pub(super) fn nat_contact(
         out.extend_from_slice(user);
         out.push(b'@');
     }
-    let host = match source {
+    let named = std::net::SocketAddr::new(source.ip(), u.port.unwrap_or(5060));
+    let host = match if keep_address { named } else { source } {
         std::net::SocketAddr::V4(a) => a.to_string(),
         std::net::SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
     };
@@ -317,6 +326,11 @@ pub(super) fn nat_contact(
                     out.extend_from_slice(value);
                 }
             }
+            let id = if keep_address {
+                id | super::CONN_REUSE
+            } else {
+                id
+            };
             out.extend_from_slice(format!(";transport=tcp;tnat={id:x}").as_bytes());
         }
     }
@@ -553,10 +567,27 @@ mod tests {
             panic!("a SIP URI")
         };
         assert_eq!(nat_connection(&u.params), Some(0x1_0000_0000_002a));
-        // Over TCP, a Contact naming the connection's own IP is left: the
-        // device takes connections at the address it gave.
+        // Over TCP, a Contact naming the connection's own IP with
+        // transport=tcp keeps its address and prefers the connection
+        // (the device may or may not take connections at that port).
+        let fixed =
+            nat_contact(b"<sip:alice@127.0.0.1:5060;transport=tcp>", &tcp, |_| false).unwrap();
         assert_eq!(
-            nat_contact(b"<sip:alice@127.0.0.1:5060;transport=tcp>", &tcp, |_| false),
+            String::from_utf8(fixed.clone()).unwrap(),
+            "<sip:alice@127.0.0.1:5060;transport=tcp;tnat=800100000000002a>"
+        );
+        let a = NameAddr::parse(&fixed).unwrap();
+        let crate::sip::Uri::Sip(u) = a.parsed_uri().unwrap() else {
+            panic!("a SIP URI")
+        };
+        assert_eq!(
+            nat_connection(&u.params),
+            Some(0x1_0000_0000_002a | super::super::CONN_REUSE)
+        );
+        // A configured TCP peer at that address: left alone.
+        let at_5060 = |a: std::net::SocketAddr| a == "127.0.0.1:5060".parse().unwrap();
+        assert_eq!(
+            nat_contact(b"<sip:alice@127.0.0.1:5060;transport=tcp>", &tcp, at_5060),
             None
         );
         // The same IP without transport=tcp (UDP by RFC 3263): the
@@ -567,8 +598,7 @@ mod tests {
             fixed,
             b"<sip:alice@127.0.0.1:40001;transport=tcp;tnat=100000000002a>"
         );
-        let configured = |a: std::net::SocketAddr| a == "127.0.0.1:5060".parse().unwrap();
-        assert_eq!(nat_contact(plain, &tcp, configured), None);
+        assert_eq!(nat_contact(plain, &tcp, at_5060), None);
         // TLS is not ours to fix.
         assert_eq!(
             nat_contact(b"<sips:alice@192.0.2.50>", &tcp, |_| false),

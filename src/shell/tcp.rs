@@ -437,17 +437,36 @@ impl Worker {
     /// A named connection (a binding's, a NAT-fixed Contact's) is used only
     /// while it still leads to the address: a closed one's id, or one from
     /// before a restart, may now be another peer's. Gone, the message
-    /// fails (a device behind NAT takes no connection). Without an id, any
-    /// connection to the address will do, or one is opened.
+    /// fails (a device behind NAT takes no connection). A preferred one
+    /// ([`crate::proxy::CONN_REUSE`]) is used while it leads to the same
+    /// IP; gone, the address is reached as without an id. Without an id,
+    /// any connection to the address will do, or one is opened.
     pub(super) fn send_tcp(self: &Rc<Self>, t: Transmit) {
         let by_addr = self.conn_by_addr.borrow().get(&t.peer.addr).copied();
-        let id = match t.peer.conn {
-            Some(id) if by_addr == Some(id) => Some(id),
-            Some(_) => {
+        let preferred = t
+            .peer
+            .conn
+            .filter(|id| id & crate::proxy::CONN_REUSE != 0)
+            .map(|id| id & !crate::proxy::CONN_REUSE);
+        let id = match (preferred, t.peer.conn) {
+            (Some(id), _) => {
+                let same_ip = self
+                    .conns
+                    .borrow()
+                    .get(&id)
+                    .is_some_and(|c| c.addr.ip() == t.peer.addr.ip());
+                if same_ip {
+                    Some(id)
+                } else {
+                    by_addr
+                }
+            }
+            (None, Some(id)) if by_addr == Some(id) => Some(id),
+            (None, Some(_)) => {
                 tracing::debug!(worker = self.index, peer = %t.peer.addr, "TCP connection gone, message dropped");
                 return self.send_failed(&t);
             }
-            None => by_addr,
+            (None, None) => by_addr,
         };
         let conn = id.and_then(|id| self.conns.borrow().get(&id).cloned());
         if let Some(conn) = conn {

@@ -719,7 +719,7 @@ impl Worker {
 
     async fn transmit(self: &Rc<Self>, t: Transmit) {
         if let Some(id) = t.peer.conn {
-            let owner = (id >> CONN_WORKER_SHIFT) as usize;
+            let owner = ((id & !crate::proxy::CONN_REUSE) >> CONN_WORKER_SHIFT) as usize;
             if owner != self.index {
                 // A binding's (or a NAT-fixed Contact's) connection lives on
                 // the worker that accepted it: that worker writes. An id

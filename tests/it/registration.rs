@@ -1702,3 +1702,80 @@ fn a_carrier_is_not_held_to_the_per_address_tcp_cap() {
     let mut third = tcp_from("127.0.0.31", sw.addr());
     assert!(closed_by_switch(&mut third), "over the per-address cap");
 }
+
+/// A TCP phone at its own address whose Contact names a port it does not
+/// listen on (`transport=tcp`): the caller's ACK and BYE come on the
+/// phone's connection, whichever worker they reach. Before, they went to
+/// the named port, where nothing answers, and the BYE got a 500.
+#[test]
+fn a_tcp_phone_that_takes_no_connections_gets_its_whole_call() {
+    let sw = Switch::start("reg-tcp-reuse", 25020);
+    let mut phone = Phone::new_tcp(sw.addr());
+    let ip = phone.local().ip();
+    // Port 1: nothing listens there.
+    phone.private = Some(format!("{ip}:1"));
+    let (_, ok) = phone.register_with(
+        "alice-phone",
+        "Correct-Horse-42",
+        &format!("<sip:alice-phone@{ip}:1;transport=tcp>"),
+    );
+    assert_eq!(ok.status(), 200, "{}", ok.0);
+    // Three calls from new SIPp ports: the in-dialog requests land on
+    // either worker; the connection lives on one.
+    for _ in 0..3 {
+        let call = carrier_dials(&sw, ALICE_DDI, &scenario("uac.xml"));
+        phone
+            .answer_call(Duration::from_secs(10))
+            .expect("INVITE, ACK and BYE all come on the phone's connection");
+        assert_eq!(call.wait(Duration::from_secs(20)), 0, "carrier side");
+    }
+}
+
+/// The same phone listening on the port its Contact names: once its
+/// connection is gone, the caller's BYE reaches it there (the connection
+/// was a preference, not a requirement).
+#[test]
+fn a_tcp_phone_whose_connection_closed_is_reached_at_its_port() {
+    let sw = Switch::start("reg-tcp-fallback", 25040);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut phone = Phone::new_tcp(sw.addr());
+    let ip = phone.local().ip();
+    phone.private = Some(format!("{ip}:{port}"));
+    let (_, ok) = phone.register_with(
+        "alice-phone",
+        "Correct-Horse-42",
+        &format!("<sip:alice-phone@{ip}:{port};transport=tcp>"),
+    );
+    assert_eq!(ok.status(), 200, "{}", ok.0);
+    let call = carrier_dials(&sw, ALICE_DDI, &scenario("uac.xml"));
+    let invite = phone
+        .recv_where(Duration::from_secs(10), |m| m.0.starts_with("INVITE "))
+        .expect("the INVITE on the phone's connection");
+    phone.reply(&invite, 180, "Ringing");
+    phone.reply(&invite, 200, "OK");
+    phone
+        .recv_where(Duration::from_secs(5), |m| m.0.starts_with("ACK "))
+        .expect("the ACK on the phone's connection");
+    // The connection closes; the BYE must come to the listening port.
+    phone.tcp = None;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let stream = loop {
+        match listener.accept() {
+            Ok((s, _)) => break s,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => panic!("no connection to the phone's port: {e}"),
+        }
+    };
+    stream.set_nonblocking(false).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    phone.tcp = Some(RefCell::new((stream, Vec::new())));
+    let bye = phone
+        .recv_where(Duration::from_secs(5), |m| m.0.starts_with("BYE "))
+        .expect("the BYE at the phone's port");
+    phone.reply(&bye, 200, "OK");
+    assert_eq!(call.wait(Duration::from_secs(20)), 0, "carrier side");
+}
