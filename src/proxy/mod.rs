@@ -161,11 +161,16 @@ impl Target {
 /// `rewrite` module).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Rewrite {
-    /// The From URI the target sees (display name dropped, tag kept).
+    /// The From URI the target sees (display name and tag kept).
     pub from_uri: Option<String>,
     /// A P-Asserted-Identity to send (the caller's PAI and
     /// P-Preferred-Identity are removed).
     pub pai: Option<String>,
+    /// The caller withholds its identity: a `Privacy: id` goes with the
+    /// P-Asserted-Identity when the caller's own Privacy does not say so
+    /// (an anonymous From alone), so the carrier passes the number on to
+    /// no one.
+    pub withhold: bool,
     /// The codecs SDP is filtered to, in both directions.
     pub codecs: Option<crate::sip::Codecs>,
     /// The target is this friend: a challenge from it is not relayed.
@@ -494,6 +499,10 @@ pub struct Proxy {
     /// HMAC-SHA-256 keyed with `cfg.secret`, its key schedule done once
     /// (cloned per token).
     token_key: hmac::Hmac<sha2::Sha256>,
+    /// How every To tag this switch writes begins (hex of secret bytes,
+    /// the same in every worker): an ACK whose To tag begins so
+    /// acknowledges a final response the switch made itself.
+    tag_mark: Box<str>,
 }
 
 const MAGIC: &[u8] = b"z9hG4bK";
@@ -519,8 +528,10 @@ impl Proxy {
             Ok(v6) => format!("[{v6}]").into(),
             Err(_) => cfg.advertised_host.as_str().into(),
         };
+        let tag_mark = cfg.secret[..3].iter().map(|b| format!("{b:02x}")).collect();
         Proxy {
             token_key,
+            tag_mark,
             uri_host,
             cfg,
             slots: Vec::new(),
@@ -712,7 +723,8 @@ impl Proxy {
 
     fn new_tag(&mut self) -> String {
         self.counter += 1;
-        let mut t = String::with_capacity(24);
+        let mut t = String::with_capacity(32);
+        t.push_str(&self.tag_mark);
         push_hex(&mut t, u64::from(self.cfg.seed as u32));
         push_hex(&mut t, self.counter);
         t

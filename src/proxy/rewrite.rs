@@ -120,6 +120,8 @@ pub(super) struct Planned {
     pub to: Option<Vec<u8>>,
     /// A P-Asserted-Identity value; the caller's identity headers go.
     pub pai: Option<String>,
+    /// Add `Privacy: id` (see [`super::Rewrite::withhold`]).
+    pub privacy_id: bool,
     /// New body.
     pub body: Option<Vec<u8>>,
     /// New Contact (the sender is behind NAT).
@@ -160,6 +162,7 @@ pub(super) fn plan(
             }
             if let Some(pai) = &r.pai {
                 p.pai = Some(format!("<{pai}>"));
+                p.privacy_id = r.withhold && !super::asks_privacy(msg, &[b"id"]);
                 p.record.pai = p.record.new_from.as_deref() == Some(pai.as_str());
             }
             p.record.friend = r.friend.is_some();
@@ -211,6 +214,9 @@ pub(super) fn apply(e: &mut Editor<'_>, p: &Planned) {
             e.remove_header(h);
         }
         e.append("P-Asserted-Identity", pai.as_bytes());
+        if p.privacy_id {
+            e.append("Privacy", b"id");
+        }
     } else if p.strip_identity {
         for h in IDENTITY_HEADERS {
             e.remove_header(h);

@@ -213,6 +213,34 @@ fn friend_by_credentials<'c>(
     matches!(account.kind, AccountKind::Friend(_)).then_some((name, account))
 }
 
+impl TableRouter<'_> {
+    /// Who the request says it is, as (user unescaped, domain lower-cased)
+    /// of `header` (From; To for a REGISTER). An anonymous From (RFC 3323:
+    /// `anonymous@anonymous.invalid`, as a PBX withholding its caller's
+    /// number writes it) names no company: from a direct friend's address
+    /// it is that friend, which then authenticates as itself. Anonymous
+    /// callers elsewhere stay unknown (their company cannot be told).
+    fn caller_of(
+        &self,
+        req: &Message,
+        from: &Peer,
+        header: HeaderName,
+    ) -> Option<(String, String)> {
+        let (user, domain) = req.header(header).and_then(super::local::user_host)?;
+        if header != HeaderName::From
+            || self.table.company(&domain).is_some()
+            || !(user.eq_ignore_ascii_case("anonymous")
+                || domain.eq_ignore_ascii_case("anonymous.invalid"))
+        {
+            return Some((user, domain));
+        }
+        match self.table.direct_friend_at(from.addr.ip()) {
+            Some((domain, name)) => Some((name.to_owned(), domain.to_owned())),
+            None => Some((user, domain)),
+        }
+    }
+}
+
 impl Router for TableRouter<'_> {
     fn is_carrier(&self, from: &Peer) -> bool {
         self.table.carrier_for_source(from.addr.ip()).is_some()
@@ -239,7 +267,7 @@ impl Router for TableRouter<'_> {
         } else {
             HeaderName::From
         };
-        let Some((user, domain)) = req.header(header).and_then(super::local::user_host) else {
+        let Some((user, domain)) = self.caller_of(req, from, header) else {
             if register {
                 // RFC 4475 `unksm2`: a registrar answers a To that is no
                 // SIP or SIPS address of record with 400.
@@ -324,10 +352,7 @@ impl Router for TableRouter<'_> {
         } else {
             // The same reading of the From as the digest gate's claim
             // (user unescaped, domain lower-cased).
-            let Some((user, domain)) = req
-                .header(HeaderName::From)
-                .and_then(super::local::user_host)
-            else {
+            let Some((user, domain)) = self.caller_of(req, from, HeaderName::From) else {
                 return reject(StatusCode::FORBIDDEN, "Unknown caller");
             };
             let (user, domain) = (user.as_str(), domain.as_str());
@@ -422,6 +447,7 @@ impl Router for TableRouter<'_> {
             Some(Box::new(Rewrite {
                 from_uri,
                 pai: None,
+                withhold: false,
                 codecs: intersect(f.allowed_codecs.clone(), caller_codecs.clone()),
                 friend: Some(f.name.to_string()),
             }))
@@ -491,6 +517,7 @@ impl Router for TableRouter<'_> {
                         identity.clone()
                     }),
                     pai: Some(identity),
+                    withhold: anonymous,
                     codecs: caller_codecs.clone(),
                     friend: None,
                 };

@@ -458,8 +458,17 @@ impl Proxy {
         // source network and may route by the Request-URI anyway: such a
         // request is routed as the carrier's requests are (DDIs only),
         // with no dialog rewriting to restore. Anyone else needs the token.
-        let carrier_by_uri =
-            in_dialog(msg) && pops == 0 && router.is_carrier(&from) && self.request_uri_is_me(msg);
+        // An ACK of a final the switch made itself (its To tag is ours: a
+        // 488, 420, 483 answered without a transaction) ends here.
+        let acks_ours = msg.method() == Some(Method::ACK)
+            && msg
+                .tag(HeaderName::To)
+                .is_some_and(|t| t.starts_with(self.tag_mark.as_bytes()));
+        let carrier_by_uri = in_dialog(msg)
+            && pops == 0
+            && !acks_ours
+            && router.is_carrier(&from)
+            && self.request_uri_is_me(msg);
         if in_dialog(msg) && !carrier_by_uri {
             if pops == 0 {
                 // Includes the ACK of a final response the switch sent

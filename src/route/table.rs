@@ -838,6 +838,16 @@ impl RoutingTable {
         }
     }
 
+    /// The direct friend configured at `ip` (an IP-literal `address`), as
+    /// (company domain, friend name); the last configured when several
+    /// share the address.
+    pub fn direct_friend_at(&self, ip: IpAddr) -> Option<(&str, &str)> {
+        self.peer_names
+            .get(&ip)?
+            .strip_prefix("f:")?
+            .split_once('/')
+    }
+
     /// Whether `ip` is a configured peer: in a carrier's `sources`, or the
     /// address of a carrier or a direct friend (what [`Self::party`] names).
     pub fn is_configured_peer(&self, ip: IpAddr) -> bool {

@@ -273,33 +273,41 @@ fn friend_external_calls_present_the_right_identity() {
         both_sides_pass(caller, carrier, &format!("round {round}: "));
     }
 
-    // Privacy: the number goes only in P-Asserted-Identity, with the
-    // caller's Privacy; From stays anonymous (RFC 3323 §4.1.1.3), in the
-    // BYE too.
-    let carrier_xml = write_scenario(
-        &dir.0,
-        "carrier-private.xml",
-        &carrier_expecting_from(
-            "+34944123456",
-            "+34944000101",
-            "&quot;Anonymous&quot; &lt;sip:anonymous@anonymous\\.invalid&gt;",
-        )
-        .replace(
-            r#"<ereg regexp="m=audio"#,
-            r#"<ereg regexp="^ *id *$" search_in="hdr" header="Privacy:" check_it="true" assign_to="p"/>
+    // Privacy: the number goes only in P-Asserted-Identity, with
+    // `Privacy: id`; From stays anonymous (RFC 3323 §4.1.1.3), in the BYE
+    // too. Asked for with a Privacy header, or with an anonymous From
+    // alone (`anonymous.invalid` names no company: the friend is known by
+    // its address and authenticates as itself).
+    let anonymous_from = r#""Anonymous" <sip:anonymous@anonymous.invalid>"#;
+    for (round, extra, from) in [
+        ("privacy", "Privacy: id\n      ", None),
+        ("anonymous", "", Some(anonymous_from)),
+    ] {
+        let carrier_xml = write_scenario(
+            &dir.0,
+            &format!("carrier-{round}.xml"),
+            &carrier_expecting_from(
+                "+34944123456",
+                "+34944000101",
+                "&quot;Anonymous&quot; &lt;sip:anonymous@anonymous\\.invalid&gt;",
+            )
+            .replace(
+                r#"<ereg regexp="m=audio"#,
+                r#"<ereg regexp="^ *id *$" search_in="hdr" header="Privacy:" check_it="true" assign_to="p"/>
       <ereg regexp="m=audio"#,
-        )
-        .replace(r#"variables="a,"#, r#"variables="p,a,"#),
-    );
-    let carrier = uas("127.0.0.2", 22120, &carrier_xml, 1);
-    std::thread::sleep(Duration::from_millis(200));
-    let caller_xml = write_scenario(
-        &dir.0,
-        "caller-private.xml",
-        &friend_caller_with(Some("+34944000101"), "Privacy: id\n      ", 200),
-    );
-    let caller = branch_calls(&sw, &caller_xml, "944123456");
-    both_sides_pass(caller, carrier, "private: ");
+            )
+            .replace(r#"variables="a,"#, r#"variables="p,a,"#),
+        );
+        let carrier = uas("127.0.0.2", 22120, &carrier_xml, 1);
+        std::thread::sleep(Duration::from_millis(200));
+        let mut caller = friend_caller_with(Some("+34944000101"), extra, 200);
+        if let Some(from) = from {
+            caller = caller.replace(r#""Branch office" <sip:branch@acme.example.com>"#, from);
+        }
+        let caller_xml = write_scenario(&dir.0, &format!("caller-{round}.xml"), &caller);
+        let caller = branch_calls(&sw, &caller_xml, "944123456");
+        both_sides_pass(caller, carrier, &format!("{round}: "));
+    }
 
     // Denied by the friend's ACL (national: the rest of the world denied).
     let denied = write_scenario(&dir.0, "denied.xml", &friend_caller(None, 403));

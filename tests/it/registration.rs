@@ -1779,3 +1779,30 @@ fn a_tcp_phone_whose_connection_closed_is_reached_at_its_port() {
     phone.reply(&bye, 200, "OK");
     assert_eq!(call.wait(Duration::from_secs(20)), 0, "carrier side");
 }
+
+/// A carrier's ACK of a final response the switch made itself (here a 483
+/// for Max-Forwards: 0, answered without a transaction) ends at the switch:
+/// it is not taken for the ACK of a 2xx from a UA that ignores
+/// Record-Route and routed on to the DDI's target.
+#[test]
+fn a_carrier_ack_of_the_switch_s_own_answer_goes_nowhere() {
+    let sw = Switch::start("carrier-own-ack", 25060);
+    let friend = Phone::at("127.0.0.1:25070", sw.addr());
+    let carrier = Phone::new("127.0.0.2", sw.addr());
+    let local = carrier.local();
+    let head = |method: &str, to: &str, hops: u8| {
+        format!(
+            "{method} sip:+34944000200@{switch} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {local};branch=z9hG4bK-own1\r\nMax-Forwards: {hops}\r\n\
+             From: <sip:+34600111222@pstn.example.net>;tag=own1\r\nTo: {to}\r\n\
+             Call-ID: own1@carrier\r\nCSeq: 1 {method}\r\nContent-Length: 0\r\n\r\n",
+            switch = sw.addr()
+        )
+    };
+    carrier.send(&head("INVITE", "<sip:+34944000200@pstn.example.net>", 0));
+    let answer = carrier.final_response().expect("an answer");
+    assert_eq!(answer.status(), 483, "{}", answer.0);
+    carrier.send(&head("ACK", answer.header("To").unwrap(), 70));
+    let stray = friend.recv_where(Duration::from_secs(1), |_| true);
+    assert!(stray.is_none(), "the friend got {:?}", stray.map(|m| m.0));
+}
