@@ -499,8 +499,8 @@ pub struct Proxy {
     /// HMAC-SHA-256 keyed with `cfg.secret`, its key schedule done once
     /// (cloned per token).
     token_key: hmac::Hmac<sha2::Sha256>,
-    /// How every To tag this switch writes begins (hex of secret bytes,
-    /// the same in every worker): an ACK whose To tag begins so
+    /// How every To tag this switch writes begins (six hex digits derived
+    /// from the secret, the same in every worker): an ACK whose To tag begins so
     /// acknowledges a final response the switch made itself.
     tag_mark: Box<str>,
 }
@@ -528,7 +528,15 @@ impl Proxy {
             Ok(v6) => format!("[{v6}]").into(),
             Err(_) => cfg.advertised_host.as_str().into(),
         };
-        let tag_mark = cfg.secret[..3].iter().map(|b| format!("{b:02x}")).collect();
+        // Derived from the secret, not a piece of it: tags are public.
+        let tag_mark = token_key
+            .clone()
+            .chain_update(b"tandem: the mark of our To tags")
+            .finalize()
+            .into_bytes()[..3]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         Proxy {
             token_key,
             tag_mark,
