@@ -218,8 +218,10 @@ impl TableRouter<'_> {
     /// of `header` (From; To for a REGISTER). An anonymous From (RFC 3323:
     /// `anonymous@anonymous.invalid`, as a PBX withholding its caller's
     /// number writes it) names no company: from a direct friend's address
-    /// it is that friend, which then authenticates as itself. Anonymous
-    /// callers elsewhere stay unknown (their company cannot be told).
+    /// it is that friend, which then authenticates as itself (or, once its
+    /// credentials name another account of that company, that account: a
+    /// phone behind the office's NAT). Anonymous callers elsewhere stay
+    /// unknown (their company cannot be told).
     fn caller_of(
         &self,
         req: &Message,
@@ -234,10 +236,21 @@ impl TableRouter<'_> {
         {
             return Some((user, domain));
         }
-        match self.table.direct_friend_at(from.addr.ip()) {
-            Some((domain, name)) => Some((name.to_owned(), domain.to_owned())),
-            None => Some((user, domain)),
-        }
+        let Some((domain, name)) = self.table.direct_friend_at(from.addr.ip()) else {
+            return Some((user, domain));
+        };
+        // A phone of that company behind the same address (the office's
+        // NAT) is who its credentials say, once it has answered the
+        // challenge; the PBX otherwise.
+        let creds: Vec<&[u8]> = req.headers(HeaderName::ProxyAuthorization).collect();
+        let user = crate::auth::digest_username(&creds, domain)
+            .filter(|u| {
+                self.table
+                    .company(domain)
+                    .is_some_and(|c| c.account(u).is_some())
+            })
+            .unwrap_or_else(|| name.to_owned());
+        Some((user, domain.to_owned()))
     }
 }
 

@@ -1806,3 +1806,54 @@ fn a_carrier_ack_of_the_switch_s_own_answer_goes_nowhere() {
     let stray = friend.recv_where(Duration::from_secs(1), |_| true);
     assert!(stray.is_none(), "the friend got {:?}", stray.map(|m| m.0));
 }
+
+/// An anonymous From (`anonymous@anonymous.invalid`) from a direct friend's
+/// address is that friend, challenged in its company's realm; a phone of
+/// the same company behind the same address (the office's NAT) is who its
+/// credentials then say. Here a phone at the demo friend's IP calls
+/// extension 101 anonymously as alice-phone: after the challenge it is let
+/// through (480: alice has no binding), not challenged again as `branch`.
+#[test]
+fn an_anonymous_phone_behind_a_friend_s_address_is_who_it_proves() {
+    let sw = Switch::start("anon-phone", 25080);
+    let phone = Phone::new("127.0.0.1", sw.addr());
+    let local = phone.local();
+    let invite = |cseq: u32, auth: &str| {
+        format!(
+            "INVITE sip:101@acme.example.com SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {local};branch=z9hG4bK-anon{cseq}\r\nMax-Forwards: 70\r\n\
+             From: \"Anonymous\" <sip:anonymous@anonymous.invalid>;tag=anon\r\n\
+             To: <sip:101@acme.example.com>\r\nCall-ID: anon@phone\r\n\
+             CSeq: {cseq} INVITE\r\nContact: <sip:alice-phone@{local}>\r\n\
+             Privacy: id\r\n{auth}Content-Length: 0\r\n\r\n"
+        )
+    };
+    phone.send(&invite(1, ""));
+    let challenge = phone.final_response().expect("a challenge");
+    assert_eq!(challenge.status(), 407, "{}", challenge.0);
+    let c = challenge.header("Proxy-Authenticate").unwrap();
+    assert_eq!(param(c, "realm"), Some("acme.example.com"), "{c}");
+    let alg = Algorithm::parse(param(c, "algorithm").unwrap_or("MD5")).unwrap();
+    let nonce = param(c, "nonce").unwrap();
+    let uri = "sip:101@acme.example.com";
+    let response = digest_response(
+        alg,
+        "alice-phone",
+        "acme.example.com",
+        "Correct-Horse-42",
+        "INVITE",
+        uri,
+        nonce,
+        "00000001",
+        "c0ffee",
+    );
+    let auth = format!(
+        "Proxy-Authorization: Digest username=\"alice-phone\", realm=\"acme.example.com\", \
+         nonce=\"{nonce}\", uri=\"{uri}\", response=\"{response}\", algorithm={}, qop=auth, \
+         nc=00000001, cnonce=\"c0ffee\"\r\n",
+        alg.as_str()
+    );
+    phone.send(&invite(2, &auth));
+    let answer = phone.final_response().expect("an answer");
+    assert_eq!(answer.status(), 480, "{}", answer.0);
+}
