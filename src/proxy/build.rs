@@ -157,12 +157,9 @@ pub fn answer_unparsable(raw: &[u8], status: u16, reason: &str) -> Option<Vec<u8
     out.extend_from_slice(b"\r\n");
     for (k, name) in ["From", "To", "Call-ID", "CSeq"].into_iter().enumerate() {
         let Some(value) = once[k] else { continue };
-        push_header(&mut out, name, value);
-        if k == 1 && !has_tag_param(value) {
-            // Before the CRLF just written.
-            out.truncate(out.len() - 2);
-            out.extend_from_slice(format!(";tag={:08x}\r\n", fnv1a(head)).as_bytes());
-        }
+        let tagged = (k == 1 && !has_tag_param(value))
+            .then(|| [value, format!(";tag={:08x}", fnv1a(head)).as_bytes()].concat());
+        push_header(&mut out, name, tagged.as_deref().unwrap_or(value));
     }
     out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
     Some(out)

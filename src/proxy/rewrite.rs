@@ -512,6 +512,15 @@ fn unb64(text: &[u8]) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
 
+    /// The connection a fixed Contact's `tnat` names.
+    fn connection_of(contact: &[u8]) -> Option<u64> {
+        let a = NameAddr::parse(contact).unwrap();
+        let crate::sip::Uri::Sip(u) = a.parsed_uri().unwrap() else {
+            panic!("a SIP URI")
+        };
+        nat_connection(&u.params)
+    }
+
     #[test]
     fn base64url_round_trip() {
         for s in [
@@ -568,11 +577,7 @@ mod tests {
             String::from_utf8(fixed.clone()).unwrap(),
             "<sip:alice@127.0.0.1:40001;ob;transport=tcp;tnat=100000000002a>;+sip.instance=\"<urn:x>\""
         );
-        let a = NameAddr::parse(&fixed).unwrap();
-        let crate::sip::Uri::Sip(u) = a.parsed_uri().unwrap() else {
-            panic!("a SIP URI")
-        };
-        assert_eq!(nat_connection(&u.params), Some(0x1_0000_0000_002a));
+        assert_eq!(connection_of(&fixed), Some(0x1_0000_0000_002a));
         // Over TCP, a Contact naming the connection's own IP with
         // transport=tcp keeps its address and prefers the connection
         // (the device may or may not take connections at that port).
@@ -582,12 +587,8 @@ mod tests {
             String::from_utf8(fixed.clone()).unwrap(),
             "<sip:alice@127.0.0.1:5060;transport=tcp;tnat=800100000000002a>"
         );
-        let a = NameAddr::parse(&fixed).unwrap();
-        let crate::sip::Uri::Sip(u) = a.parsed_uri().unwrap() else {
-            panic!("a SIP URI")
-        };
         assert_eq!(
-            nat_connection(&u.params),
+            connection_of(&fixed),
             Some(0x1_0000_0000_002a | super::super::CONN_REUSE)
         );
         // A configured TCP peer at that address: left alone.

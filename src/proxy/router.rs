@@ -555,6 +555,9 @@ fn withholds_identity(req: &Message) -> bool {
     super::asks_privacy(req, &[b"id", b"user", b"header"])
         || req
             .header(HeaderName::From)
+            // A scan, not a second parse of every From: only one that
+            // says `anonymous` somewhere is decoded.
+            .filter(|v| v.windows(9).any(|w| w.eq_ignore_ascii_case(b"anonymous")))
             .and_then(|v| NameAddr::parse(v).ok())
             .and_then(|a| match a.decoded_uri().ok()? {
                 Uri::Sip(u) => Some(
