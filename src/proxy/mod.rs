@@ -34,6 +34,7 @@
 
 mod build;
 mod client;
+mod dialog;
 mod local;
 mod rewrite;
 pub mod router;
