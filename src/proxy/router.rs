@@ -220,8 +220,9 @@ impl TableRouter<'_> {
     /// number writes it) names no company: from a direct friend's address
     /// it is that friend, which then authenticates as itself (or, once its
     /// credentials name another account of that company, that account: a
-    /// phone behind the office's NAT). Anonymous callers elsewhere stay
-    /// unknown (their company cannot be told).
+    /// phone behind the office's NAT). Elsewhere the company is the one
+    /// the request is addressed to ([`Self::addressed_company`]) and the
+    /// caller the account its credentials name there.
     fn caller_of(
         &self,
         req: &Message,
@@ -236,12 +237,21 @@ impl TableRouter<'_> {
         {
             return Some((user, domain));
         }
-        let Some((domain, name)) = self.table.direct_friend_at(from.addr.ip()) else {
-            return Some((user, domain));
+        let (domain, fallback) = match self.table.direct_friend_at(from.addr.ip()) {
+            Some((domain, name)) => (domain, name),
+            // Elsewhere (a phone, a register-mode friend) the company is
+            // the one the request is addressed to: its Request-URI's host
+            // (a phone dials `number@its-domain`), else its To's.
+            None => match self.addressed_company(req) {
+                Some(domain) => (domain, user.as_str()),
+                None => return Some((user, domain)),
+            },
         };
-        // A phone of that company behind the same address (the office's
-        // NAT) is who its credentials say, once it has answered the
-        // challenge; the PBX otherwise.
+        // Who its credentials say, once it has answered the challenge (in
+        // that company's realm): a phone behind the office's NAT, or any
+        // terminal or friend of the company withholding its number. Until
+        // then the friend at that address, or `anonymous` (no account:
+        // challenged like any unknown name).
         let creds: Vec<&[u8]> = req.headers(HeaderName::ProxyAuthorization).collect();
         let user = crate::auth::digest_username(&creds, domain)
             .filter(|u| {
@@ -249,8 +259,29 @@ impl TableRouter<'_> {
                     .company(domain)
                     .is_some_and(|c| c.account(u).is_some())
             })
-            .unwrap_or_else(|| name.to_owned());
+            .unwrap_or_else(|| fallback.to_owned());
         Some((user, domain.to_owned()))
+    }
+
+    /// The domain of the company `req` is addressed to: its Request-URI's
+    /// host if that names one, else its To's.
+    fn addressed_company(&self, req: &Message) -> Option<&str> {
+        let by_uri = req
+            .request_uri()
+            .and_then(|v| Uri::decode(v).ok())
+            .and_then(|u| match u.as_sip()?.host {
+                crate::sip::Host::Domain(d) => std::str::from_utf8(d).ok().map(str::to_owned),
+                _ => None,
+            });
+        let by_to = || {
+            req.header(HeaderName::To)
+                .and_then(super::local::user_host)
+                .map(|(_, host)| host)
+        };
+        [by_uri, by_to()]
+            .into_iter()
+            .flatten()
+            .find_map(|d| self.table.company(&d).map(|c| &*c.domain))
     }
 }
 

@@ -1817,13 +1817,57 @@ fn a_carrier_ack_of_the_switch_s_own_answer_goes_nowhere() {
 fn an_anonymous_phone_behind_a_friend_s_address_is_who_it_proves() {
     let sw = Switch::start("anon-phone", 25080);
     let phone = Phone::new("127.0.0.1", sw.addr());
+    anonymous_call(&phone, "101", "anon-1");
+    let answer = phone.final_response().expect("an answer");
+    assert_eq!(answer.status(), 480, "{}", answer.0);
+}
+
+/// A phone's anonymous From (its user withholding the number, RFC 3323)
+/// names no company: the company is the one the call is addressed to (the
+/// Request-URI's domain), the caller the account its credentials name
+/// there. Its call goes out with From still anonymous and the user's DDI
+/// only in P-Asserted-Identity.
+#[test]
+fn an_anonymous_phone_is_the_account_its_credentials_name() {
+    let sw = Switch::start("anon-any", 25100);
+    let carrier = Phone::at("127.0.0.2:25120", sw.addr());
+    let phone = Phone::new("127.0.0.3", sw.addr());
+    anonymous_call(&phone, "911234567", "anon-2");
+    let invite = carrier
+        .recv_where(Duration::from_secs(5), |m| m.0.starts_with("INVITE "))
+        .expect("the call reaches the carrier");
+    carrier.reply(&invite, 486, "Busy Here");
+    let answer = phone.final_response().expect("an answer");
+    assert_eq!(answer.status(), 486, "{}", answer.0);
+    let from = invite.header("From").unwrap();
+    assert!(
+        from.contains("sip:anonymous@anonymous.invalid"),
+        "{}",
+        invite.0
+    );
+    let pai = invite
+        .header("P-Asserted-Identity")
+        .expect("an asserted identity");
+    assert!(pai.contains("+34944000100"), "{}", invite.0);
+    assert!(
+        invite.header("Privacy").is_some_and(|p| p.contains("id")),
+        "{}",
+        invite.0
+    );
+}
+
+/// Calls `number` at acme from an anonymous From, answers the challenge
+/// (which must be in acme's realm) as alice-phone: the authenticated
+/// INVITE is sent, its answer left to the caller.
+fn anonymous_call(phone: &Phone, number: &str, call_id: &str) {
     let local = phone.local();
+    let uri = format!("sip:{number}@acme.example.com");
     let invite = |cseq: u32, auth: &str| {
         format!(
-            "INVITE sip:101@acme.example.com SIP/2.0\r\n\
-             Via: SIP/2.0/UDP {local};branch=z9hG4bK-anon{cseq}\r\nMax-Forwards: 70\r\n\
+            "INVITE {uri} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {local};branch=z9hG4bK-{call_id}-{cseq}\r\nMax-Forwards: 70\r\n\
              From: \"Anonymous\" <sip:anonymous@anonymous.invalid>;tag=anon\r\n\
-             To: <sip:101@acme.example.com>\r\nCall-ID: anon@phone\r\n\
+             To: <{uri}>\r\nCall-ID: {call_id}@phone\r\n\
              CSeq: {cseq} INVITE\r\nContact: <sip:alice-phone@{local}>\r\n\
              Privacy: id\r\n{auth}Content-Length: 0\r\n\r\n"
         )
@@ -1835,14 +1879,13 @@ fn an_anonymous_phone_behind_a_friend_s_address_is_who_it_proves() {
     assert_eq!(param(c, "realm"), Some("acme.example.com"), "{c}");
     let alg = Algorithm::parse(param(c, "algorithm").unwrap_or("MD5")).unwrap();
     let nonce = param(c, "nonce").unwrap();
-    let uri = "sip:101@acme.example.com";
     let response = digest_response(
         alg,
         "alice-phone",
         "acme.example.com",
         "Correct-Horse-42",
         "INVITE",
-        uri,
+        &uri,
         nonce,
         "00000001",
         "c0ffee",
@@ -1854,6 +1897,4 @@ fn an_anonymous_phone_behind_a_friend_s_address_is_who_it_proves() {
         alg.as_str()
     );
     phone.send(&invite(2, &auth));
-    let answer = phone.final_response().expect("an answer");
-    assert_eq!(answer.status(), 480, "{}", answer.0);
 }
