@@ -229,6 +229,22 @@ impl Proxy {
         if better(status, tx.best.as_ref().map(|b| b.0)) {
             tx.best = Some((status, data));
         }
+        if tx.invite && status.0 >= 600 && tx.state == ServerState::Proceeding {
+            // RFC 3261 §16.7 step 5: a global failure (603 Decline) ends
+            // the other branches too; it goes upstream once they have
+            // answered their CANCEL (step 6 still picks it).
+            let mut to_cancel = Vec::new();
+            for (j, o) in tx.branches.iter_mut().enumerate() {
+                match o.state {
+                    BranchState::Proceeding => to_cancel.push(j as u16),
+                    BranchState::Calling => o.cancel_pending = true,
+                    _ => {}
+                }
+            }
+            for j in to_cancel {
+                self.send_cancel(now, slot, j);
+            }
+        }
         self.maybe_finish(now, slot);
     }
 

@@ -512,6 +512,39 @@ fn forking_picks_the_best_final_and_cancels_on_2xx() {
     );
 }
 
+/// RFC 3261 §16.7 step 5: a 6xx on one branch cancels the others (the
+/// caller stops hearing ringback when one phone declines); the 6xx goes
+/// upstream once they have answered, chosen over their 487.
+#[test]
+fn a_global_failure_cancels_the_other_branches() {
+    let mut h = Harness::new();
+    let out = h.recv(A, &invite("fork", "z9hG4bK-g1"));
+    let to = |who| {
+        out.iter()
+            .find(|(to, _, _)| *to == addr(who))
+            .unwrap()
+            .2
+            .clone()
+    };
+    let (to_b, to_c) = (to(B), to(C));
+    h.recv_raw(C, answer(&to_c, 180, Some("c")));
+    let out = h.recv_raw(B, answer(&to_b, 603, Some("b")));
+    assert!(
+        out.iter().all(|(to, _, _)| *to != addr(A)),
+        "the 603 waits for the other branch"
+    );
+    let cancel = out
+        .iter()
+        .find(|(to, _, _)| *to == addr(C))
+        .expect("CANCEL to the other branch");
+    assert_eq!(cancel.2.method(), Some(tandem::sip::Method::CANCEL));
+    h.recv_raw(C, answer(&cancel.2, 200, None));
+    let out = h.recv_raw(C, answer(&to_c, 487, Some("c")));
+    let up: Vec<_> = out.iter().filter(|(to, _, _)| *to == addr(A)).collect();
+    assert_eq!(up.len(), 1);
+    assert_eq!(status(&up[0].2), 603);
+}
+
 /// A request the parser takes but whose forwarded copy (one Via and a
 /// Record-Route more) would exceed its header limit is answered 513: the
 /// proxy must be able to parse its own copy again to derive a CANCEL or an
