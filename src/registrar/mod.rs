@@ -237,6 +237,10 @@ pub struct Updated {
     pub record: Option<Vec<u8>>,
 }
 
+/// The most AoRs one TCP connection is remembered to carry (each needs the
+/// credentials of its account); past it the first one bound is forgotten.
+const AORS_PER_CONNECTION: usize = 64;
+
 /// The bindings of every AoR; `Send + Sync`, shared through an `Arc`.
 #[derive(Debug)]
 pub struct Registrar {
@@ -246,11 +250,13 @@ pub struct Registrar {
     store: Store,
     /// The next record's sequence number.
     seq: AtomicU64,
-    /// TCP connection id → the AoR last bound over it: lets the shell keep
-    /// a connection open while a binding needs it ([`Registrar::holds_connection`]).
-    /// At most one entry per open connection: the shell removes an entry
-    /// when its connection closes.
-    connections: Mutex<HashMap<u64, Box<str>, foldhash::fast::RandomState>>,
+    /// TCP connection id → the AoRs bound over it (a PBX or a multi-line
+    /// phone registers several accounts over one connection): lets the
+    /// shell keep a connection open while a binding needs it
+    /// ([`Registrar::holds_connection`]). At most one entry per open
+    /// connection (the shell removes it when its connection closes), and at
+    /// most [`AORS_PER_CONNECTION`] AoRs in it.
+    connections: Mutex<HashMap<u64, Vec<Box<str>>, foldhash::fast::RandomState>>,
 }
 
 impl Registrar {
@@ -363,10 +369,14 @@ impl Registrar {
         drop(map);
         if let Some(conn) = u.conn {
             if live.iter().any(|b| b.conn == Some(conn)) {
-                self.connections
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(conn, u.aor.into());
+                let mut connections = self.connections.lock().unwrap_or_else(|e| e.into_inner());
+                let aors = connections.entry(conn).or_default();
+                if !aors.iter().any(|a| **a == *u.aor) {
+                    if aors.len() == AORS_PER_CONNECTION {
+                        aors.remove(0);
+                    }
+                    aors.push(u.aor.into());
+                }
             }
         }
         Ok(Updated {
@@ -400,17 +410,20 @@ impl Registrar {
 
     /// Whether TCP connection `conn` carries a live binding: the only
     /// way to reach a device behind NAT, so the shell keeps such a
-    /// connection open however long it stays silent. Checks the AoR last
-    /// bound over the connection; forgets the connection when that AoR no
-    /// longer has a live binding on it.
+    /// connection open however long it stays silent. Checks the AoRs
+    /// bound over the connection, forgetting those with no live binding on
+    /// it any more, and the connection once none is left.
     pub fn holds_connection(&self, conn: u64, now: u64) -> bool {
         let mut connections = self.connections.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(aor) = connections.get(&conn) else {
+        let Some(aors) = connections.get_mut(&conn) else {
             return false;
         };
-        let held = self.with_bindings(aor, now, |b| {
-            b.iter().any(|b| b.conn == Some(conn) && b.expires > now)
+        aors.retain(|aor| {
+            self.with_bindings(aor, now, |b| {
+                b.iter().any(|b| b.conn == Some(conn) && b.expires > now)
+            })
         });
+        let held = !aors.is_empty();
         if !held {
             connections.remove(&conn);
         }

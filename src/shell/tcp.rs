@@ -178,7 +178,7 @@ async fn read_loop(w: Rc<Worker>, id: u64, addr: SocketAddr) {
     };
     let mut pending = BytesMut::with_capacity(8192);
     let mut buf = vec![0u8; 16384];
-    // Only a whole message (or a keep-alive ping) moves the deadline: a
+    // Only a whole message (not a keep-alive ping) moves the deadline: a
     // client trickling a byte now and then does not hold a slot forever.
     let mut deadline = Instant::now() + w.shared.tunables.tcp_idle();
     loop {

@@ -1023,3 +1023,32 @@ fn a_connection_is_held_while_a_binding_lives_on_it() {
     .unwrap();
     assert!(!reg.holds_connection(0, T0 + 1));
 }
+
+/// Two accounts over one connection (a PBX, a multi-line phone): the
+/// connection is held while either has a binding on it, whichever was
+/// bound last.
+#[test]
+fn a_connection_carrying_two_aors_is_held_while_either_lives() {
+    let reg = Registrar::new(cfg(10));
+    let over = |aor, call_id, cseq, expires| Update {
+        aor,
+        transport: Transport::Tcp,
+        conn: Some(7),
+        ..req(
+            &[("sip:line@192.0.2.1;transport=tcp", None)],
+            Some(expires),
+            call_id,
+            cseq,
+        )
+    };
+    reg.update(T0, &over("alice@acme.example.com", "a", 1, 600))
+        .unwrap();
+    reg.update(T0, &over("bob@acme.example.com", "b", 1, 600))
+        .unwrap();
+    reg.update(T0 + 1, &over("bob@acme.example.com", "b", 2, 0))
+        .unwrap();
+    assert!(reg.holds_connection(7, T0 + 2), "alice still lives on it");
+    reg.update(T0 + 3, &over("alice@acme.example.com", "a", 2, 0))
+        .unwrap();
+    assert!(!reg.holds_connection(7, T0 + 4), "nobody left");
+}
