@@ -172,6 +172,20 @@ impl Proxy {
                 &[],
             );
         }
+        if !self.registers_here(&msg, &realm) {
+            // RFC 3261 §10.3 steps 2 and 5: an AoR is registered through
+            // its own domain (or the switch's name or address), not through
+            // another's.
+            return self.answer(
+                now,
+                msg,
+                from,
+                key,
+                StatusCode::NOT_FOUND,
+                "Not Found (the Request-URI names another domain)",
+                &[],
+            );
+        }
         let aor = format!("{user}@{realm}");
         let update = registrar::request::decode(&msg, &aor, from, self.cfg.worker);
         let result = update.and_then(|u| services.registrar.update(unix, &u));
@@ -190,6 +204,10 @@ impl Proxy {
             }
             Err(UpdateError::Invalid(reason)) => {
                 self.answer(now, msg, from, key, StatusCode::BAD_REQUEST, reason, &[])
+            }
+            Err(UpdateError::TooManyContacts { max }) => {
+                let reason = format!("Too many contacts (at most {max} per address of record)");
+                self.answer(now, msg, from, key, StatusCode::FORBIDDEN, &reason, &[])
             }
             Err(UpdateError::OutOfOrder) => self.answer(
                 now,
@@ -218,6 +236,22 @@ impl Proxy {
                     }
                 }
             }
+        }
+    }
+
+    /// Whether a REGISTER's Request-URI may register an AoR of `realm`:
+    /// it names that domain, this switch's advertised host, or an address
+    /// (an IP literal that reached the switch is taken as one of its own:
+    /// behind a NAT its public address is not configured anywhere).
+    fn registers_here(&self, msg: &Message, realm: &str) -> bool {
+        let Some(Ok(Uri::Sip(u))) = msg.request_uri().map(Uri::decode) else {
+            return true;
+        };
+        match u.host {
+            crate::sip::Host::Domain(d) => {
+                d.eq_ignore_ascii_case(realm.as_bytes()) || self.is_my_host(&u.host)
+            }
+            _ => true,
         }
     }
 
@@ -429,7 +463,13 @@ fn registered(
     tag: &str,
 ) -> (StatusCode, Vec<u8>, String) {
     let contacts = registrar::contact_values(bindings, unix);
-    let extra: Vec<(&str, &[u8])> = contacts.iter().map(|c| ("Contact", c.as_bytes())).collect();
+    // RFC 3261 §10.3 step 8: a Date lets a phone without a clock set one.
+    let date = crate::sip::sip_date(unix);
+    let extra: Vec<(&str, &[u8])> = contacts
+        .iter()
+        .map(|c| ("Contact", c.as_bytes()))
+        .chain([("Date", date.as_bytes())])
+        .collect();
     let r = response_to(msg, StatusCode::OK, "OK", Some(tag.as_bytes()), &extra);
     (StatusCode::OK, r, tag.to_owned())
 }

@@ -55,7 +55,9 @@
 //! - At most [`RegistrarConfig::max_bindings`] per AoR: a new binding
 //!   beyond it *replaces* the one that expires soonest, because a phone
 //!   behind NAT that reboots comes back from a new port with a new contact
-//!   while its old binding lingers, and must not be locked out.
+//!   while its old binding lingers, and must not be locked out. Only older
+//!   bindings are replaced: a REGISTER that itself names more live
+//!   contacts than the cap is refused whole (403).
 //! - Bindings are kept highest q first (no q ranks as 1.0).
 //!
 //! # Persistence
@@ -225,6 +227,13 @@ pub enum UpdateError {
     /// the stored one (RFC 3261 §10.3 step 7): a reordered or replayed
     /// request; answer `500 Out of order`.
     OutOfOrder,
+    /// The request itself asks for more live bindings than an AoR keeps
+    /// ([`RegistrarConfig::max_bindings`]): none of it is applied (the cap
+    /// replaces older bindings, never the request's own); answer `403`.
+    TooManyContacts {
+        /// The cap in force.
+        max: usize,
+    },
 }
 
 /// The result of a successful [`Registrar::update`].

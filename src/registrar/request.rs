@@ -35,8 +35,14 @@ pub fn contacts(msg: &Message) -> Result<Parts<'_>, UpdateError> {
             Contact::Addr(a) => {
                 // A binding is called through its URI: a scheme Tandem cannot
                 // send a request to (RFC 4475 `unksm2`'s `name:`) is refused.
-                if !matches!(Uri::parse(a.uri), Ok(Uri::Sip(_))) {
-                    return Err(UpdateError::Invalid("Contact URI is not sip or sips"));
+                match Uri::parse(a.uri) {
+                    // Reached only over TLS (RFC 3261 §26.2.2), which this
+                    // switch does not offer: calls to it could not be made.
+                    Ok(Uri::Sip(u)) if u.secure => {
+                        return Err(UpdateError::Invalid("sips Contact needs TLS (not offered)"));
+                    }
+                    Ok(Uri::Sip(_)) => {}
+                    _ => return Err(UpdateError::Invalid("Contact URI is not sip or sips")),
                 }
                 let uri = std::str::from_utf8(a.uri)
                     .map_err(|_| UpdateError::Invalid("Malformed Contact header"))?;

@@ -300,7 +300,29 @@ pub fn apply(
         }
     }
 
+    // The request's own live contacts must fit: the cap replaces older
+    // bindings, never one this request sets.
+    let max = cfg.max_bindings.clamp(1, MAX_BINDINGS);
+    let mut wanted: Vec<&str> = u
+        .contacts
+        .iter()
+        .zip(expiries)
+        .filter_map(|(c, &exp)| match *c {
+            ContactSpec::Uri { uri, .. } if exp != 0 => Some(uri),
+            _ => None,
+        })
+        .collect();
+    if wanted.len() > max {
+        wanted.sort_unstable();
+        wanted.dedup();
+        if wanted.len() > max {
+            return Err(UpdateError::TooManyContacts { max });
+        }
+    }
+
     bindings.retain(|b| b.expires > now);
+    // The contacts this request has set so far (never replaced by it).
+    let mut set: Vec<&str> = Vec::new();
     let mut changed = false;
     for (c, &exp) in u.contacts.iter().zip(expiries) {
         let (uri, q) = match *c {
@@ -323,6 +345,7 @@ pub fn apply(
         }
         changed = true;
         let expires = now + u64::from(exp);
+        set.push(uri);
         if let Some(i) = found {
             let b = &mut bindings[i];
             b.source = u.source;
@@ -348,12 +371,16 @@ pub fn apply(
             cseq: u.cseq,
             q,
         };
-        if bindings.len() < cfg.max_bindings.clamp(1, MAX_BINDINGS) {
+        if bindings.len() < max {
             bindings.push(fresh);
-        } else if let Some(i) = (0..bindings.len()).min_by_key(|&i| bindings[i].expires) {
+        } else if let Some(i) = (0..bindings.len())
+            .filter(|&i| !set.contains(&bindings[i].contact.as_ref()))
+            .min_by_key(|&i| bindings[i].expires)
+        {
             // The cap replaces rather than refuses: a phone behind NAT that
             // reboots registers a new contact (new port) while its old one
-            // lingers, and must not be locked out until that expires.
+            // lingers, and must not be locked out until that expires. One
+            // not set by this request is always there (checked above).
             bindings[i] = fresh;
         }
     }

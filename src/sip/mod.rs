@@ -59,8 +59,8 @@ pub use status::StatusCode;
 pub use uri::{escape_user, unescape, Host, SipUri, TelUri, Uri, UriError, MAX_URI_LEN};
 pub use validate::{required_extensions, unsupported_proxy_require, validate, Verdict};
 pub use values::{
-    is_valid_call_id, option_tags, parse_expires, parse_max_forwards, AuthError, AuthValue, CSeq,
-    ContentType, Via, ViaError,
+    is_valid_call_id, option_tags, parse_expires, parse_max_forwards, sip_date, AuthError,
+    AuthValue, CSeq, ContentType, Via, ViaError,
 };
 
 use std::fmt;

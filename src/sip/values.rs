@@ -420,6 +420,38 @@ fn auth_param(item: &[u8]) -> Result<(&[u8], &[u8]), AuthError> {
     Ok((name, unquote(value)))
 }
 
+/// `unix` (seconds since 1970, UTC) as a Date header writes it (RFC 3261
+/// §20.17, the RFC 1123 form, always GMT): `Sat, 13 Nov 2010 23:29:00 GMT`.
+pub fn sip_date(unix: u64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let days = unix / 86_400;
+    let secs = unix % 86_400;
+    // The civil date of a day count (Howard Hinnant's days_from_civil,
+    // inverted), in eras of 400 years from 0000-03-01.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!(
+        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
+        DAYS[(days % 7) as usize],
+        day,
+        MONTHS[(month - 1) as usize],
+        year,
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -594,5 +626,14 @@ mod tests {
         .unwrap();
         assert!(c.is("Multipart", "SIGNED"));
         assert!(ContentType::parse(b"application").is_none());
+    }
+
+    #[test]
+    fn dates_are_written_in_the_rfc_1123_form() {
+        assert_eq!(sip_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        // RFC 3261 §20.17's example.
+        assert_eq!(sip_date(1_289_690_940), "Sat, 13 Nov 2010 23:29:00 GMT");
+        assert_eq!(sip_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 GMT");
+        assert_eq!(sip_date(1_795_737_599), "Thu, 26 Nov 2026 23:59:59 GMT");
     }
 }

@@ -292,6 +292,62 @@ fn the_cap_replaces_the_binding_that_expires_first() {
     assert_eq!(r.bindings(), 2);
 }
 
+/// The cap never replaces a binding the same REGISTER sets: one that
+/// names more live contacts than the cap is refused whole, and one that
+/// fits keeps all of its own, replacing only older ones.
+#[test]
+fn the_cap_never_replaces_the_request_s_own_contacts() {
+    let r = Registrar::new(cfg(3));
+    for (i, c) in ["sip:a@h", "sip:b@h", "sip:c@h"].iter().enumerate() {
+        r.update(T0, &req(&[(c, Some(600))], None, "c", i as u32 + 1))
+            .unwrap();
+    }
+    let two = req(
+        &[("sip:d@h", Some(60)), ("sip:e@h", Some(60))],
+        None,
+        "c",
+        4,
+    );
+    r.update(T0, &two).unwrap();
+    let mut s = state(&r, T0);
+    s.sort();
+    assert_eq!(s.len(), 3);
+    assert!(s.iter().any(|(c, _)| c == "sip:d@h"), "{s:?}");
+    assert!(s.iter().any(|(c, _)| c == "sip:e@h"), "{s:?}");
+
+    let five: Vec<String> = (0..5).map(|i| format!("sip:m{i}@h")).collect();
+    let contacts: Vec<(&str, Option<u32>)> = five.iter().map(|c| (c.as_str(), None)).collect();
+    let e = r
+        .update(T0, &req(&contacts, Some(600), "c", 5))
+        .unwrap_err();
+    assert!(
+        matches!(e, UpdateError::TooManyContacts { max: 3 }),
+        "{e:?}"
+    );
+    assert_eq!(state(&r, T0).len(), 3, "nothing applied");
+    // The same contact twice counts once; a removal does not count.
+    let same = [
+        ("sip:x@h", None),
+        ("sip:x@h", None),
+        ("sip:y@h", None),
+        ("sip:z@h", None),
+    ];
+    r.update(T0, &req(&same, Some(600), "c", 6)).unwrap();
+    let gone = [
+        ("sip:x@h", Some(0)),
+        ("sip:p@h", None),
+        ("sip:q@h", None),
+        ("sip:s@h", None),
+    ];
+    r.update(T0, &req(&gone, Some(600), "c", 7)).unwrap();
+    let mut s = state(&r, T0);
+    s.sort();
+    assert_eq!(
+        s,
+        owned(&[("sip:p@h", 600), ("sip:q@h", 600), ("sip:s@h", 600)])
+    );
+}
+
 #[test]
 fn bindings_come_highest_q_first() {
     let r = Registrar::new(cfg(10));
@@ -521,6 +577,18 @@ fn rfc4475_registers() {
             Some(UpdateError::Invalid("Contact URI is not sip or sips"))
         );
     }
+    // A sips contact could only be reached over TLS, which is not offered.
+    let m = Message::parse_datagram(Bytes::from_static(
+        b"REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK-s\r\n\
+          Max-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=1\r\n\
+          To: <sip:alice@example.com>\r\nCall-ID: s@h\r\nCSeq: 1 REGISTER\r\n\
+          Contact: <sips:alice@192.0.2.1>\r\nContent-Length: 0\r\n\r\n",
+    ))
+    .unwrap();
+    assert_eq!(
+        request::decode(&m, AOR, peer(), 0).err(),
+        Some(UpdateError::Invalid("sips Contact needs TLS (not offered)"))
+    );
 }
 
 // --- records and replay -------------------------------------------------

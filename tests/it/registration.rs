@@ -1898,3 +1898,62 @@ fn anonymous_call(phone: &Phone, number: &str, call_id: &str) {
     );
     phone.send(&invite(2, &auth));
 }
+
+/// RFC 3261 §10.3: an AoR registers through its own domain (or the
+/// switch's address), not another's (step 5: 404); the 200 carries a Date
+/// (step 8) beside the bindings.
+#[test]
+fn a_register_goes_through_its_own_domain_and_its_200_has_a_date() {
+    let sw = Switch::start("reg-domain", 25140);
+    let mut phone = Phone::new("127.0.0.1", sw.addr());
+    let (_, ok) = phone.register("alice-phone", "Correct-Horse-42");
+    assert_eq!(ok.status(), 200, "{}", ok.0);
+    let date = ok.header("Date").expect("a Date");
+    assert!(date.ends_with(" GMT") && date.len() == 29, "{date}");
+
+    let local = phone.local();
+    let register = |cseq: u32, target: &str, auth: &str| {
+        format!(
+            "REGISTER {target} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {local};branch=z9hG4bK-dom{cseq}\r\nMax-Forwards: 70\r\n\
+             From: <sip:alice-phone@acme.example.com>;tag=dom\r\n\
+             To: <sip:alice-phone@acme.example.com>\r\nCall-ID: dom@phone\r\n\
+             CSeq: {cseq} REGISTER\r\nContact: <sip:alice-phone@{local}>\r\n\
+             Expires: 600\r\n{auth}Content-Length: 0\r\n\r\n"
+        )
+    };
+    let cases = [
+        ("sip:other.example.org", 404),
+        ("sip:127.0.0.1:25140", 200),
+        ("sip:ACME.example.com", 200),
+    ];
+    for (i, (target, want)) in cases.into_iter().enumerate() {
+        let cseq = 2 * i as u32 + 1;
+        phone.send(&register(cseq, target, ""));
+        let challenge = phone.final_response().expect("a challenge");
+        assert_eq!(challenge.status(), 401, "{}", challenge.0);
+        let c = challenge.header("WWW-Authenticate").unwrap();
+        let alg = Algorithm::parse(param(c, "algorithm").unwrap_or("MD5")).unwrap();
+        let nonce = param(c, "nonce").unwrap();
+        let response = digest_response(
+            alg,
+            "alice-phone",
+            "acme.example.com",
+            "Correct-Horse-42",
+            "REGISTER",
+            target,
+            nonce,
+            "00000001",
+            "c0ffee",
+        );
+        let auth = format!(
+            "Authorization: Digest username=\"alice-phone\", realm=\"acme.example.com\", \
+             nonce=\"{nonce}\", uri=\"{target}\", response=\"{response}\", algorithm={}, \
+             qop=auth, nc=00000001, cnonce=\"c0ffee\"\r\n",
+            alg.as_str()
+        );
+        phone.send(&register(cseq + 1, target, &auth));
+        let answer = phone.final_response().expect("an answer");
+        assert_eq!(answer.status(), want, "{target}: {}", answer.0);
+    }
+}
