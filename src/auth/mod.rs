@@ -439,8 +439,29 @@ impl Authenticator {
     /// answer to it can succeed: MD5 is offered first there, so that
     /// MD5-only tools (SIPVicious' `svcrack`, which gives up on a SHA-256
     /// challenge) go on to guesses that count towards a ban instead of
-    /// moving on unnoticed. Company realms keep the configured order.
+    /// moving on unnoticed; it is offered there even when `auth.algorithms`
+    /// leaves it out (an answer with it is then a counted failure, like
+    /// any other answer in that realm). Company realms keep the configured
+    /// order, except for a request from a known scanner
+    /// ([`Authenticator::challenges_to`]).
     pub fn challenges(&self, now: u64, realm: &str, stale: bool, source: IpAddr) -> Vec<String> {
+        self.challenges_to(now, realm, stale, source, false)
+    }
+
+    /// [`Authenticator::challenges`] for a request from a known scanner
+    /// (`scanner`, see [`is_scanner`]): MD5 first (added if not
+    /// configured) in every realm, so that its guesses count towards a ban
+    /// and show in the log instead of the tool giving up on SHA-256
+    /// unnoticed. Its guesses can never succeed with an algorithm that is
+    /// not configured: such an answer is a counted failure.
+    pub fn challenges_to(
+        &self,
+        now: u64,
+        realm: &str,
+        stale: bool,
+        source: IpAddr,
+        scanner: bool,
+    ) -> Vec<String> {
         let nonce = self.nonces.issue(now, realm, source);
         // `realm` is written as a quoted-string; a domain has nothing to
         // escape, so the common case copies it as it is.
@@ -451,13 +472,15 @@ impl Authenticator {
         };
         let cfg = self.cfg.load();
         let mut algorithms = cfg.algorithms.clone();
-        if realm
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<IpAddr>()
-            .is_ok()
+        if scanner
+            || realm
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<IpAddr>()
+                .is_ok()
         {
-            algorithms.sort_by_key(|a| *a != Algorithm::Md5);
+            algorithms.retain(|a| *a != Algorithm::Md5);
+            algorithms.insert(0, Algorithm::Md5);
         }
         algorithms
             .iter()
@@ -477,6 +500,28 @@ impl Authenticator {
             })
             .collect()
     }
+}
+
+/// Whether a User-Agent is one of the SIP scanners seen attacking
+/// platforms (SIPVicious' `friendly-scanner`, `sipcli`, `VaxSIPUserAgent`,
+/// …), case-insensitively anywhere in the value. Only the challenge's
+/// algorithm order depends on it ([`Authenticator::challenges_to`]).
+pub fn is_scanner(user_agent: &[u8]) -> bool {
+    const SCANNERS: [&[u8]; 8] = [
+        b"friendly-scanner",
+        b"sipvicious",
+        b"sipcli",
+        b"vaxsipuseragent",
+        b"pplsip",
+        b"sundayddr",
+        b"iwar",
+        b"sivus",
+    ];
+    SCANNERS.iter().any(|s| {
+        user_agent
+            .windows(s.len())
+            .any(|w| w.eq_ignore_ascii_case(s))
+    })
 }
 
 /// The `username` of the Digest credentials among `credentials` that

@@ -339,10 +339,16 @@ impl Proxy {
         register: bool,
     ) {
         let services = self.services.as_ref().expect("gate");
-        let values =
-            services
-                .auth
-                .challenges(services.clock.unix(now), realm, stale, from.addr.ip());
+        let scanner = msg
+            .header(HeaderName::UserAgent)
+            .is_some_and(crate::auth::is_scanner);
+        let values = services.auth.challenges_to(
+            services.clock.unix(now),
+            realm,
+            stale,
+            from.addr.ip(),
+            scanner,
+        );
         let (status, reason, name) = if register {
             (StatusCode(401), "Unauthorized", "WWW-Authenticate")
         } else {

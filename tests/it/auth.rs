@@ -687,6 +687,39 @@ fn ip_literal_realms_are_challenged_with_md5_first() {
     assert_eq!(algs(REALM), ["SHA-256", "MD5"]);
     assert_eq!(algs("192.0.2.1"), ["MD5", "SHA-256"]);
     assert_eq!(algs("[2001:db8::1]"), ["MD5", "SHA-256"]);
+
+    // MD5 is offered there even when not configured, and to a known
+    // scanner in every realm; an answer with it is a counted failure.
+    let sha_only = authenticator(&[Algorithm::Sha256], 2);
+    let algs = |realm: &str, scanner: bool| -> Vec<String> {
+        sha_only
+            .challenges_to(T0, realm, false, ip(CLIENT), scanner)
+            .iter()
+            .map(|h| param(h, "algorithm").unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(algs(REALM, false), ["SHA-256"]);
+    assert_eq!(algs("192.0.2.1", false), ["MD5", "SHA-256"]);
+    assert_eq!(algs(REALM, true), ["MD5", "SHA-256"]);
+    assert!(tandem::auth::is_scanner(b"friendly-scanner"));
+    assert!(tandem::auth::is_scanner(b"SIPVicious 0.3.4"));
+    assert!(!tandem::auth::is_scanner(b"Yealink SIP-T46S 66.86.0.15"));
+    // Even with the right password: MD5 is not configured.
+    let n = nonce(&sha_only, T0);
+    let guess = |nc| {
+        Answer {
+            alg: Some(Algorithm::Md5),
+            nc,
+            ..alice(&n)
+        }
+        .header()
+    };
+    assert_eq!(check(&sha_only, T0, "alice", &[&guess(1)]), CHALLENGE);
+    assert_eq!(
+        check(&sha_only, T0, "alice", &[&guess(2)]),
+        Outcome::Banned,
+        "the second MD5 answer bans"
+    );
 }
 
 #[test]

@@ -1957,3 +1957,62 @@ fn a_register_goes_through_its_own_domain_and_its_200_has_a_date() {
         assert_eq!(answer.status(), want, "{target}: {}", answer.0);
     }
 }
+
+/// SIPVicious against the demo configuration (SHA-256 offered first):
+/// `svwar` cannot tell real names from invented ones, and `svcrack`, which
+/// speaks only MD5, is offered MD5 first (its User-Agent names it a
+/// scanner), so its guesses count and it is banned after `max_failures`
+/// (10) of its 16 words, the right password last, never reached.
+#[test]
+fn sipvicious_finds_no_name_and_its_cracking_is_banned() {
+    let sw = Switch::start("sipvicious", 25180);
+    let dir = TempDir::new("sipvicious-words");
+    let names = dir.0.join("names.txt");
+    std::fs::write(
+        &names,
+        "alice-phone\nbranch\nlegacy\nalice\n101\nbob\nnobody\n",
+    )
+    .unwrap();
+    let words = dir.0.join("words.txt");
+    let mut dict: String = ('a'..='o').map(|c| format!("{c}{c}{c}\n")).collect();
+    dict.push_str("Correct-Horse-42\n");
+    std::fs::write(&words, dict).unwrap();
+    let port = sw.addr().port().to_string();
+    let run = |tool: &str, args: &[&str]| -> String {
+        let out = std::process::Command::new("timeout")
+            .arg("60")
+            .arg(tool)
+            .args(["-p", &port])
+            .args(args)
+            .args(["--domain", DOMAIN, "127.0.0.1"])
+            .output()
+            .unwrap_or_else(|e| panic!("{tool} (Debian package sipvicious): {e}"));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("found nothing"), "{tool}: {text}");
+        text
+    };
+    let names = names.to_str().unwrap();
+    for method in ["REGISTER", "INVITE"] {
+        run("svwar", &["--force", "-m", method, "-d", names]);
+    }
+    assert!(!sw.log().contains("auth ban"), "enumeration is no failure");
+    let out = run(
+        "svcrack",
+        &[
+            "--maximumtime",
+            "3",
+            "-u",
+            "alice-phone",
+            "-d",
+            words.to_str().unwrap(),
+        ],
+    );
+    assert!(!out.contains("Correct-Horse-42"), "{out}");
+    let log = sw.log();
+    assert_eq!(log.matches("auth failure:").count(), 10, "{log}");
+    assert!(log.contains("auth ban: source=127.0.0.1"), "{log}");
+}
