@@ -460,6 +460,9 @@ fn check(
     )
 }
 
+/// The most bytes of Contact values a REGISTER's 200 lists.
+const CONTACT_BYTES: usize = 48 * 1024;
+
 /// The 200 OK of a REGISTER: the current bindings with their remaining
 /// lifetimes (RFC 3261 §10.3 step 8).
 fn registered(
@@ -468,10 +471,31 @@ fn registered(
     unix: u64,
     tag: &str,
 ) -> (StatusCode, Vec<u8>, String) {
-    let contacts = registrar::contact_values(bindings, unix);
+    let mut contacts = registrar::contact_values(bindings, unix);
+    // A datagram holds at most 64 KiB: past CONTACT_BYTES of contacts the
+    // rest (the lowest q, listed last) are left out of the list, bound all
+    // the same; silence would be worse.
+    let mut size = 0;
+    if let Some(n) = contacts.iter().position(|c| {
+        size += c.len() + 2;
+        size > CONTACT_BYTES
+    }) {
+        contacts.truncate(n);
+    }
+    // One line per binding while they fit the header count a parser takes
+    // (MAX_HEADERS, with the echoed Vias and the other lines); beyond it,
+    // one comma-separated Contact (RFC 3261 §7.3.1, as §20.10 allows).
+    let vias = msg.headers(HeaderName::Via).count();
+    let joined;
+    let contact_lines: Vec<&str> = if contacts.len() + vias + 8 <= crate::sip::MAX_HEADERS {
+        contacts.iter().map(String::as_str).collect()
+    } else {
+        joined = contacts.join(", ");
+        vec![joined.as_str()]
+    };
     // RFC 3261 §10.3 step 8: a Date lets a phone without a clock set one.
     let date = crate::sip::sip_date(unix);
-    let extra: Vec<(&str, &[u8])> = contacts
+    let extra: Vec<(&str, &[u8])> = contact_lines
         .iter()
         .map(|c| ("Contact", c.as_bytes()))
         .chain([("Date", date.as_bytes())])

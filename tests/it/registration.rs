@@ -2016,3 +2016,24 @@ fn sipvicious_finds_no_name_and_its_cracking_is_banned() {
     assert_eq!(log.matches("auth failure:").count(), 10, "{log}");
     assert!(log.contains("auth ban: source=127.0.0.1"), "{log}");
 }
+
+/// A 200 listing more bindings than a parser takes header lines (here
+/// 100, with `max_bindings = 256`) puts them on one comma-separated
+/// Contact line; it was not sent at all, though the bindings were stored.
+#[test]
+fn a_register_with_many_bindings_is_answered_with_all_of_them() {
+    let sw = Switch::start_with("reg-many", 25200, |c| {
+        c.replace("max_bindings = 10", "max_bindings = 256")
+    });
+    let mut phone = Phone::new("127.0.0.1", sw.addr());
+    let contacts: Vec<String> = (0..100)
+        .map(|i| format!("<sip:c{i}@127.0.11.1:{}>", 5000 + i))
+        .collect();
+    let (_, ok) = phone.register_with("alice-phone", "Correct-Horse-42", &contacts.join(", "));
+    assert_eq!(ok.status(), 200, "{}", ok.0);
+    let listed: usize = ok
+        .headers("Contact")
+        .map(|v| v.matches("<sip:c").count())
+        .sum();
+    assert_eq!(listed, 100, "{}", ok.0);
+}
