@@ -449,11 +449,9 @@ impl Authenticator {
     }
 
     /// [`Authenticator::challenges`] for a request from a known scanner
-    /// (`scanner`, see [`is_scanner`]): MD5 first (added if not
-    /// configured) in every realm, so that its guesses count towards a ban
-    /// and show in the log instead of the tool giving up on SHA-256
-    /// unnoticed. Its guesses can never succeed with an algorithm that is
-    /// not configured: such an answer is a counted failure.
+    /// (`scanner`, see [`is_scanner`]): MD5 first in company realms too
+    /// (when configured), so that its guesses count towards a ban and show
+    /// in the log instead of the tool giving up on SHA-256 unnoticed.
     pub fn challenges_to(
         &self,
         now: u64,
@@ -472,15 +470,16 @@ impl Authenticator {
         };
         let cfg = self.cfg.load();
         let mut algorithms = cfg.algorithms.clone();
-        if scanner
-            || realm
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .parse::<IpAddr>()
-                .is_ok()
+        if realm
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok()
         {
             algorithms.retain(|a| *a != Algorithm::Md5);
             algorithms.insert(0, Algorithm::Md5);
+        } else if scanner {
+            algorithms.sort_by_key(|a| *a != Algorithm::Md5);
         }
         algorithms
             .iter()
@@ -504,7 +503,8 @@ impl Authenticator {
 
 /// Whether a User-Agent is one of the SIP scanners seen attacking
 /// platforms (SIPVicious' `friendly-scanner`, `sipcli`, `VaxSIPUserAgent`,
-/// …), case-insensitively anywhere in the value. Only the challenge's
+/// …): its first product token, case-insensitively, up to `/` or a space
+/// (a phone named `SIPClient-…` is not `sipcli`). Only the challenge's
 /// algorithm order depends on it ([`Authenticator::challenges_to`]).
 pub fn is_scanner(user_agent: &[u8]) -> bool {
     const SCANNERS: [&[u8]; 8] = [
@@ -517,11 +517,12 @@ pub fn is_scanner(user_agent: &[u8]) -> bool {
         b"iwar",
         b"sivus",
     ];
-    SCANNERS.iter().any(|s| {
-        user_agent
-            .windows(s.len())
-            .any(|w| w.eq_ignore_ascii_case(s))
-    })
+    let ua = crate::sip::scan::trim(user_agent);
+    let product = ua
+        .iter()
+        .position(|&b| b == b'/' || b == b' ' || b == b'\t')
+        .map_or(ua, |end| &ua[..end]);
+    SCANNERS.iter().any(|s| product.eq_ignore_ascii_case(s))
 }
 
 /// The `username` of the Digest credentials among `credentials` that

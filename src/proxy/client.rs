@@ -94,7 +94,10 @@ impl Proxy {
                 }
             }
             let cancel_now = b.cancel_pending && !b.cancelled;
-            if status != StatusCode::TRYING && tx.state == ServerState::Proceeding {
+            // After a 6xx the other branches are being cancelled: their
+            // ringing is not the caller's any more.
+            let declined = tx.best.as_ref().is_some_and(|(s, _)| s.0 >= 600);
+            if status != StatusCode::TRYING && tx.state == ServerState::Proceeding && !declined {
                 let data: Bytes = upstream(b, &msg, &from).into();
                 // A retransmitted INVITE gets the latest provisional again
                 // (RFC 3261 §17.2.1), early-media SDP included.

@@ -460,8 +460,10 @@ fn check(
     )
 }
 
-/// The most bytes of Contact values a REGISTER's 200 lists.
-const CONTACT_BYTES: usize = 48 * 1024;
+/// The most bytes of Contact values and of the REGISTER itself (which
+/// bounds what the answer echoes) together: a 200 stays well within a
+/// datagram.
+const CONTACT_BYTES: usize = 60 * 1024;
 
 /// The 200 OK of a REGISTER: the current bindings with their remaining
 /// lifetimes (RFC 3261 §10.3 step 8).
@@ -472,13 +474,15 @@ fn registered(
     tag: &str,
 ) -> (StatusCode, Vec<u8>, String) {
     let mut contacts = registrar::contact_values(bindings, unix);
-    // A datagram holds at most 64 KiB: past CONTACT_BYTES of contacts the
-    // rest (the lowest q, listed last) are left out of the list, bound all
-    // the same; silence would be worse.
+    // A datagram holds at most 64 KiB: past the budget the remaining
+    // contacts (the lowest q, listed last) are left out of the list, bound
+    // all the same; silence would be worse.
+    // The request's length bounds what the answer echoes of it.
+    let budget = CONTACT_BYTES.saturating_sub(msg.buffer().len());
     let mut size = 0;
     if let Some(n) = contacts.iter().position(|c| {
         size += c.len() + 2;
-        size > CONTACT_BYTES
+        size > budget
     }) {
         contacts.truncate(n);
     }

@@ -38,11 +38,17 @@ pub fn contacts(msg: &Message) -> Result<Parts<'_>, UpdateError> {
                 match Uri::parse(a.uri) {
                     // Reached only over TLS (RFC 3261 §26.2.2), which this
                     // switch does not offer: calls to it could not be made.
-                    Ok(Uri::Sip(u)) if u.secure => {
-                        return Err(UpdateError::Invalid("sips Contact needs TLS (not offered)"));
+                    Ok(Uri::Sip(u))
+                        if u.secure
+                            || u.params
+                                .get(b"transport")
+                                .flatten()
+                                .is_some_and(|t| t.eq_ignore_ascii_case(b"tls")) =>
+                    {
+                        return Err(UpdateError::Invalid("Contact needs TLS (not offered)"));
                     }
                     Ok(Uri::Sip(_)) => {}
-                    _ => return Err(UpdateError::Invalid("Contact URI is not sip or sips")),
+                    _ => return Err(UpdateError::Invalid("Contact URI is not sip")),
                 }
                 let uri = std::str::from_utf8(a.uri)
                     .map_err(|_| UpdateError::Invalid("Malformed Contact header"))?;

@@ -688,8 +688,9 @@ fn ip_literal_realms_are_challenged_with_md5_first() {
     assert_eq!(algs("192.0.2.1"), ["MD5", "SHA-256"]);
     assert_eq!(algs("[2001:db8::1]"), ["MD5", "SHA-256"]);
 
-    // MD5 is offered there even when not configured, and to a known
-    // scanner in every realm; an answer with it is a counted failure.
+    // MD5 is offered there even when not configured (an answer with it is
+    // a counted failure), and first to a known scanner in every realm
+    // where it is configured.
     let sha_only = authenticator(&[Algorithm::Sha256], 2);
     let algs = |realm: &str, scanner: bool| -> Vec<String> {
         sha_only
@@ -700,9 +701,22 @@ fn ip_literal_realms_are_challenged_with_md5_first() {
     };
     assert_eq!(algs(REALM, false), ["SHA-256"]);
     assert_eq!(algs("192.0.2.1", false), ["MD5", "SHA-256"]);
-    assert_eq!(algs(REALM, true), ["MD5", "SHA-256"]);
+    assert_eq!(algs(REALM, true), ["SHA-256"]);
+    let both = authenticator(&[Algorithm::Sha256, Algorithm::Md5], 2);
+    let first = |scanner| {
+        param(
+            &both.challenges_to(T0, REALM, false, ip(CLIENT), scanner)[0],
+            "algorithm",
+        )
+        .unwrap()
+        .to_owned()
+    };
+    assert_eq!(first(false), "SHA-256");
+    assert_eq!(first(true), "MD5");
     assert!(tandem::auth::is_scanner(b"friendly-scanner"));
     assert!(tandem::auth::is_scanner(b"SIPVicious 0.3.4"));
+    assert!(tandem::auth::is_scanner(b"sipcli/v1.8"));
+    assert!(!tandem::auth::is_scanner(b"SIPClient-Pro 2.1"));
     assert!(!tandem::auth::is_scanner(b"Yealink SIP-T46S 66.86.0.15"));
     // Even with the right password: MD5 is not configured.
     let n = nonce(&sha_only, T0);

@@ -538,6 +538,11 @@ fn a_global_failure_cancels_the_other_branches() {
         .find(|(to, _, _)| *to == addr(C))
         .expect("CANCEL to the other branch");
     assert_eq!(cancel.2.method(), Some(tandem::sip::Method::CANCEL));
+    let out = h.recv_raw(C, answer(&to_c, 183, Some("c")));
+    assert!(
+        out.iter().all(|(to, _, _)| *to != addr(A)),
+        "no early media after the decline"
+    );
     h.recv_raw(C, answer(&cancel.2, 200, None));
     let out = h.recv_raw(C, answer(&to_c, 487, Some("c")));
     let up: Vec<_> = out.iter().filter(|(to, _, _)| *to == addr(A)).collect();

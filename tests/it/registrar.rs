@@ -574,7 +574,7 @@ fn rfc4475_registers() {
     if let Some(m) = rfc4475("unksm2") {
         assert_eq!(
             request::decode(&m, AOR, peer(), 0).err(),
-            Some(UpdateError::Invalid("Contact URI is not sip or sips"))
+            Some(UpdateError::Invalid("Contact URI is not sip"))
         );
     }
     // A sips contact could only be reached over TLS, which is not offered.
@@ -587,7 +587,16 @@ fn rfc4475_registers() {
     .unwrap();
     assert_eq!(
         request::decode(&m, AOR, peer(), 0).err(),
-        Some(UpdateError::Invalid("sips Contact needs TLS (not offered)"))
+        Some(UpdateError::Invalid("Contact needs TLS (not offered)"))
+    );
+    let tls = String::from_utf8_lossy(m.buffer()).replace(
+        "<sips:alice@192.0.2.1>",
+        "<sip:alice@192.0.2.1;transport=TLS>",
+    );
+    let m = Message::parse_datagram(Bytes::from(tls)).unwrap();
+    assert_eq!(
+        request::decode(&m, AOR, peer(), 0).err(),
+        Some(UpdateError::Invalid("Contact needs TLS (not offered)"))
     );
 }
 
