@@ -20,8 +20,18 @@ fn upstream(b: &super::Branch, msg: &Message, from: &Peer) -> Vec<u8> {
     // request's would be, from where the answer came (the connection it
     // arrived on). A friend's TCP Contact is left alone: the configuration
     // names its address, and in-dialog requests reconnect there.
-    if b.source == Source::Listen || (b.friend.is_some() && from.transport == Transport::Udp) {
+    if b.source == Source::Listen
+        || (b.friend.is_some() && !b.carrier && from.transport == Transport::Udp)
+    {
         super::rewrite::fix_response_contact(&mut e, msg, from);
+    }
+    // RFC 3325 §5: identity headers only from a trusted element. A friend
+    // or a phone cannot tell the caller (or the carrier's network) who
+    // answered; the request's own identity headers were stripped alike.
+    if !b.carrier {
+        for h in super::rewrite::IDENTITY_HEADERS {
+            e.remove_header(h);
+        }
     }
     if let Some(r) = &b.restore {
         super::rewrite::restore(
@@ -202,7 +212,7 @@ impl Proxy {
             .schedule(now + linger, slot, generation, TimerKind::ClientLinger(i));
 
         let data = upstream(b, &msg, &from);
-        let (status, data) = match (b.friend.clone(), status.0) {
+        let (status, data) = match (b.friend.clone().filter(|_| !b.carrier), status.0) {
             // DOMAIN.md §4.2: a friend never challenges the switch. The
             // challenge is ACKed above, not answered, and not relayed (the
             // caller's credentials are not the friend's): the caller gets

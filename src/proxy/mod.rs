@@ -421,6 +421,9 @@ struct Branch {
     c_deadline: Option<Instant>,
     /// The friend this branch calls (a 401/407 from it is not relayed).
     friend: Option<Box<str>>,
+    /// The next hop is a carrier: trusted by its network (its responses
+    /// keep their identity headers and Contact; its challenges are relayed).
+    carrier: bool,
     /// Set when the request forwarded on this branch was rewritten.
     restore: Option<Box<Restore>>,
 }

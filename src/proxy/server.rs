@@ -218,9 +218,16 @@ impl Proxy {
                 }
                 Err(rewrite::NothingLeft) => {
                     let status = StatusCode(488);
-                    return match &stateful {
-                        Some((_, key)) => {
-                            let key = key.clone();
+                    // An in-dialog re-INVITE (its Route token checked) is
+                    // answered with a transaction too: its ACK, which
+                    // carries the callee's To tag and the Route set, must
+                    // end here, not reach a callee that never saw it.
+                    let key = match &stateful {
+                        Some((_, key)) => Some(key.clone()),
+                        None => (method == Method::INVITE && in_dialog).then(|| key.clone()),
+                    };
+                    return match key {
+                        Some(key) => {
                             self.answer(now, msg, from, &key, status, "Not Acceptable Here", &[])
                         }
                         None => self.reply(&msg, from, status, "Not Acceptable Here", &[]),
@@ -323,6 +330,7 @@ impl Proxy {
                             .map(|_| Box::from("of this dialog"))
                     }),
                 restore: plan.restore,
+                carrier: router.is_carrier(&t.peer),
             });
             let i = i as u16;
             if t.peer.transport == Transport::Udp {
@@ -543,7 +551,7 @@ impl Proxy {
                 );
                 return None;
             }
-            self.reply(msg, from, StatusCode::OK, "OK", &[("Allow", b"INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, PRACK, REFER, NOTIFY, MESSAGE")]);
+            self.reply(msg, from, StatusCode::OK, "OK", &[("Allow", b"INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, PRACK, REFER, SUBSCRIBE, NOTIFY, MESSAGE")]);
             return None;
         }
         match router.route(msg, &uri, &from) {

@@ -143,6 +143,9 @@ pub fn filter_codecs<S: AsRef<str>>(body: &[u8], allowed: &[S]) -> Filtered {
             .filter_map(|l| rtpmap(content(l)))
             .collect();
         let mut kept = Vec::new();
+        // Kept formats that carry voice: telephone-event (RFC 4733) and
+        // comfort noise (RFC 3389) alone make no call.
+        let mut voice = 0;
         let mut removed = Vec::new();
         for f in &fields[3..] {
             let Some(pt) = std::str::from_utf8(f)
@@ -150,6 +153,7 @@ pub fn filter_codecs<S: AsRef<str>>(body: &[u8], allowed: &[S]) -> Filtered {
                 .and_then(|s| s.parse::<u32>().ok())
             else {
                 kept.push(*f);
+                voice += 1;
                 continue;
             };
             let name = names
@@ -159,6 +163,9 @@ pub fn filter_codecs<S: AsRef<str>>(body: &[u8], allowed: &[S]) -> Filtered {
                 .or_else(|| static_name(pt).map(str::as_bytes));
             if name.is_some_and(is_allowed) {
                 kept.push(*f);
+                voice += usize::from(!name.is_some_and(|n| {
+                    n.eq_ignore_ascii_case(b"telephone-event") || n.eq_ignore_ascii_case(b"CN")
+                }));
             } else {
                 removed.push(pt);
             }
@@ -169,9 +176,10 @@ pub fn filter_codecs<S: AsRef<str>>(body: &[u8], allowed: &[S]) -> Filtered {
         }
         changed = true;
         let mut line;
-        if kept.is_empty() {
-            // Nothing allowed in this stream: disabled (port 0, RFC 3264
-            // §6), keeping one format so the line stays well-formed.
+        if voice == 0 {
+            // Nothing allowed in this stream (or only DTMF and comfort
+            // noise): disabled (port 0, RFC 3264 §6), keeping one format so
+            // the line stays well-formed.
             line = [fields[0], b"0", fields[2], fields[3]].join(&b' ');
             let ending = &ls[start][m.len()..];
             line.extend_from_slice(ending);
@@ -248,5 +256,22 @@ mod tests {
             Filtered::NothingLeft
         );
         assert_eq!(filter_codecs(b"v=0\r\n", &["PCMA"]), Filtered::Unchanged);
+    }
+
+    /// RFC 4733 telephone-event (and comfort noise) alone is no codec: an
+    /// offer left with only those has nothing to talk with.
+    #[test]
+    fn dtmf_alone_is_nothing_left() {
+        let offer = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n\
+                     m=audio 4000 RTP/AVP 18 101 13\r\na=rtpmap:18 G729/8000\r\n\
+                     a=rtpmap:101 telephone-event/8000\r\n";
+        assert_eq!(
+            filter_codecs(offer.as_bytes(), &["PCMA", "telephone-event", "CN"]),
+            Filtered::NothingLeft
+        );
+        assert!(matches!(
+            filter_codecs(offer.as_bytes(), &["G729", "PCMA"]),
+            Filtered::Changed(_)
+        ));
     }
 }

@@ -2037,3 +2037,160 @@ fn a_register_with_many_bindings_is_answered_with_all_of_them() {
         .sum();
     assert_eq!(listed, 100, "{}", ok.0);
 }
+
+/// A response copied back to the switch from a raw UA (RFC 3261 §8.2.6),
+/// with a To tag, a Contact and `extra` header lines.
+fn answer_of(req: &Msg, code: u16, reason: &str, contact: &str, extra: &str) -> String {
+    let mut out = format!("SIP/2.0 {code} {reason}\r\n");
+    for name in ["Via", "Record-Route"] {
+        for v in req.headers(name) {
+            out.push_str(&format!("{name}: {v}\r\n"));
+        }
+    }
+    for name in ["From", "Call-ID", "CSeq"] {
+        out.push_str(&format!("{name}: {}\r\n", req.header(name).unwrap()));
+    }
+    let to = req.header("To").unwrap();
+    let tag = if to.contains(";tag=") {
+        ""
+    } else {
+        ";tag=callee1"
+    };
+    out.push_str(&format!(
+        "To: {to}{tag}\r\nContact: <{contact}>\r\n{extra}Content-Length: 0\r\n\r\n"
+    ));
+    out
+}
+
+/// RFC 3325 §5: a friend's answer cannot assert an identity to the
+/// carrier (its P-Asserted-Identity and Remote-Party-ID are removed, as
+/// from its requests). And the ACK of the 488 the switch gives a
+/// re-INVITE whose codecs the friend does not take ends at the switch: the
+/// friend never saw that re-INVITE.
+#[test]
+fn a_friend_s_answers_assert_nothing_and_a_refused_re_invite_s_ack_ends_here() {
+    let sw = Switch::start("answer-identity", 25220);
+    let friend = Phone::at("127.0.0.1:25230", sw.addr());
+    let carrier = Phone::new("127.0.0.2", sw.addr());
+    let local = carrier.local();
+    let sdp = |codec: &str| {
+        let (pt, name) = match codec {
+            "PCMA" => (8, "PCMA"),
+            _ => (18, "G729"),
+        };
+        let body = format!(
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\n\
+             m=audio 4000 RTP/AVP {pt}\r\na=rtpmap:{pt} {name}/8000\r\n"
+        );
+        format!(
+            "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let request = |method: &str, uri: &str, branch: &str, cseq: u32, extra: &str, tail: &str| {
+        format!(
+            "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-{branch}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:+34600111222@pstn.example.net>;tag=car1\r\n\
+             Call-ID: ident@carrier\r\nCSeq: {cseq} {method}\r\n\
+             Contact: <sip:carrier@{local}>\r\n{extra}{tail}"
+        )
+    };
+    let to = "To: <sip:+34944000200@pstn.example.net>\r\n";
+    let uri = format!("sip:+34944000200@{}", sw.addr());
+    carrier.send(&request("INVITE", &uri, "id1", 1, to, &sdp("PCMA")));
+    let invite = friend
+        .recv_where(Duration::from_secs(5), |m| m.0.starts_with("INVITE "))
+        .expect("the call reaches the friend");
+    let asserted = "P-Asserted-Identity: <sip:+34911222333@branch.local>\r\n\
+                    Remote-Party-ID: <sip:2005@branch.local>;party=called\r\n";
+    let contact = "sip:branch@127.0.0.1:25230";
+    friend.send(&answer_of(&invite, 180, "Ringing", contact, asserted));
+    friend.send(&answer_of(&invite, 200, "OK", contact, asserted));
+    let ok = carrier
+        .recv_where(Duration::from_secs(5), |m| m.0.starts_with("SIP/2.0 200"))
+        .expect("the carrier gets the 200");
+    for h in ["P-Asserted-Identity", "Remote-Party-ID"] {
+        assert!(ok.header(h).is_none(), "{h} reached the carrier: {}", ok.0);
+    }
+    // The dialog as the carrier sees it: the friend's tag, the switch's
+    // Record-Route as Route set, the friend's Contact as target.
+    let to = format!("To: {}\r\n", ok.header("To").unwrap());
+    let routes: Vec<&str> = ok.headers("Record-Route").collect();
+    let route = format!("Route: {}\r\n", routes.join(", "));
+    let target = ok
+        .header("Contact")
+        .unwrap()
+        .trim_matches(['<', '>'])
+        .to_owned();
+    let in_dialog = format!("{to}{route}");
+    carrier.send(&request(
+        "ACK",
+        &target,
+        "id1a",
+        1,
+        &in_dialog,
+        "Content-Length: 0\r\n\r\n",
+    ));
+    friend
+        .recv_where(Duration::from_secs(5), |m| m.0.starts_with("ACK "))
+        .expect("the 2xx's ACK reaches the friend");
+
+    carrier.send(&request(
+        "INVITE",
+        &target,
+        "id2",
+        2,
+        &in_dialog,
+        &sdp("G729"),
+    ));
+    let refused = carrier
+        .final_response()
+        .expect("an answer to the re-INVITE");
+    assert_eq!(refused.status(), 488, "{}", refused.0);
+    carrier.send(&request(
+        "ACK",
+        &target,
+        "id2",
+        2,
+        &in_dialog,
+        "Content-Length: 0\r\n\r\n",
+    ));
+    let stray = friend.recv_where(Duration::from_secs(1), |m| !m.0.starts_with("SIP/2.0"));
+    assert!(stray.is_none(), "the friend got {:?}", stray.map(|m| m.0));
+
+    // The friend's re-INVITE: the carrier's answer moves its target (a
+    // Contact on another port); it reaches the friend as the carrier wrote
+    // it (a carrier's Contact is never taken for a NAT-mangled one).
+    let routes: Vec<&str> = invite.headers("Record-Route").collect();
+    let friend_local = friend.local();
+    let reinvite = format!(
+        "INVITE {target} SIP/2.0\r\nVia: SIP/2.0/UDP {friend_local};branch=z9hG4bK-fr1\r\n\
+         Max-Forwards: 70\r\nRoute: {route}\r\nFrom: {from};tag=callee1\r\nTo: {to}\r\n\
+         Call-ID: ident@carrier\r\nCSeq: 1 INVITE\r\nContact: <{contact}>\r\n{sdp}",
+        target = invite.header("Contact").unwrap().trim_matches(['<', '>']),
+        route = routes.join(", "),
+        from = invite.header("To").unwrap(),
+        to = invite.header("From").unwrap(),
+        sdp = sdp("PCMA"),
+    );
+    friend.send(&reinvite);
+    let reinvite = carrier
+        .recv_where(Duration::from_secs(5), |m| m.0.starts_with("INVITE "))
+        .expect("the friend's re-INVITE reaches the carrier");
+    carrier.send(&answer_of(
+        &reinvite,
+        200,
+        "OK",
+        "sip:carrier@127.0.0.2:5062",
+        "",
+    ));
+    let ok = friend
+        .recv_where(Duration::from_secs(5), |m| m.0.starts_with("SIP/2.0 200"))
+        .expect("the friend gets the 200");
+    assert_eq!(
+        ok.header("Contact"),
+        Some("<sip:carrier@127.0.0.2:5062>"),
+        "{}",
+        ok.0
+    );
+}
