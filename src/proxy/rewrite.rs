@@ -401,21 +401,27 @@ pub(super) const IDENTITY_HEADERS: [HeaderName; 4] = [
     HeaderName::Diversion,
 ];
 
-/// Whether the message carries an SDP body.
-pub(super) fn has_sdp(msg: &Message) -> bool {
-    !msg.body().is_empty()
-        && msg
-            .header(HeaderName::ContentType)
-            .and_then(crate::sip::ContentType::parse)
-            .is_some_and(|c| c.is("application", "sdp"))
-}
-
-/// The body filtered to `codecs`, if it is SDP.
+/// The body filtered to `codecs`: an SDP body, or the SDP parts of a
+/// multipart one (SIP-I/SIP-T: SDP beside ISUP); any other is unchanged.
 pub(super) fn filter(msg: &Message, codecs: &[Box<str>]) -> sdp::Filtered {
-    if !has_sdp(msg) {
+    if msg.body().is_empty() {
         return sdp::Filtered::Unchanged;
     }
-    sdp::filter_codecs(msg.body(), codecs)
+    let Some(ct) = msg
+        .header(HeaderName::ContentType)
+        .and_then(crate::sip::ContentType::parse)
+    else {
+        return sdp::Filtered::Unchanged;
+    };
+    if ct.is("application", "sdp") {
+        return sdp::filter_codecs(msg.body(), codecs);
+    }
+    if ct.mtype.eq_ignore_ascii_case(b"multipart") {
+        if let Some(Some(b)) = ct.params.get(b"boundary") {
+            return sdp::filter_multipart(msg.body(), crate::sip::unquote(b), codecs);
+        }
+    }
+    sdp::Filtered::Unchanged
 }
 
 /// Edits the response `resp` into what the upstream side must see: its

@@ -9,7 +9,9 @@
 //! without any allowed payload type is disabled (port 0, one format kept so
 //! the line stays valid, RFC 3264 §6); sections already at port 0 are left
 //! alone. Only when no usable section remains is the offer unacceptable
-//! ([`Filtered::NothingLeft`]: the caller answers 488).
+//! ([`Filtered::NothingLeft`]: the caller answers 488). In a multipart
+//! body (SIP-I/SIP-T: SDP beside ISUP) each `application/sdp` part is
+//! filtered so ([`filter_multipart`]), the rest kept byte for byte.
 
 /// A list of codec names (shared: a friend's list is built once, with the
 /// routing table, and every call's rewrite only counts a reference).
@@ -220,6 +222,77 @@ pub fn filter_codecs<S: AsRef<str>>(body: &[u8], allowed: &[S]) -> Filtered {
     Filtered::Changed(out)
 }
 
+/// [`filter_codecs`] for the SDP parts of a multipart body (RFC 2046 §5.1)
+/// with delimiter `boundary`: SIP-I and SIP-T carry the SDP beside an ISUP
+/// part (RFC 3204), as many carriers send it. Every other byte, the other
+/// parts and the delimiters included, is kept. [`Filtered::NothingLeft`]
+/// when an SDP part has nothing left.
+pub fn filter_multipart<S: AsRef<str>>(body: &[u8], boundary: &[u8], allowed: &[S]) -> Filtered {
+    if boundary.is_empty() {
+        return Filtered::Unchanged;
+    }
+    let mut delim = Vec::with_capacity(boundary.len() + 2);
+    delim.extend_from_slice(b"--");
+    delim.extend_from_slice(boundary);
+    // Delimiter lines: `--boundary` at the start of a line.
+    let starts: Vec<usize> = memchr::memmem::find_iter(body, &delim)
+        .filter(|&at| at == 0 || body[at - 1] == b'\n')
+        .collect();
+    let mut edits: Vec<(usize, usize, Vec<u8>)> = Vec::new();
+    for pair in starts.windows(2) {
+        let (open, close) = (pair[0], pair[1]);
+        // The part: after the delimiter line, up to the line break that
+        // belongs to the next delimiter.
+        let Some(eol) = memchr::memchr(b'\n', &body[open..close]) else {
+            continue;
+        };
+        let part_start = open + eol + 1;
+        let mut part_end = close;
+        if part_end > part_start && body[part_end - 1] == b'\n' {
+            part_end -= 1;
+            if part_end > part_start && body[part_end - 1] == b'\r' {
+                part_end -= 1;
+            }
+        }
+        let part = &body[part_start..part_end];
+        // Its headers end at the first empty line (none: it starts with one).
+        let head = lines(part);
+        let Some(head_len) = head.iter().position(|l| content(l).is_empty()) else {
+            continue;
+        };
+        let is_sdp = head[..head_len].iter().any(|l| {
+            let l = content(l);
+            let Some(colon) = memchr::memchr(b':', l) else {
+                return false;
+            };
+            crate::sip::scan::trim(&l[..colon]).eq_ignore_ascii_case(b"content-type")
+                && super::ContentType::parse(&l[colon + 1..])
+                    .is_some_and(|c| c.is("application", "sdp"))
+        });
+        if !is_sdp {
+            continue;
+        }
+        let body_at = part_start + head[..=head_len].iter().map(|l| l.len()).sum::<usize>();
+        match filter_codecs(&body[body_at..part_end], allowed) {
+            Filtered::Unchanged => {}
+            Filtered::NothingLeft => return Filtered::NothingLeft,
+            Filtered::Changed(new) => edits.push((body_at, part_end, new)),
+        }
+    }
+    if edits.is_empty() {
+        return Filtered::Unchanged;
+    }
+    let mut out = Vec::with_capacity(body.len());
+    let mut at = 0;
+    for (start, end, new) in edits {
+        out.extend_from_slice(&body[at..start]);
+        out.extend_from_slice(&new);
+        at = end;
+    }
+    out.extend_from_slice(&body[at..]);
+    Filtered::Changed(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,5 +346,40 @@ mod tests {
             filter_codecs(offer.as_bytes(), &["G729", "PCMA"]),
             Filtered::Changed(_)
         ));
+    }
+
+    /// SIP-I: the SDP part of a multipart/mixed body is filtered, the ISUP
+    /// part and the delimiters kept byte for byte.
+    #[test]
+    fn the_sdp_part_of_a_multipart_body_is_filtered() {
+        let sdp = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n\
+                   m=audio 4000 RTP/AVP 18 8 101\r\na=rtpmap:18 G729/8000\r\n\
+                   a=rtpmap:101 telephone-event/8000\r\n";
+        let body = format!(
+            "--unique-boundary-1\r\nContent-Type: application/sdp\r\n\r\n{sdp}\r\n\
+             --unique-boundary-1\r\nContent-Type: application/ISUP;version=itu-t92+\r\n\
+             Content-Disposition: signal;handling=optional\r\n\r\n\x01\x00\x49\x00\r\n\
+             --unique-boundary-1--\r\n"
+        );
+        let allowed = ["PCMA", "telephone-event"];
+        let Filtered::Changed(out) =
+            filter_multipart(body.as_bytes(), b"unique-boundary-1", &allowed)
+        else {
+            panic!("expected a change")
+        };
+        let Filtered::Changed(filtered) = filter_codecs(sdp.as_bytes(), &allowed) else {
+            panic!("expected a change")
+        };
+        let want = body.replace(sdp, std::str::from_utf8(&filtered).unwrap());
+        assert_eq!(String::from_utf8(out).unwrap(), want);
+        assert!(want.contains("m=audio 4000 RTP/AVP 8 101\r\n"), "{want}");
+        assert_eq!(
+            filter_multipart(body.as_bytes(), b"unique-boundary-1", &["G722"]),
+            Filtered::NothingLeft
+        );
+        assert_eq!(
+            filter_multipart(body.as_bytes(), b"other", &["G722"]),
+            Filtered::Unchanged
+        );
     }
 }

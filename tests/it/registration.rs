@@ -2194,3 +2194,52 @@ fn a_friend_s_answers_assert_nothing_and_a_refused_re_invite_s_ack_ends_here() {
         ok.0
     );
 }
+
+/// SIP-I: a carrier's INVITE whose body is multipart/mixed (SDP beside
+/// ISUP) reaches the friend with its SDP part filtered to the friend's
+/// `allowed_codecs` (PCMA, PCMU, telephone-event) and the ISUP part intact.
+#[test]
+fn a_multipart_offer_is_filtered_for_the_friend() {
+    let sw = Switch::start("multipart", 25250);
+    let friend = Phone::at("127.0.0.1:25260", sw.addr());
+    let carrier = Phone::new("127.0.0.2", sw.addr());
+    let local = carrier.local();
+    let body = "--b1\r\nContent-Type: application/sdp\r\n\r\n\
+                v=0\r\no=- 1 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\n\
+                m=audio 4000 RTP/AVP 18 8 101\r\na=rtpmap:18 G729/8000\r\n\
+                a=rtpmap:101 telephone-event/8000\r\n\r\n\
+                --b1\r\nContent-Type: application/ISUP;version=itu-t92+\r\n\r\n\
+                ISUP-IAM-BYTES\r\n--b1--\r\n";
+    carrier.send(&format!(
+        "INVITE sip:+34944000200@{switch} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {local};branch=z9hG4bK-mp1\r\nMax-Forwards: 70\r\n\
+         From: <sip:+34600111222@pstn.example.net>;tag=mp1\r\n\
+         To: <sip:+34944000200@pstn.example.net>\r\nCall-ID: mp1@carrier\r\n\
+         CSeq: 1 INVITE\r\nContact: <sip:carrier@{local}>\r\n\
+         Content-Type: multipart/mixed;boundary=b1\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len(),
+        switch = sw.addr(),
+    ));
+    let invite = friend
+        .recv_where(Duration::from_secs(5), |m| m.0.starts_with("INVITE "))
+        .expect("the call reaches the friend");
+    assert!(
+        invite.0.contains("m=audio 4000 RTP/AVP 8 101\r\n"),
+        "{}",
+        invite.0
+    );
+    assert!(!invite.0.contains("G729"), "{}", invite.0);
+    assert!(
+        invite.0.contains("ISUP-IAM-BYTES\r\n--b1--\r\n"),
+        "{}",
+        invite.0
+    );
+    let (head, got) = invite.0.split_once("\r\n\r\n").unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(length, got.len(), "{}", invite.0);
+}
