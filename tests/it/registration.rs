@@ -2243,3 +2243,90 @@ fn a_multipart_offer_is_filtered_for_the_friend() {
         .unwrap();
     assert_eq!(length, got.len(), "{}", invite.0);
 }
+
+/// A reload that adds a friend at the address of another (two trunks of
+/// one PBX) or renames the carrier leaves calls in progress routable: the
+/// dialog token names no party by a name a reload can change (DOMAIN.md
+/// §9: a reload never drops a call). The BYE of a call set up before each
+/// reload reaches the friend.
+#[test]
+fn a_reload_that_adds_a_friend_at_a_shared_address_keeps_calls_up() {
+    let sw = Switch::start("reload-dialog", 25270);
+    let friend = Phone::at("127.0.0.1:25280", sw.addr());
+    let carrier = Phone::new("127.0.0.2", sw.addr());
+    let local = carrier.local();
+    let request = |method: &str, uri: &str, call: &str, cseq: u32, extra: &str| {
+        format!(
+            "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-{call}{cseq}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:+34600111222@pstn.example.net>;tag={call}\r\n\
+             Call-ID: {call}@carrier\r\nCSeq: {cseq} {method}\r\n\
+             Contact: <sip:carrier@{local}>\r\n{extra}Content-Length: 0\r\n\r\n"
+        )
+    };
+    let reloads: [&dyn Fn(String) -> String; 2] = [
+        &|c: String| {
+            c.replace(
+                "  # Public numbers: carrier calls to them arrive here.",
+                "  [[company.friend]]\n  name = \"second-trunk\"\n  priority = 30\n  password = \"Trunk-Secret-99\"\n  \
+                 connection = \"direct\"\n  transport = \"udp\"\n  address = \"127.0.0.1\"\n  \
+                 port = 25290\n  patterns = [\"5[0-9]{3}\"]\n\n  \
+                 # Public numbers: carrier calls to them arrive here.",
+            )
+        },
+        &|c: String| {
+            c.replace("name = \"pstn\"", "name = \"pstn-renamed\"")
+                .replace("carrier = \"pstn\"", "carrier = \"pstn-renamed\"")
+        },
+    ];
+    for (n, reload) in reloads.iter().enumerate() {
+        let call = format!("rl{n}");
+        let uri = format!("sip:+34944000200@{}", sw.addr());
+        let to = "To: <sip:+34944000200@pstn.example.net>\r\n";
+        carrier.send(&request("INVITE", &uri, &call, 1, to));
+        let invite = friend
+            .recv_where(Duration::from_secs(5), |m| m.0.starts_with("INVITE "))
+            .expect("the call reaches the friend");
+        friend.send(&answer_of(
+            &invite,
+            200,
+            "OK",
+            "sip:branch@127.0.0.1:25280",
+            "",
+        ));
+        let ok = carrier
+            .recv_where(Duration::from_secs(5), |m| m.0.starts_with("SIP/2.0 200"))
+            .expect("the carrier gets the 200");
+        let routes: Vec<&str> = ok.headers("Record-Route").collect();
+        let in_dialog = format!(
+            "To: {}\r\nRoute: {}\r\n",
+            ok.header("To").unwrap(),
+            routes.join(", ")
+        );
+        let target = ok
+            .header("Contact")
+            .unwrap()
+            .trim_matches(['<', '>'])
+            .to_owned();
+        carrier.send(&request("ACK", &target, &call, 1, &in_dialog));
+        friend
+            .recv_where(Duration::from_secs(5), |m| m.0.starts_with("ACK "))
+            .expect("the ACK reaches the friend");
+
+        sw.reload_with(reload);
+        assert!(!sw.log().contains("reload refused"), "{}", sw.log());
+
+        carrier.send(&request("BYE", &target, &call, 2, &in_dialog));
+        let bye = friend
+            .recv_where(Duration::from_secs(5), |m| m.0.starts_with("BYE "))
+            .unwrap_or_else(|| panic!("reload {n}: the BYE reaches the friend: {}", sw.log()));
+        friend.send(&answer_of(
+            &bye,
+            200,
+            "OK",
+            "sip:branch@127.0.0.1:25280",
+            "",
+        ));
+        let done = carrier.final_response().expect("the BYE's 200");
+        assert_eq!(done.status(), 200, "{}", done.0);
+    }
+}
