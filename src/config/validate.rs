@@ -37,6 +37,17 @@ pub fn validate_global(config: &Config, errors: &mut ConfigErrors) {
     validate_server(config, errors);
     validate_auth(config, errors);
     validate_registrar(config, errors);
+    if config.company.is_empty() {
+        // An empty or truncated file (a non-atomic write racing a SIGHUP)
+        // would otherwise replace every tenant with nothing.
+        errors.push(
+            Place::key("company"),
+            ErrorKind::Invalid(
+                "no company configured: nothing would be routed (an empty or truncated file?)"
+                    .into(),
+            ),
+        );
+    }
 
     let mut carriers = HashSet::new();
     let mut networks: HashMap<Cidr, &str> = HashMap::new();

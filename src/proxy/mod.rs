@@ -30,7 +30,8 @@
 //! and so reach the same worker. In-dialog requests (BYE) arrive at the
 //! shared port on any worker and start a new transaction there, which needs
 //! no dialog state. The cost: one more UDP port per worker, visible in Via
-//! (firewalls in front of the switch must allow the worker ports).
+//! (firewalls in front of the switch must allow the worker ports: the
+//! shell binds them at the listen port + 1 + worker index).
 
 mod build;
 mod client;

@@ -358,7 +358,17 @@ pub fn run(path: &Path) -> Result<(), String> {
                     tracing::info!(config = %path.display(), "configuration reloaded")
                 }
                 Err(e) => {
-                    tracing::error!(config = %path.display(), "reload refused, running table kept: {e}")
+                    // One log line per problem, each with its level and
+                    // time: log shippers and `grep ERROR` see them all.
+                    let problems: Vec<&str> = e.lines().filter(|l| !l.trim().is_empty()).collect();
+                    tracing::error!(
+                        config = %path.display(),
+                        "reload refused, running table kept: {} problem(s)",
+                        problems.len()
+                    );
+                    for p in problems {
+                        tracing::error!(config = %path.display(), "reload refused: {p}");
+                    }
                 }
             }
         } else {

@@ -319,8 +319,26 @@ pub fn run(
             .map(|l| l.addr)
             .ok_or_else(|| io::Error::other("nothing to listen on"))?;
         // The worker's own socket: same IP, a port of its own that goes in
-        // its Via (see the proxy's module docs on worker affinity).
-        let own_std = udp_socket(SocketAddr::new(first.ip(), 0), false)?;
+        // its Via (see the proxy's module docs on worker affinity). The
+        // ports after the first listen port (5061, 5062, … for 5060), so a
+        // firewall can name them and they stay the same across restarts
+        // (a peer that answers where a dialog came from still finds the
+        // switch); an ephemeral port if that one is taken.
+        let wanted = u16::try_from(usize::from(first.port()) + 1 + index).ok();
+        let own_std = match wanted.map(|p| udp_socket(SocketAddr::new(first.ip(), p), false)) {
+            Some(Ok(s)) => s,
+            other => {
+                let s = udp_socket(SocketAddr::new(first.ip(), 0), false)?;
+                tracing::warn!(
+                    worker = index,
+                    wanted = ?wanted,
+                    port = s.local_addr()?.port(),
+                    error = ?other.and_then(Result::err).map(|e| e.to_string()),
+                    "worker port taken: an ephemeral one instead (firewalls must allow it)"
+                );
+                s
+            }
+        };
         cfg.worker_port = own_std.local_addr()?.port();
         tracing::info!(worker = index, port = cfg.worker_port, "worker started");
         let udp_own_std = own_std.try_clone()?;

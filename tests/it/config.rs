@@ -409,3 +409,24 @@ fn unknown_keys_and_invalid_values_are_reported_together() {
     // A reload refuses the same text without compiling anything.
     assert!(config::parse_unvalidated(&text).is_err());
 }
+
+/// An empty file, or one cut off before its first company (a non-atomic
+/// write racing a SIGHUP), is refused: it would replace every tenant with
+/// nothing, and a reload keeps the running table instead.
+#[test]
+fn a_configuration_without_companies_is_refused() {
+    let demo = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/tandem.toml"),
+    )
+    .unwrap();
+    let cut = &demo[..demo.find("[[company]]").unwrap()];
+    for text in ["", cut] {
+        let errors = config::parse(text).expect_err("refused");
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.to_string().contains("company: no company configured")),
+            "{errors}"
+        );
+    }
+}

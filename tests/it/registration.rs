@@ -617,6 +617,27 @@ fn a_reload_changes_registrar_and_auth_settings() {
         r.0
     );
     assert!(challenge.contains("SHA-256"), "{challenge}");
+    // Each problem on a log line of its own.
+    let log = sw.log();
+    assert!(
+        log.lines().any(|l| l.contains("ERROR")
+            && l.contains("reload refused: auth.algorithms[0]: unknown digest algorithm")),
+        "{log}"
+    );
+
+    // An empty file (a non-atomic write racing the SIGHUP) is refused
+    // too: alice's company is still there.
+    let text = std::fs::read_to_string(sw.config_path()).unwrap();
+    sw.reload_with(|_| String::new());
+    assert!(sw.log().contains("no company configured"), "{}", sw.log());
+    let (_, r) = phone.register_with("alice-phone", "Correct-Horse-42", &c);
+    assert_eq!(
+        r.status(),
+        200,
+        "the empty file replaced the table: {}",
+        r.0
+    );
+    sw.reload_with(|_| text.clone());
 
     // [auth]: only MD5 offered from now on.
     sw.reload_with(|c| {

@@ -197,6 +197,11 @@ impl Switch {
         self.child.try_wait().unwrap().is_none()
     }
 
+    /// The configuration file it runs on.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.0.join("tandem.toml")
+    }
+
     /// Rewrites the configuration file with `edit` and sends SIGHUP; waits
     /// until the switch answers again (the reload runs on its main thread,
     /// beside the workers).
