@@ -2266,7 +2266,8 @@ fn a_multipart_offer_is_filtered_for_the_friend() {
 }
 
 /// A reload that adds a friend at the address of another (two trunks of
-/// one PBX) or renames the carrier leaves calls in progress routable: the
+/// one PBX) or renames the carrier leaves calls in progress routable (and
+/// the worker ports in the Via are fixed ones, firewall-friendly): the
 /// dialog token names no party by a name a reload can change (DOMAIN.md
 /// §9: a reload never drops a call). The BYE of a call set up before each
 /// reload reaches the friend.
@@ -2307,6 +2308,12 @@ fn a_reload_that_adds_a_friend_at_a_shared_address_keeps_calls_up() {
         let invite = friend
             .recv_where(Duration::from_secs(5), |m| m.0.starts_with("INVITE "))
             .expect("the call reaches the friend");
+        // Sent from a worker's own port: the listen port + 1 + its index.
+        let via = invite.header("Via").unwrap();
+        assert!(
+            via.contains("127.0.0.1:25271;") || via.contains("127.0.0.1:25272;"),
+            "{via}"
+        );
         friend.send(&answer_of(
             &invite,
             200,
