@@ -440,16 +440,27 @@ pub fn sip_date(unix: u64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + u64::from(month <= 2);
-    format!(
-        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
-        DAYS[(days % 7) as usize],
-        day,
-        MONTHS[(month - 1) as usize],
-        year,
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
+    // Written by hand: this is on every REGISTER's 200.
+    let two = |out: &mut String, n: u64| {
+        out.push(char::from(b'0' + (n / 10 % 10) as u8));
+        out.push(char::from(b'0' + (n % 10) as u8));
+    };
+    let mut out = String::with_capacity(29);
+    out.push_str(DAYS[(days % 7) as usize]);
+    out.push_str(", ");
+    two(&mut out, day);
+    out.push(' ');
+    out.push_str(MONTHS[(month - 1) as usize]);
+    out.push(' ');
+    out.push_str(scan::itoa(year).as_str());
+    out.push(' ');
+    two(&mut out, secs / 3600);
+    out.push(':');
+    two(&mut out, secs / 60 % 60);
+    out.push(':');
+    two(&mut out, secs % 60);
+    out.push_str(" GMT");
+    out
 }
 
 #[cfg(test)]
