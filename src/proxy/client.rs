@@ -153,21 +153,7 @@ impl Proxy {
                     TimerKind::ServerLinger,
                 );
                 // RFC 3261 §16.7 step 10: cancel the other branches.
-                let mut to_cancel = Vec::new();
-                for (j, o) in tx.branches.iter_mut().enumerate() {
-                    if j == i as usize {
-                        continue;
-                    }
-                    o.answered_elsewhere = true;
-                    match o.state {
-                        BranchState::Proceeding => to_cancel.push(j as u16),
-                        BranchState::Calling => o.cancel_pending = true,
-                        _ => {}
-                    }
-                }
-                for j in to_cancel {
-                    self.send_cancel(now, slot, j);
-                }
+                self.cancel_branches(now, slot, Some(i), true);
             }
             return;
         }
@@ -246,19 +232,41 @@ impl Proxy {
             // RFC 3261 §16.7 step 5: a global failure (603 Decline) ends
             // the other branches too; it goes upstream once they have
             // answered their CANCEL (step 6 still picks it).
-            let mut to_cancel = Vec::new();
-            for (j, o) in tx.branches.iter_mut().enumerate() {
-                match o.state {
-                    BranchState::Proceeding => to_cancel.push(j as u16),
-                    BranchState::Calling => o.cancel_pending = true,
-                    _ => {}
-                }
-            }
-            for j in to_cancel {
-                self.send_cancel(now, slot, j);
-            }
+            self.cancel_branches(now, slot, None, false);
         }
         self.maybe_finish(now, slot);
+    }
+
+    /// Cancels every branch of transaction `slot` but `except`: at once
+    /// those with a provisional response, the others when their first one
+    /// comes (RFC 3261 §9.1). `elsewhere`: a 2xx came on `except`, and
+    /// their CANCEL says so (RFC 3326).
+    pub(super) fn cancel_branches(
+        &mut self,
+        now: Instant,
+        slot: u32,
+        except: Option<u16>,
+        elsewhere: bool,
+    ) {
+        let Some(tx) = self.slots[slot as usize].as_mut() else {
+            return;
+        };
+        let mut to_cancel = Vec::new();
+        for (j, o) in tx.branches.iter_mut().enumerate() {
+            let j = j as u16;
+            if Some(j) == except {
+                continue;
+            }
+            o.answered_elsewhere |= elsewhere;
+            match o.state {
+                BranchState::Proceeding => to_cancel.push(j),
+                BranchState::Calling => o.cancel_pending = true,
+                _ => {}
+            }
+        }
+        for j in to_cancel {
+            self.send_cancel(now, slot, j);
+        }
     }
 
     /// Sends the best final response upstream once every branch has one

@@ -754,17 +754,7 @@ impl Proxy {
             return;
         }
         tx.cancelled = true;
-        let mut to_cancel = Vec::new();
-        for (i, b) in tx.branches.iter_mut().enumerate() {
-            match b.state {
-                BranchState::Proceeding => to_cancel.push(i as u16),
-                BranchState::Calling => b.cancel_pending = true,
-                _ => {}
-            }
-        }
-        for i in to_cancel {
-            self.send_cancel(now, slot, i);
-        }
+        self.cancel_branches(now, slot, None, false);
     }
 }
 
