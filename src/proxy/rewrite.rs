@@ -43,13 +43,6 @@ pub(super) struct DialogEdit {
     /// The new From is also the asserted identity (external calls): the
     /// caller's in-dialog requests get it as P-Asserted-Identity too.
     pub pai: bool,
-    /// The asserted identity when it is not the new From (a caller that
-    /// withholds its number: From anonymous, the number only here): the
-    /// caller's in-dialog requests get it as P-Asserted-Identity.
-    pub asserted: Option<String>,
-    /// Add `Privacy: id` to the caller's in-dialog requests that do not ask
-    /// for it themselves (its identity was withheld by an anonymous From).
-    pub privacy_id: bool,
     /// A friend is in this dialog: a 401/407 to an in-dialog request is not
     /// relayed either.
     pub friend: bool,
@@ -57,7 +50,7 @@ pub(super) struct DialogEdit {
 
 impl DialogEdit {
     pub fn is_empty(&self) -> bool {
-        self.new_from.is_none() && self.codecs.is_none() && !self.friend && self.asserted.is_none()
+        self.new_from.is_none() && self.codecs.is_none() && !self.friend
     }
 
     /// The Record-Route parameters (each with its leading `;`).
@@ -80,13 +73,6 @@ impl DialogEdit {
         }
         if self.pai {
             p.push_str(";tpa");
-        }
-        if let Some(a) = &self.asserted {
-            p.push_str(";tpi=");
-            push_b64(&mut p, a.as_bytes());
-        }
-        if self.privacy_id {
-            p.push_str(";tpv");
         }
         if self.friend {
             p.push_str(";tfd");
@@ -117,8 +103,6 @@ impl DialogEdit {
                     })
                 }
                 b"tpa" => d.pai = true,
-                b"tpi" => d.asserted = text(value),
-                b"tpv" => d.privacy_id = true,
                 b"tfd" => d.friend = true,
                 _ => {}
             }
@@ -180,18 +164,6 @@ pub(super) fn plan(
                 p.pai = Some(format!("<{pai}>"));
                 p.privacy_id = r.withhold && !super::asks_privacy(msg, &[b"id"]);
                 p.record.pai = p.record.new_from.as_deref() == Some(pai.as_str());
-                if !p.record.pai {
-                    p.record.asserted = Some(pai.clone());
-                    p.record.privacy_id = r.withhold;
-                    if p.record.new_from.is_none() {
-                        // The From stays (already anonymous): recorded as
-                        // its own replacement, so that in-dialog requests
-                        // from the caller's side are told by it.
-                        let from = uri_of(from_v).map(|u| String::from_utf8_lossy(u).into_owned());
-                        p.record.orig_from.clone_from(&from);
-                        p.record.new_from = from;
-                    }
-                }
             }
             p.record.friend = r.friend.is_some();
             p.record.codecs = r.codecs.clone();
@@ -203,9 +175,6 @@ pub(super) fn plan(
                     p.from = with_uri(from_v, new.as_bytes());
                     if d.pai {
                         p.pai = Some(format!("<{new}>"));
-                    } else if let Some(a) = &d.asserted {
-                        p.pai = Some(format!("<{a}>"));
-                        p.privacy_id = d.privacy_id && !super::asks_privacy(msg, &[b"id"]);
                     }
                 } else if uri_of(to_v) == Some(new.as_bytes()) {
                     p.to = with_uri(to_v, orig.as_bytes());
@@ -580,8 +549,6 @@ mod tests {
             new_from: Some("sip:600111222@acme.example.com".into()),
             codecs: Some(["PCMA", "telephone-event"].map(Box::from).into()),
             pai: true,
-            asserted: Some("sip:+34944000101@acme.example.com".into()),
-            privacy_id: true,
             friend: true,
         };
         let p = d.rr_params();
