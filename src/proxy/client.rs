@@ -28,9 +28,12 @@ fn upstream(b: &super::Branch, msg: &Message, from: &Peer) -> Vec<u8> {
     // RFC 3325 §5: identity headers only from a trusted element. A friend
     // or a phone cannot tell the caller (or the carrier's network) who
     // answered; the request's own identity headers were stripped alike.
-    if !b.carrier {
+    // A carrier's too under `Privacy: id` (§7: the caller is untrusted).
+    if !b.carrier || super::asks_privacy(msg, &[b"id", b"header"]) {
         for h in super::rewrite::IDENTITY_HEADERS {
-            e.remove_header(h);
+            if msg.header(h).is_some() {
+                e.remove_header(h);
+            }
         }
     }
     if let Some(r) = &b.restore {

@@ -210,7 +210,7 @@ impl Proxy {
 
 /// The two parties of a dialog as its token records them: who sent the
 /// dialog-creating request and where the switch sent it, each as
-/// [`Router::party`] names it (any configured carrier as one party,
+/// [`Router::party`] names it (a configured carrier by name,
 /// anyone else by address).
 pub(super) struct Parties {
     bytes: Vec<u8>,

@@ -243,6 +243,12 @@ pub trait Router {
         false
     }
 
+    /// Whether a next hop is a carrier: in its `sources`, or its
+    /// configured `address` (which may lie outside them).
+    fn is_carrier_hop(&self, to: &Peer) -> bool {
+        self.is_carrier(to)
+    }
+
     /// Whether the configuration names `addr` as a TCP peer (a carrier or
     /// a direct friend): a URI to it without a `transport` parameter is
     /// still sent over TCP.

@@ -290,6 +290,10 @@ impl Router for TableRouter<'_> {
         self.table.carrier_for_source(from.addr.ip()).is_some()
     }
 
+    fn is_carrier_hop(&self, to: &Peer) -> bool {
+        self.table.is_carrier_address(to.addr.ip())
+    }
+
     fn configured_tcp(&self, addr: std::net::SocketAddr) -> bool {
         self.table.configured_tcp(addr)
     }

@@ -330,7 +330,7 @@ impl Proxy {
                             .map(|_| Box::from("of this dialog"))
                     }),
                 restore: plan.restore,
-                carrier: router.is_carrier(&t.peer),
+                carrier: router.is_carrier_hop(&t.peer),
             });
             let i = i as u16;
             if t.peer.transport == Transport::Udp {

@@ -820,29 +820,37 @@ impl RoutingTable {
     }
 
     /// Who is at `ip`, as a dialog token records the two parties of a
-    /// dialog (appended to `out`): any carrier as one party, for any
-    /// address of its `sources` or its `address` (a carrier's in-dialog
-    /// requests may come from, and go to, any node of its pool; carriers
-    /// are trusted by network alike), anyone else by the address itself.
+    /// dialog (appended to `out`): a carrier by name, for any address of
+    /// its `sources` or its `address` (a carrier's in-dialog requests may
+    /// come from, and go to, any node of its pool; each carrier is a party
+    /// of its own, so a dialog with one cannot be used to reach another),
+    /// anyone else — a direct friend included — by the address itself.
     ///
-    /// Nothing here depends on a name a reload can change: a token issued
-    /// before a reload that adds, renames or removes a carrier or a friend
-    /// (two trunks of one PBX share its address) still holds for the
-    /// calls in progress.
+    /// A friend is not named: a token issued before a reload that adds,
+    /// renames or removes a friend (two trunks of one PBX share its
+    /// address) still holds for the calls in progress. Renaming or
+    /// removing a carrier does end the in-dialog routing of its calls.
     pub fn party(&self, ip: IpAddr, out: &mut Vec<u8>) {
-        let carrier = self.carrier_for_source(ip).is_some()
-            || self
-                .peer_names
-                .get(&ip)
-                .is_some_and(|n| n.starts_with("c:"));
-        if carrier {
-            out.extend_from_slice(b"c");
+        if let Some(c) = self.carrier_for_source(ip) {
+            out.extend_from_slice(b"c:");
+            out.extend_from_slice(self.carrier(c).name.as_bytes());
+        } else if let Some(name) = self.peer_names.get(&ip).filter(|n| n.starts_with("c:")) {
+            out.extend_from_slice(name.as_bytes());
         } else {
             match ip {
                 IpAddr::V4(a) => out.extend_from_slice(&a.octets()),
                 IpAddr::V6(a) => out.extend_from_slice(&a.octets()),
             }
         }
+    }
+
+    /// Whether `ip` is a carrier's: in its `sources`, or its `address`.
+    pub fn is_carrier_address(&self, ip: IpAddr) -> bool {
+        self.carrier_for_source(ip).is_some()
+            || self
+                .peer_names
+                .get(&ip)
+                .is_some_and(|n| n.starts_with("c:"))
     }
 
     /// The direct friend configured at `ip` (an IP-literal `address`), as

@@ -324,7 +324,9 @@ pub fn run(
         // firewall can name them and they stay the same across restarts
         // (a peer that answers where a dialog came from still finds the
         // switch); an ephemeral port if that one is taken.
-        let wanted = u16::try_from(usize::from(first.port()) + 1 + index).ok();
+        let wanted = u16::try_from(usize::from(first.port()) + 1 + index)
+            .ok()
+            .filter(|&p| first.port() != 0 && listen.iter().all(|l| l.addr.port() != p));
         let own_std = match wanted.map(|p| udp_socket(SocketAddr::new(first.ip(), p), false)) {
             Some(Ok(s)) => s,
             other => {

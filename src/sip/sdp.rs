@@ -172,7 +172,7 @@ pub fn filter_codecs<S: AsRef<str>>(body: &[u8], allowed: &[S]) -> Filtered {
                 removed.push(pt);
             }
         }
-        if removed.is_empty() {
+        if removed.is_empty() && voice > 0 {
             active += 1;
             continue;
         }
@@ -226,7 +226,7 @@ pub fn filter_codecs<S: AsRef<str>>(body: &[u8], allowed: &[S]) -> Filtered {
 /// with delimiter `boundary`: SIP-I and SIP-T carry the SDP beside an ISUP
 /// part (RFC 3204), as many carriers send it. Every other byte, the other
 /// parts and the delimiters included, is kept. [`Filtered::NothingLeft`]
-/// when an SDP part has nothing left.
+/// when every SDP part has nothing left (an alternative may be usable).
 pub fn filter_multipart<S: AsRef<str>>(body: &[u8], boundary: &[u8], allowed: &[S]) -> Filtered {
     if boundary.is_empty() {
         return Filtered::Unchanged;
@@ -239,6 +239,9 @@ pub fn filter_multipart<S: AsRef<str>>(body: &[u8], boundary: &[u8], allowed: &[
         .filter(|&at| at == 0 || body[at - 1] == b'\n')
         .collect();
     let mut edits: Vec<(usize, usize, Vec<u8>)> = Vec::new();
+    // SDP parts, and those with nothing left (multipart/alternative may
+    // offer a usable one beside them).
+    let (mut sdp_parts, mut empty_parts) = (0, 0);
     for pair in starts.windows(2) {
         let (open, close) = (pair[0], pair[1]);
         // The part: after the delimiter line, up to the line break that
@@ -273,11 +276,15 @@ pub fn filter_multipart<S: AsRef<str>>(body: &[u8], boundary: &[u8], allowed: &[
             continue;
         }
         let body_at = part_start + head[..=head_len].iter().map(|l| l.len()).sum::<usize>();
+        sdp_parts += 1;
         match filter_codecs(&body[body_at..part_end], allowed) {
             Filtered::Unchanged => {}
-            Filtered::NothingLeft => return Filtered::NothingLeft,
+            Filtered::NothingLeft => empty_parts += 1,
             Filtered::Changed(new) => edits.push((body_at, part_end, new)),
         }
+    }
+    if empty_parts > 0 && empty_parts == sdp_parts {
+        return Filtered::NothingLeft;
     }
     if edits.is_empty() {
         return Filtered::Unchanged;
@@ -346,6 +353,33 @@ mod tests {
             filter_codecs(offer.as_bytes(), &["G729", "PCMA"]),
             Filtered::Changed(_)
         ));
+        // The same when nothing had to be removed: DTMF alone is no call.
+        let dtmf = "v=0\r\nm=audio 4000 RTP/AVP 101\r\na=rtpmap:101 telephone-event/8000\r\n";
+        assert_eq!(
+            filter_codecs(dtmf.as_bytes(), &["PCMA", "telephone-event"]),
+            Filtered::NothingLeft
+        );
+    }
+
+    /// multipart/alternative: one SDP with nothing left beside a usable
+    /// one is no reason to refuse the offer.
+    #[test]
+    fn one_usable_alternative_is_enough() {
+        let part = |pt: u32, name: &str| {
+            format!(
+                "--alt\r\nContent-Type: application/sdp\r\n\r\n\
+                 v=0\r\nm=audio 4000 RTP/AVP {pt}\r\na=rtpmap:{pt} {name}/8000\r\n\r\n"
+            )
+        };
+        let body = format!("{}{}--alt--\r\n", part(18, "G729"), part(8, "PCMA"));
+        assert_eq!(
+            filter_multipart(body.as_bytes(), b"alt", &["PCMA"]),
+            Filtered::Unchanged
+        );
+        assert_eq!(
+            filter_multipart(body.as_bytes(), b"alt", &["G722"]),
+            Filtered::NothingLeft
+        );
     }
 
     /// SIP-I: the SDP part of a multipart/mixed body is filtered, the ISUP

@@ -2266,7 +2266,7 @@ fn a_multipart_offer_is_filtered_for_the_friend() {
 }
 
 /// A reload that adds a friend at the address of another (two trunks of
-/// one PBX) or renames the carrier leaves calls in progress routable (and
+/// one PBX) or renames the friend leaves calls in progress routable (and
 /// the worker ports in the Via are fixed ones, firewall-friendly): the
 /// dialog token names no party by a name a reload can change (DOMAIN.md
 /// §9: a reload never drops a call). The BYE of a call set up before each
@@ -2296,8 +2296,8 @@ fn a_reload_that_adds_a_friend_at_a_shared_address_keeps_calls_up() {
             )
         },
         &|c: String| {
-            c.replace("name = \"pstn\"", "name = \"pstn-renamed\"")
-                .replace("carrier = \"pstn\"", "carrier = \"pstn-renamed\"")
+            c.replace("name = \"branch\"", "name = \"branch-office\"")
+                .replace("friend = \"branch\"", "friend = \"branch-office\"")
         },
     ];
     for (n, reload) in reloads.iter().enumerate() {
