@@ -10,9 +10,12 @@
 # Tandem's bindings are durable (fdatasync, group commit) before each 200;
 # Kamailio keeps them in memory only.
 #
-# Usage: benches/load/register.sh [tandem|kamailio|both]   (default both)
+# Usage: benches/load/register.sh [tandem|kamailio|floor|both|all]   (default
+# both; all = tandem, kamailio and floor: benches/load/floor.rs answering
+# 401 and 200 with the switch's I/O loop, no digest and no store, the floor
+# under any registrar's figure on this machine)
 # Environment: RATES="1000 2000 4000", DURATION=10, CPU_RATE=2000,
-# USERS=10000.
+# USERS=10000, FLOOR_WINDOW_US=1000 (the floor's batch window).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 here=benches/load
@@ -31,6 +34,7 @@ if [ "$which" != tandem ]; then
     command -v kamailio >/dev/null || { apt-get update -qq && apt-get install -y -qq kamailio; }
 fi
 cargo build --release --locked -q
+case $which in floor|all) cargo build --release --locked -q --example floor ;; esac
 . $here/common.sh
 UNIT=registration
 
@@ -57,6 +61,13 @@ start_tandem() {
     sleep 1.5
 }
 
+start_floor() {
+    target/release/examples/floor registrar 127.0.0.1:$SW_PORT ${FLOOR_WINDOW_US:-1000} 2>"$out/floor.log" &
+    PIDS=$!
+    PORT=$SW_PORT
+    sleep 0.5
+}
+
 start_kamailio() {
     start_kamailio_cfg $here/kamailio-register.cfg "$KAM_PORT" -e "s/PASSWORD/$PASSWORD/g"
     PORT=$KAM_PORT
@@ -78,6 +89,8 @@ run_rate() {
 case $which in
     tandem) bench tandem ;;
     kamailio) bench kamailio ;;
+    floor) bench floor ;;
     both) bench tandem; bench kamailio ;;
+    all) bench tandem; bench kamailio; bench floor ;;
 esac
 echo "logs and SIPp statistics: $out"

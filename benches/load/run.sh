@@ -8,11 +8,14 @@
 #   - the proxy's CPU time per call at CPU_RATE calls/s (utime+stime from
 #     /proc/<pid>/stat, all threads / all processes, divided by calls).
 #
-# Usage: benches/load/run.sh [tandem|kamailio|both]   (default both)
+# Usage: benches/load/run.sh [tandem|kamailio|floor|both|all]   (default both;
+# all = tandem, kamailio and floor: benches/load/floor.rs relaying the same
+# datagrams with the switch's I/O loop and no SIP work, the floor under any
+# proxy's figure on this machine)
 # Environment: RATES="2000 4000 6000 8000 9000", DURATION=10, CPU_RATE=2000,
 # HOLD_MS=500 (call length between ACK and BYE: with 0, a multi-process
 # proxy such as Kamailio may pass BYE before ACK, which the callee counts as
-# a failure).
+# a failure), FLOOR_WINDOW_US=1000 (the floor's batch window).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 here=benches/load
@@ -29,6 +32,7 @@ if [ "$which" != tandem ]; then
     command -v kamailio >/dev/null || { apt-get update -qq && apt-get install -y -qq kamailio; }
 fi
 cargo build --release --locked -q
+case $which in floor|all) cargo build --release --locked -q --example floor ;; esac
 
 SW_PORT=5160; FRIEND_PORT=5170; KAM_PORT=5260; KAM_FRIEND=5270
 . $here/common.sh
@@ -41,6 +45,13 @@ start_tandem() {
     PIDS=$!
     PORT=$SW_PORT; FPORT=$FRIEND_PORT
     sleep 1
+}
+
+start_floor() {
+    target/release/examples/floor relay 127.0.0.1:$SW_PORT 127.0.0.1:$FRIEND_PORT ${FLOOR_WINDOW_US:-1000} 2>"$out/floor.log" &
+    PIDS=$!
+    PORT=$SW_PORT; FPORT=$FRIEND_PORT
+    sleep 0.5
 }
 
 start_kamailio() {
@@ -72,6 +83,8 @@ run_rate() {
 case $which in
     tandem) bench tandem ;;
     kamailio) bench kamailio ;;
+    floor) bench floor ;;
     both) bench tandem; bench kamailio ;;
+    all) bench tandem; bench kamailio; bench floor ;;
 esac
 echo "logs and SIPp statistics: $out"
