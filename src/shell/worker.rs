@@ -7,7 +7,7 @@
 //! receive buffer into a `Bytes` sized to the message.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -465,7 +465,10 @@ async fn timer_loop(w: Rc<Worker>) {
 }
 
 /// Keep-alive OPTIONS to the UDP bindings this worker registered (their
-/// NAT pinholes lead to its 4-tuple) every `registrar.keepalive_s`, and,
+/// NAT pinholes lead to its 4-tuple) every `registrar.keepalive_s`, one
+/// per source address and port: a PBX registering many accounts through
+/// one socket (one pinhole) gets one OPTIONS a round, not one per
+/// account. And,
 /// on worker 0, the purge of expired bindings every [`PURGE_EVERY`]. The
 /// period is read again at least every second, so a reload applies it.
 async fn housekeeping(w: Rc<Worker>) {
@@ -495,8 +498,12 @@ async fn housekeeping(w: Rc<Worker>) {
             // now (a restart may run fewer).
             let (me, n) = (w.index, usize::from(services.workers.max(1)));
             let mut proxy = w.proxy.borrow_mut();
+            let mut pinged: HashSet<SocketAddr, foldhash::fast::RandomState> = HashSet::default();
             services.registrar.for_each_binding(unix, |_, b| {
-                if usize::from(b.worker) % n == me && b.transport == Transport::Udp {
+                if usize::from(b.worker) % n == me
+                    && b.transport == Transport::Udp
+                    && pinged.insert(b.source)
+                {
                     proxy.keepalive(b);
                 }
             });

@@ -2358,3 +2358,40 @@ fn a_reload_that_adds_a_friend_at_a_shared_address_keeps_calls_up() {
         assert_eq!(done.status(), 200, "{}", done.0);
     }
 }
+
+/// A PBX registering two accounts through one socket (one NAT pinhole)
+/// gets one keep-alive OPTIONS a round, not one per account: with a
+/// one-second period, no two OPTIONS come within half a second.
+#[test]
+fn two_accounts_behind_one_socket_get_one_keep_alive_a_round() {
+    let sw = Switch::start_with("reg-ka-once", 25300, |c| {
+        c.replace("keepalive_s = 30", "keepalive_s = 1")
+    });
+    let mut pbx = Phone::new("127.0.0.1", sw.addr());
+    for (user, password) in [
+        ("legacy", "Legacy-Secret-88"),
+        ("alice-phone", "Correct-Horse-42"),
+    ] {
+        let (_, ok) = pbx.register(user, password);
+        assert_eq!(ok.status(), 200, "{}", ok.0);
+    }
+    let mut seen = Vec::new();
+    let end = Instant::now() + Duration::from_millis(3500);
+    while Instant::now() < end {
+        let left = end.saturating_duration_since(Instant::now());
+        if pbx
+            .recv_where(left, |m| m.0.starts_with("OPTIONS "))
+            .is_some()
+        {
+            seen.push(Instant::now());
+        }
+    }
+    assert!(seen.len() >= 2, "keep-alives in 3.5 s: {}", seen.len());
+    for pair in seen.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= Duration::from_millis(500),
+            "two OPTIONS in one round, {:?} apart",
+            pair[1] - pair[0]
+        );
+    }
+}
