@@ -30,13 +30,15 @@
 //! ```
 //!
 //! Parsing is in two steps: serde reads the file into the [`model`] structs
-//! (rejecting unknown keys and wrong types, with line and column; serde
-//! stops at the first such error), then [`validate`] checks the values and
-//! the references between them and reports all problems at once.
+//! (every unknown key and every value of the wrong type reported with its
+//! place, the wrong ones with line and column too, and left out so that
+//! the rest is still read), then [`validate`] checks the values and the
+//! references between them and reports all problems at once.
 
 pub mod error;
 pub mod model;
 mod schema;
+mod types;
 pub mod validate;
 pub mod values;
 
@@ -64,12 +66,16 @@ pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigErrors> {
 }
 
 /// Parses and validates a configuration from TOML text. Every problem is
-/// reported at once: all unknown keys, then (if the rest has the right
-/// types) every validation problem.
+/// reported at once: all unknown keys, every value of the wrong type, then
+/// every validation problem of what could be read.
 pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
-    let (config, mut errors) = parse_lenient(text)?;
+    let (config, mut errors, checked) = parse_lenient(text)?;
     if let Err(v) = validate::validate(&config) {
-        errors.extend(v);
+        for e in &v {
+            if !checked.explains(e) {
+                errors.extend(e.clone().into());
+            }
+        }
     }
     errors.into_result(config)
 }
@@ -78,15 +84,16 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
 /// unknown keys and types are checked. Used by reload, which validates
 /// only the companies that changed.
 pub fn parse_unvalidated(text: &str) -> Result<Config, ConfigErrors> {
-    let (config, errors) = parse_lenient(text)?;
+    let (config, errors, _) = parse_lenient(text)?;
     errors.into_result(config)
 }
 
-/// Parses with unknown keys reported and removed (see `schema`): the model
-/// and the unknown-key errors, or every error when the text is not TOML or
-/// a value has the wrong type (serde reports the first of those).
-fn parse_lenient(text: &str) -> Result<(Config, ConfigErrors), ConfigErrors> {
-    let toml_error = |e: toml::de::Error| {
+/// Parses with unknown keys reported and removed (see `schema`) and every
+/// value of the wrong type reported (see `types`): the model, those errors
+/// and what was left out of the model, or every error when the text is not
+/// TOML or no model can be read at all.
+fn parse_lenient(text: &str) -> Result<(Config, ConfigErrors, types::Checked), ConfigErrors> {
+    let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
         let place = match e.span() {
             Some(span) => {
                 let (line, col) = line_col(text, span.start);
@@ -95,31 +102,25 @@ fn parse_lenient(text: &str) -> Result<(Config, ConfigErrors), ConfigErrors> {
             None => Place::root(),
         };
         let message = e.message().trim().replace('\n', " ");
-        ConfigError::new(place, ErrorKind::Toml(message))
-    };
-    let mut table: toml::Table = text
-        .parse()
-        .map_err(|e| ConfigErrors::from(toml_error(e)))?;
+        ConfigErrors::from(ConfigError::new(place, ErrorKind::Toml(message)))
+    })?;
     let mut errors = ConfigErrors::new();
     for e in schema::strip_unknown(&mut table) {
         errors.extend(e.into());
     }
-    // Spans are relative to the text; after stripping, re-parse from the
-    // cleaned tree only when something was removed.
-    let parsed = if errors.is_empty() {
-        toml::from_str::<Config>(text).map_err(toml_error)
-    } else {
-        Config::deserialize(toml::Value::Table(table)).map_err(|e| {
-            ConfigError::new(
-                Place::root(),
-                ErrorKind::Toml(e.message().trim().replace('\n', " ")),
-            )
-        })
-    };
-    match parsed {
-        Ok(config) => Ok((config, errors)),
+    if let Ok(config) = Config::deserialize(toml::Value::Table(table.clone())) {
+        return Ok((config, errors, types::Checked::default()));
+    }
+    let checked = types::check(text, &mut table);
+    for e in &checked.errors {
+        errors.extend(e.clone().into());
+    }
+    match serde_path_to_error::deserialize::<_, Config>(toml::Value::Table(table)) {
+        Ok(config) => Ok((config, errors, checked)),
         Err(e) => {
-            errors.extend(e.into());
+            let place = Place::key(&e.path().to_string());
+            let message = e.inner().message().trim().replace('\n', " ");
+            errors.extend(ConfigError::new(place, ErrorKind::Toml(message)).into());
             Err(errors)
         }
     }

@@ -62,12 +62,15 @@ carrier = "pstn"
 /// (snippet appended to BASE, expected substring of one error line)
 #[rustfmt::skip]
 const CASES: &[(&str, &str)] = &[
-    // Syntax, unknown keys and types: line and column.
+    // Syntax (line and column), unknown keys, types (place, line and column).
     ("[server\n", "line 41, column 8: invalid table header"),
     ("[server]\nlisten = [\"udp:127.0.0.1:5060\"]\nlisen = 1\n", "server.lisen: unknown key `lisen`"),
     ("  [[company.terminal]]\n  name = \"t2\"\n  pasword = \"x\"\n", "company[acme].terminal[t2].pasword: unknown key `pasword`"),
-    ("  [[company.friend]]\n  name = \"f\"\n  priority = \"high\"\n", "line 43, column 14: invalid type: string \"high\", expected u32"),
-    ("  [[company.friend]]\n  name = \"f\"\n  priority = 1\n  password = \"p\"\n  connection = \"nat\"\n", "unknown variant `nat`"),
+    ("  [[company.friend]]\n  name = \"f\"\n  priority = \"high\"\n", "company[acme].friend[f].priority: invalid type: string \"high\", expected u32 (line 43, column 14)"),
+    ("  [[company.friend]]\n  name = \"f\"\n  priority = 1\n  password = \"p\"\n  connection = \"nat\"\n", "company[acme].friend[f].connection: unknown variant `nat`, expected `register` or `direct` (line 45, column 16)"),
+    ("  [[company.friend]]\n  name = \"f\"\n  priority = 1\n  password = \"p\"\n", "company[acme].friend[f]: missing field `connection` (line 41, column 3)"),
+    ("[server]\nworkers = \"two\"\n", "server.workers: invalid type: string \"two\", expected u32 (line 42, column 11)"),
+    ("[[company]]\nname = \"beta\"\ndomain = \"beta.example.com\"\ncountry_code = \"34\"\nnational_length = \"9\"\ncarrier = \"pstn\"\n", "company[beta].national_length: invalid type: string \"9\", expected u32 (line 45, column 19)"),
     // Namespaces and duplicates.
     ("  [[company.terminal]]\n  name = \"branch\"\n  password = \"x\"\n", "company[acme].friend[branch].name: duplicate terminal or friend name \"branch\""),
     ("  [[company.terminal]]\n  name = \"alice-phone\"\n  password = \"x\"\n", "company[acme].terminal[alice-phone].name: duplicate terminal or friend name"),
@@ -224,6 +227,58 @@ fn all_errors_are_reported_at_once() {
     let first = errors.iter().next().unwrap();
     assert_eq!(first.place().as_str(), "server.listen[0]");
     assert!(matches!(first.kind(), config::ErrorKind::Invalid(_)));
+}
+
+/// Values of the wrong type do not hide each other, nor the problems
+/// validation finds in the rest; what could not be read is not reported
+/// again as an unknown name where it is referenced.
+const MISTYPED: &str = r#"
+[server]
+workers = "two"
+
+[[carrier]]
+name = "pstn"
+address = "udp:127.0.0.2:5090"
+
+[[company]]
+name = "acme"
+domain = "acme.example.com"
+country_code = "34"
+national_length = 9
+carrier = "pstn"
+
+  [[company.terminal]]
+  name = "alice-phone"
+  password = 1234
+
+  [[company.user]]
+  name = "alice"
+  terminal = "alice-phone"
+
+  [[company.friend]]
+  name = "branch"
+  priority = "first"
+  password = "p"
+  connection = "direct"
+  address = "127.0.0.1"
+  port = 70000
+  patterns = ["2[0-9"]
+"#;
+
+#[test]
+fn every_wrong_type_is_reported_with_the_other_problems() {
+    let errors = config::parse(MISTYPED).unwrap_err();
+    let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+    let want = [
+        "server.workers: invalid type: string \"two\", expected u32 (line 3, column 11)",
+        "company[acme].terminal[alice-phone].password: invalid type: integer `1234`, expected a string (line 18, column 14)",
+        "company[acme].friend[branch].priority: invalid type: string \"first\", expected u32 (line 26, column 14)",
+        "company[acme].friend[branch].port: invalid value: integer `70000`, expected u16 (line 30, column 10)",
+        "company[acme].friend[branch].patterns[0]: invalid regex: unclosed character class at column 2 of \"2[0-9\"",
+    ];
+    assert_eq!(lines, want);
+    // A reload of such a file is refused too.
+    assert!(config::parse_unvalidated(MISTYPED).is_err());
 }
 
 #[test]
