@@ -115,6 +115,7 @@ fn bench(c: &mut Criterion) {
         ProxyConfig {
             advertised_host: "127.0.0.1".into(),
             listen_port: 5060,
+            tcp_port: 5060,
             worker_port: 40000,
             worker: 0,
             max_transactions: 1_000_000,

@@ -139,6 +139,7 @@ pub fn proxy(data: &[u8]) {
         ProxyConfig {
             advertised_host: "127.0.0.1".into(),
             listen_port: 5060,
+            tcp_port: 5060,
             worker_port: 40000,
             worker: 0,
             max_transactions: 64,

@@ -14,7 +14,12 @@ impl Proxy {
     /// listening port or this worker's own).
     pub(super) fn is_me(&self, host: &crate::sip::Host<'_>, port: Option<u16>) -> bool {
         let port = port.unwrap_or(5060);
-        self.is_my_host(host) && (port == self.cfg.listen_port || port == self.cfg.worker_port)
+        self.is_my_host(host) && self.is_my_port(port)
+    }
+
+    /// Whether `port` is one of this worker's: a listening one or its own.
+    fn is_my_port(&self, port: u16) -> bool {
+        port == self.cfg.listen_port || port == self.cfg.tcp_port || port == self.cfg.worker_port
     }
 
     /// Whether `host` is the host this switch writes in Via and Record-Route.
@@ -97,9 +102,11 @@ impl Proxy {
             rr.push_str("<sip:");
             rr.push_str(&self.uri_host);
             rr.push(':');
-            push_dec(&mut rr, u64::from(self.cfg.listen_port));
             if transport == Transport::Tcp {
+                push_dec(&mut rr, u64::from(self.cfg.tcp_port));
                 rr.push_str(";transport=tcp");
+            } else {
+                push_dec(&mut rr, u64::from(self.cfg.listen_port));
             }
             rr.push_str(";lr");
             rr.push_str(&params);
@@ -202,9 +209,7 @@ impl Proxy {
     /// Whether a next hop is this switch itself: forwarding there would
     /// loop (e.g. an ACK whose Request-URI names the switch).
     pub(super) fn targets_me(&self, peer: &Peer) -> bool {
-        self.cfg.advertised_host.parse() == Ok(peer.addr.ip())
-            && (peer.addr.port() == self.cfg.listen_port
-                || peer.addr.port() == self.cfg.worker_port)
+        self.cfg.advertised_host.parse() == Ok(peer.addr.ip()) && self.is_my_port(peer.addr.port())
     }
 }
 

@@ -346,8 +346,12 @@ pub struct HandOver {
 pub struct ProxyConfig {
     /// Host written in Via and Record-Route.
     pub advertised_host: String,
-    /// The shared listening port (in Record-Route).
+    /// The shared listening port for UDP (in Record-Route): the first UDP
+    /// listen address's.
     pub listen_port: u16,
+    /// The listening port for TCP (in TCP Record-Route entries and Vias):
+    /// the first TCP listen address's, else `listen_port`.
+    pub tcp_port: u16,
     /// This worker's own port (in Via).
     pub worker_port: u16,
     /// This worker's index (in branches, for logs).

@@ -600,7 +600,7 @@ impl Proxy {
     pub(super) fn via_port(&self, transport: Transport) -> u16 {
         match transport {
             Transport::Udp => self.cfg.worker_port,
-            Transport::Tcp => self.cfg.listen_port,
+            Transport::Tcp => self.cfg.tcp_port,
         }
     }
 

@@ -213,7 +213,16 @@ pub fn run(path: &Path) -> Result<(), String> {
         })
         .collect::<Result<_, _>>()?;
     let first = listen.first().ok_or("server.listen is empty")?;
-    let listen_port = first.addr.port();
+    // Record-Route and Via name the port of their transport: UDP and TCP
+    // may listen on different ones.
+    let port_of = |t: Transport| {
+        listen
+            .iter()
+            .find(|l| l.transport == t)
+            .map(|l| l.addr.port())
+    };
+    let listen_port = port_of(Transport::Udp).unwrap_or(first.addr.port());
+    let tcp_port = port_of(Transport::Tcp).unwrap_or(listen_port);
     // The host as an address or name (an IPv6 one without brackets: the
     // proxy brackets it where a URI or Via needs them).
     let advertised_host = cfg
@@ -300,6 +309,7 @@ pub fn run(path: &Path) -> Result<(), String> {
         let proxy_cfg = ProxyConfig {
             advertised_host: advertised_host.clone(),
             listen_port,
+            tcp_port,
             worker_port: 0,
             worker: index as u16,
             max_transactions: MAX_TRANSACTIONS_PER_WORKER,

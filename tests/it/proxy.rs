@@ -66,6 +66,7 @@ impl Harness {
             proxy: Proxy::new(ProxyConfig {
                 advertised_host: "127.0.0.1".into(),
                 listen_port: 5060,
+                tcp_port: 5060,
                 worker_port: 40000,
                 worker: 0,
                 max_transactions,
@@ -791,6 +792,7 @@ fn loops_across_workers_are_detected() {
     w1.proxy = Proxy::new(ProxyConfig {
         advertised_host: "127.0.0.1".into(),
         listen_port: 5060,
+        tcp_port: 5060,
         worker_port: 40001,
         worker: 1,
         max_transactions: 1000,

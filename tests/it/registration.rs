@@ -2395,3 +2395,87 @@ fn two_accounts_behind_one_socket_get_one_keep_alive_a_round() {
         );
     }
 }
+
+/// UDP and TCP listening on different ports: the Record-Route entry for
+/// TCP names the TCP port (it named the first listen port, UDP's, where
+/// nothing accepts connections), and a carrier's BYE sent where that entry
+/// says reaches the friend.
+#[test]
+fn a_tcp_record_route_names_the_tcp_listen_port() {
+    let port = 25320;
+    let tcp_port = port + 5;
+    let sw = Switch::start_with("rr-tcp-port", port, |c| {
+        c.replace(
+            &format!("\"tcp:127.0.0.1:{port}\""),
+            &format!("\"tcp:127.0.0.1:{tcp_port}\""),
+        )
+    });
+    let friend = Phone::at(&format!("127.0.0.1:{}", port + 10), sw.addr());
+    let tcp_at = |p: u16| {
+        let mut c = Phone::new("127.0.0.2", sw.addr());
+        c.tcp = Some(RefCell::new((
+            tcp_from("127.0.0.2", SocketAddr::from(([127, 0, 0, 1], p))),
+            Vec::new(),
+        )));
+        c
+    };
+    let carrier = tcp_at(tcp_port);
+    let local = carrier.local();
+    let request = |method: &str, cseq: u32, to: &str, route: &str, target: &str| {
+        format!(
+            "{method} {target} SIP/2.0\r\n\
+             Via: SIP/2.0/TCP {local};branch=z9hG4bK-rrtcp{cseq}{method}\r\nMax-Forwards: 70\r\n\
+             {route}From: <sip:+34600111222@pstn.example.net>;tag=rrtcp\r\nTo: {to}\r\n\
+             Call-ID: rrtcp@carrier\r\nCSeq: {cseq} {method}\r\n\
+             Contact: <sip:carrier@{local};transport=tcp>\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    carrier.send(&request(
+        "INVITE",
+        1,
+        "<sip:+34944000200@pstn.example.net>",
+        "",
+        &format!("sip:+34944000200@127.0.0.1:{tcp_port};transport=tcp"),
+    ));
+    let invite = friend
+        .recv_where(Duration::from_secs(3), |m| m.0.starts_with("INVITE "))
+        .expect("the INVITE reaches the friend");
+    friend.reply(&invite, 200, "OK");
+    let ok = carrier
+        .recv_where(Duration::from_secs(3), |m| m.status() == 200)
+        .expect("the 200 reaches the carrier");
+    let routes: Vec<&str> = ok
+        .headers("Record-Route")
+        .flat_map(|v| v.split(", "))
+        .collect();
+    let tcp_entry = routes
+        .iter()
+        .find(|r| r.contains(";transport=tcp"))
+        .unwrap_or_else(|| panic!("no TCP entry in {routes:?}"));
+    assert!(
+        tcp_entry.starts_with(&format!("<sip:127.0.0.1:{tcp_port};")),
+        "{tcp_entry}"
+    );
+    let to = ok.header("To").unwrap().to_owned();
+    let target = ok
+        .header("Contact")
+        .unwrap()
+        .trim_matches(['<', '>'])
+        .to_owned();
+    // The carrier's route set is the Record-Route as received; its first
+    // entry (the TCP one, facing the carrier) is where the BYE goes.
+    let route = format!("Route: {}\r\n", routes.join(", "));
+    carrier.send(&request("ACK", 1, &to, &route, &target));
+    let bye_from = tcp_at(tcp_port);
+    let local_bye = bye_from.local();
+    bye_from.send(
+        &request("BYE", 2, &to, &route, &target)
+            .replace(&local.to_string(), &local_bye.to_string()),
+    );
+    let bye = friend
+        .recv_where(Duration::from_secs(3), |m| m.0.starts_with("BYE "))
+        .expect("the BYE, sent where the route says, reaches the friend");
+    friend.reply(&bye, 200, "OK");
+    let done = bye_from.final_response().expect("the BYE's 200");
+    assert_eq!(done.status(), 200, "{}", done.0);
+}
