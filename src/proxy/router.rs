@@ -447,11 +447,18 @@ impl Router for TableRouter<'_> {
         // the carrier gets the number only in P-Asserted-Identity (with the
         // caller's Privacy, so it goes no further), a friend not at all.
         let anonymous = withholds_identity(req);
+        // A carrier writes its caller's number in the format of the
+        // country it calls into (`0034…`, `600…`): read with the numbering
+        // of the company that owns the DDI.
+        let carrier_numbering = match &decision {
+            Decision::Ddi { company: owner, .. } => &owner.numbering,
+            _ => &company.numbering,
+        };
         let for_friend = |f: &FriendEntry| {
             // The caller's number: a user's extension; a friend's presented
             // number (its P-Asserted-Identity, else its From user: a
             // friend's From user is its name), read with its numbering;
-            // a carrier's From user.
+            // a carrier's From user, read with the DDI's company's.
             let number = match caller {
                 Caller::User(u) => company
                     .extension_of(u)
@@ -481,7 +488,13 @@ impl Router for TableRouter<'_> {
                         None => own(),
                     }
                 }
-                _ => from_user.clone(),
+                // A carrier's caller: E.164 when its numbering reads it so,
+                // else as it came.
+                Caller::Carrier(_) => from_user.clone().map(|n| {
+                    carrier_numbering
+                        .to_e164(&n)
+                        .map_or(n, |e| e.as_str().to_owned())
+                }),
             };
             let local = number.map(|n| match E164::parse(&n) {
                 Some(e) => f.numbering.to_local(e.as_str()).to_string(),

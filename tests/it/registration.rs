@@ -2479,3 +2479,46 @@ fn a_tcp_record_route_names_the_tcp_listen_port() {
     let done = bye_from.final_response().expect("the BYE's 200");
     assert_eq!(done.status(), 200, "{}", done.0);
 }
+
+/// DOMAIN.md §4.4: a friend gets the caller's number in its local format,
+/// also when a carrier writes it in its country's format (`0034…` with the
+/// international prefix, `600…` national) rather than E.164; what no
+/// numbering reads (`34600111222`) is passed as it came.
+#[test]
+fn a_carrier_s_caller_reaches_a_friend_in_the_friend_s_format() {
+    let sw = Switch::start("carrier-from-local", 25340);
+    let friend = Phone::at("127.0.0.1:25350", sw.addr());
+    let carrier = Phone::new("127.0.0.2", sw.addr());
+    let local = carrier.local();
+    for (i, (sent, seen)) in [
+        ("0034600111222", "600111222"),
+        ("600111222", "600111222"),
+        ("+34600111222", "600111222"),
+        ("0033123456789", "0033123456789"),
+        ("34600111222", "34600111222"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        carrier.send(&format!(
+            "INVITE sip:+34944000200@{switch} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {local};branch=z9hG4bK-cfl{i}\r\nMax-Forwards: 70\r\n\
+             From: <sip:{sent}@pstn.example.net>;tag=cfl{i}\r\n\
+             To: <sip:+34944000200@pstn.example.net>\r\n\
+             Call-ID: cfl{i}@carrier\r\nCSeq: 1 INVITE\r\n\
+             Contact: <sip:carrier@{local}>\r\nContent-Length: 0\r\n\r\n",
+            switch = sw.addr()
+        ));
+        let invite = friend
+            .recv_where(Duration::from_secs(3), |m| m.0.starts_with("INVITE "))
+            .expect("the INVITE reaches the friend");
+        let from = invite.header("From").unwrap();
+        assert!(
+            from.starts_with(&format!("<sip:{seen}@")),
+            "{sent} reached the friend as {from}"
+        );
+        friend.reply(&invite, 486, "Busy Here");
+        let busy = carrier.final_response().expect("the 486");
+        assert_eq!(busy.status(), 486, "{}", busy.0);
+    }
+}
