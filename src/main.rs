@@ -131,6 +131,10 @@ fn main() -> ExitCode {
                 }
                 return ExitCode::from(2);
             };
+            // Read as the switch reads a Request-URI's user part: escapes
+            // (`%32001`) undone first.
+            let number = tandem::sip::unescape(number.as_bytes());
+            let number = String::from_utf8_lossy(&number);
             println!(
                 "{}",
                 table.decide(

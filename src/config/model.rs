@@ -287,7 +287,7 @@ pub struct Friend {
     /// Direct only: transport.
     #[serde(default)]
     pub transport: Option<Transport>,
-    /// Direct only: IP address or host name.
+    /// Direct only: an IP address (names are refused: none is resolved).
     #[serde(default)]
     pub address: Option<String>,
     /// Direct only: port.

@@ -460,9 +460,13 @@ fn validate_friend(f: &Friend, at: &Place, acls: &HashSet<&str>, errors: &mut Co
                     "a direct friend needs address (and optionally transport, port)".into(),
                 ),
             ),
-            Some(a) if !values::is_host(a) => errors.push(
+            Some(a) if a.parse::<std::net::IpAddr>().is_err() => errors.push(
                 at.field("address"),
-                ErrorKind::Invalid(format!("{a:?} is not an IP address or host name")),
+                ErrorKind::Invalid(if values::is_host(a) {
+                    format!("{a:?}: {}", values::NOT_RESOLVED)
+                } else {
+                    format!("{a:?} is not an IP address")
+                }),
             ),
             Some(_) => {}
         },

@@ -81,10 +81,12 @@ pub fn parse_listen(s: &str) -> Result<(Proto, SocketAddr), String> {
     Ok((proto, addr))
 }
 
-/// Parses a carrier address `udp:HOST:PORT` or `tcp:HOST:PORT`, where HOST
-/// is an IP address (IPv6 in brackets) or a DNS name.
+/// Parses a carrier address `udp:IP:PORT` or `tcp:IP:PORT` (IPv6 in
+/// brackets). A DNS name is refused with a message saying so: the switch
+/// resolves no names (none on its call path, none at load), so a name
+/// would only fail each call.
 pub fn parse_address(s: &str) -> Result<(Proto, String, u16), String> {
-    let bad = || format!("{s:?}: expected udp:HOST:PORT or tcp:HOST:PORT");
+    let bad = || format!("{s:?}: expected udp:IP:PORT or tcp:IP:PORT");
     let (proto, rest) = split_proto(s)?;
     if let Ok(addr) = rest.parse::<SocketAddr>() {
         if addr.port() == 0 {
@@ -92,13 +94,16 @@ pub fn parse_address(s: &str) -> Result<(Proto, String, u16), String> {
         }
         return Ok((proto, addr.ip().to_string(), addr.port()));
     }
-    let (host, port) = rest.rsplit_once(':').ok_or_else(bad)?;
-    let port: u16 = port.parse().map_err(|_| bad())?;
-    if port == 0 || !is_host(host) || host.contains(':') {
-        return Err(bad());
+    let (host, _) = rest.rsplit_once(':').ok_or_else(bad)?;
+    if is_host(host) && !host.contains(':') {
+        return Err(format!("{s:?}: {}", NOT_RESOLVED));
     }
-    Ok((proto, host.to_string(), port))
+    Err(bad())
 }
+
+/// Why a host name is refused where an address is needed.
+pub const NOT_RESOLVED: &str =
+    "a host name, not an IP address (the switch resolves no names: write the address)";
 
 fn split_proto(s: &str) -> Result<(Proto, &str), String> {
     if let Some(rest) = s.strip_prefix("udp:") {
@@ -338,6 +343,13 @@ pub fn check_regex(pattern: &str) -> Result<(), String> {
         .build()
         .parse(pattern);
     match result {
+        // The patterns are compiled to a DFA, which has no Unicode word
+        // boundary (`\b` under `(?u)`): refused here, with its place,
+        // rather than when the whole set is built.
+        Ok(hir) if hir.properties().look_set().contains_word_unicode() => Err(format!(
+            "a Unicode word boundary (\\b, \\B under (?u)) cannot be compiled to a DFA; \
+             use (?-u:\\b) in {pattern:?}"
+        )),
         Ok(_) => Ok(()),
         Err(regex_syntax::Error::Parse(e)) => Err(format!(
             "{} at column {} of {pattern:?}",
@@ -390,12 +402,19 @@ mod tests {
         assert!(parse_listen("sctp:127.0.0.1:5060").is_err());
         assert!(parse_listen("udp:127.0.0.1").is_err());
         assert_eq!(
-            parse_address("udp:sip.carrier.example:5060").unwrap(),
-            (Proto::Udp, "sip.carrier.example".into(), 5060)
+            parse_address("udp:192.0.2.7:5060").unwrap(),
+            (Proto::Udp, "192.0.2.7".into(), 5060)
         );
+        assert!(parse_address("udp:sip.carrier.example:5060")
+            .unwrap_err()
+            .contains("resolves no names"));
         assert!(parse_address("udp:bad host:5060").is_err());
         assert!(check_regex("2[0-9]{3}").is_ok());
         assert!(check_regex("2[0-9").unwrap_err().contains("column"));
+        assert!(check_regex("(?u)2\\b")
+            .unwrap_err()
+            .contains("Unicode word boundary"));
+        assert!(check_regex("(?-u:\\b)2").is_ok());
     }
 
     #[test]

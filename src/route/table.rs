@@ -79,7 +79,7 @@ pub enum FriendConnection {
     Direct {
         /// Transport (default UDP).
         proto: Proto,
-        /// IP address or host name.
+        /// IP address (validation refuses names).
         host: Box<str>,
         /// Port (default 5060).
         port: u16,

@@ -104,7 +104,10 @@ const CASES: &[(&str, &str)] = &[
     // Friend connection.
     ("  [[company.friend]]\n  name = \"f\"\n  priority = 1\n  password = \"p\"\n  connection = \"register\"\n  address = \"192.0.2.1\"\n  port = 5060\n", "company[acme].friend[f].connection: a register friend has no address fields (remove address, port)"),
     ("  [[company.friend]]\n  name = \"f\"\n  priority = 1\n  password = \"p\"\n  connection = \"direct\"\n", "company[acme].friend[f].connection: a direct friend needs address"),
-    ("  [[company.friend]]\n  name = \"f\"\n  priority = 1\n  password = \"p\"\n  connection = \"direct\"\n  address = \"bad host\"\n", "company[acme].friend[f].address: \"bad host\" is not an IP address or host name"),
+    ("  [[company.friend]]\n  name = \"f\"\n  priority = 1\n  password = \"p\"\n  connection = \"direct\"\n  address = \"bad host\"\n", "company[acme].friend[f].address: \"bad host\" is not an IP address"),
+    ("  [[company.friend]]\n  name = \"f\"\n  priority = 1\n  password = \"p\"\n  connection = \"direct\"\n  address = \"pbx.example.com\"\n", "company[acme].friend[f].address: \"pbx.example.com\": a host name, not an IP address (the switch resolves no names"),
+    ("[[carrier]]\nname = \"c2\"\naddress = \"udp:sbc.carrier.example:5060\"\n", "carrier[c2].address: \"udp:sbc.carrier.example:5060\": a host name, not an IP address"),
+    ("  [[company.friend]]\n  name = \"f\"\n  priority = 1\n  password = \"p\"\n  connection = \"register\"\n  patterns = [\"(?u)3\\\\b\"]\n", "company[acme].friend[f].patterns[0]: invalid regex: a Unicode word boundary"),
     // Passwords.
     ("  [[company.terminal]]\n  name = \"t2\"\n  password = \"\"\n", "company[acme].terminal[t2].password: must not be empty"),
     ("  [[company.friend]]\n  name = \"f\"\n  priority = 1\n  password = \"\"\n  connection = \"register\"\n", "company[acme].friend[f].password: must not be empty"),
@@ -366,6 +369,13 @@ fn cli_route_and_run() {
             "friend legacy (pattern 2[0-9]{3}, priority 20)",
         ),
         ("alice", "101", None, "extension 101 -> user alice"),
+        // Escaped as a Request-URI may carry it: read as the switch reads it.
+        (
+            "alice",
+            "%32001",
+            None,
+            "friend branch (pattern 2[0-9]{3}, priority 10)",
+        ),
         ("alice", "102", None, "extension 102 -> friend branch"),
         (
             "branch",
