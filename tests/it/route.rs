@@ -15,7 +15,7 @@ sources = ["127.0.0.2/32", "10.0.0.0/8"]
 
 [[carrier]]
 name = "intl"
-address = "tcp:carrier.example.net:5060"
+address = "tcp:192.0.2.50:5060"
 sources = ["10.1.0.0/16"]
 
 [[company]]
@@ -410,7 +410,7 @@ fn reload_keeps_old_table_on_error_and_reuses_unchanged_companies() {
 
     // A carrier change counts as a change for the companies using it.
     let mut moved = changed.clone();
-    moved.carrier[1].address = "tcp:carrier2.example.net:5061".into();
+    moved.carrier[1].address = "tcp:192.0.2.51:5061".into();
     let stats = publisher.reload(&moved).unwrap();
     assert_eq!((stats.compiled, stats.reused), (1, 1));
     let last = publisher.table();
@@ -420,7 +420,7 @@ fn reload_keeps_old_table_on_error_and_reuses_unchanged_companies() {
     ));
     assert_eq!(
         &*last.company_by_name("beta").unwrap().carrier.host,
-        "carrier2.example.net"
+        "192.0.2.51"
     );
 
     // A broken change to a reused company's neighbour is still caught
