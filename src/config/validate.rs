@@ -230,6 +230,7 @@ fn validate_auth(config: &Config, errors: &mut ConfigErrors) {
         ("nonce_lifetime_s", auth.nonce_lifetime_s),
         ("max_failures", auth.max_failures),
         ("failure_window_s", auth.failure_window_s),
+        ("ban_s", auth.ban_s),
     ] {
         if value == 0 {
             errors.push(
@@ -255,6 +256,15 @@ fn validate_registrar(config: &Config, errors: &mut ConfigErrors) {
                 ErrorKind::Invalid("must be at least 1".into()),
             );
         }
+    }
+    let most = crate::registrar::MAX_BINDINGS;
+    if r.max_bindings as usize > most {
+        errors.push(
+            place.field("max_bindings"),
+            ErrorKind::Invalid(format!(
+                "must not exceed {most} (bindings per address of record)"
+            )),
+        );
     }
     if r.min_expires_s > r.max_expires_s {
         errors.push(

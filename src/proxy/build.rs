@@ -104,11 +104,13 @@ fn push_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
 /// CSeq lines leniently and echoes them in a response with `status` and
 /// `reason`. Every Via value goes on one line (RFC 3261 §7.3.1 allows the
 /// comma list), so a request refused for its many Via lines is still
-/// answered in a few lines. A To without a tag gets one derived from the
-/// request's bytes (RFC 3261 §8.2.6.2; the same for its retransmissions).
-/// Returns `None` when there is nothing to answer: a response, or no Via
-/// line to send it back along.
-pub fn answer_unparsable(raw: &[u8], status: u16, reason: &str) -> Option<Vec<u8>> {
+/// answered in a few lines. A To without a tag gets `mark` (the switch's
+/// own, [`super::Proxy::tag_mark`], so the ACK of this answer ends at the
+/// switch like that of any other answer it makes) followed by a hash of
+/// the request's bytes (RFC 3261 §8.2.6.2; the same for its
+/// retransmissions). Returns `None` when there is nothing to answer: a
+/// response, or no Via line to send it back along.
+pub fn answer_unparsable(raw: &[u8], status: u16, reason: &str, mark: &str) -> Option<Vec<u8>> {
     let raw = &raw[raw
         .iter()
         .take_while(|&&c| c == b'\r' || c == b'\n')
@@ -158,7 +160,7 @@ pub fn answer_unparsable(raw: &[u8], status: u16, reason: &str) -> Option<Vec<u8
     for (k, name) in ["From", "To", "Call-ID", "CSeq"].into_iter().enumerate() {
         let Some(value) = once[k] else { continue };
         let tagged = (k == 1 && !has_tag_param(value))
-            .then(|| [value, format!(";tag={:08x}", fnv1a(head)).as_bytes()].concat());
+            .then(|| [value, format!(";tag={mark}{:08x}", fnv1a(head)).as_bytes()].concat());
         push_header(&mut out, name, tagged.as_deref().unwrap_or(value));
     }
     out.extend_from_slice(b"Content-Length: 0\r\n\r\n");

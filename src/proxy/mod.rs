@@ -602,6 +602,12 @@ impl Proxy {
         self.handover.pop_front()
     }
 
+    /// What every To tag this switch writes begins with (derived from its
+    /// secret): an ACK carrying one acknowledges a final it made itself.
+    pub fn tag_mark(&self) -> &str {
+        &self.tag_mark
+    }
+
     /// When [`Proxy::handle_timeout`] must next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.timers.next()
@@ -704,7 +710,7 @@ impl Proxy {
     fn unparsable(&mut self, data: &[u8], e: ParseError, from: Peer) {
         self.stats.dropped += 1;
         if let Some(status) = e.status() {
-            if let Some(r) = build::answer_unparsable(data, status.0, e.reason()) {
+            if let Some(r) = build::answer_unparsable(data, status.0, e.reason(), &self.tag_mark) {
                 self.stats.rejected += 1;
                 self.send(from, Source::Listen, r);
             }

@@ -60,17 +60,18 @@ impl<'t> TableRouter<'t> {
     }
 
     /// Targets for the bindings of `name@domain`, the Request-URI user
-    /// replaced by `user` when given; `480` when there are none.
+    /// replaced by `user` when given; `480 Temporarily Unavailable` (the
+    /// phrase DOMAIN.md §4.1 gives) when there are none.
     fn bindings(
         &self,
         name: &str,
         domain: &str,
         user: Option<&str>,
-        what: &'static str,
         rewrite: Option<Box<Rewrite>>,
     ) -> Routing {
+        const UNAVAILABLE: &str = "Temporarily Unavailable";
         let Some(registrar) = self.registrar else {
-            return reject(StatusCode::TEMPORARILY_UNAVAILABLE, what);
+            return reject(StatusCode::TEMPORARILY_UNAVAILABLE, UNAVAILABLE);
         };
         let aor = format!("{name}@{domain}");
         let targets: Vec<Target> = registrar.with_bindings(&aor, self.unix, |bs| {
@@ -92,7 +93,7 @@ impl<'t> TableRouter<'t> {
                 .collect()
         });
         if targets.is_empty() {
-            reject(StatusCode::TEMPORARILY_UNAVAILABLE, what)
+            reject(StatusCode::TEMPORARILY_UNAVAILABLE, UNAVAILABLE)
         } else {
             Routing::Forward(targets)
         }
@@ -524,17 +525,11 @@ impl Router for TableRouter<'_> {
         // `domain`: the company of the target (a carrier's DDI may belong to
         // any company, not the one the Request-URI names).
         let to_target = |dest: &To<'_>, user: &str, domain: &str| match dest {
-            To::User(_, u) => {
-                self.bindings(&u.terminal, domain, None, "Not registered", for_user())
-            }
+            To::User(_, u) => self.bindings(&u.terminal, domain, None, for_user()),
             To::Friend(_, f) => match &f.connection {
-                FriendConnection::Register => self.bindings(
-                    &f.name,
-                    domain,
-                    Some(user),
-                    "Friend not registered",
-                    for_friend(f),
-                ),
+                FriendConnection::Register => {
+                    self.bindings(&f.name, domain, Some(user), for_friend(f))
+                }
                 FriendConnection::Direct { proto, host, port } => {
                     target(peer(*proto, host, *port), user, for_friend(f))
                 }

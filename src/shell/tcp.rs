@@ -238,9 +238,10 @@ async fn read_loop(w: Rc<Worker>, id: u64, addr: SocketAddr) {
                     tracing::debug!(worker = w.index, %addr, error = %e, "TCP framing error, closing");
                     // The 400 goes after the answers already queued, then
                     // the connection closes.
-                    let answer = e
-                        .status()
-                        .and_then(|s| crate::proxy::answer_unparsable(&pending, s.0, e.reason()));
+                    let answer = e.status().and_then(|s| {
+                        let proxy = w.proxy.borrow();
+                        crate::proxy::answer_unparsable(&pending, s.0, e.reason(), proxy.tag_mark())
+                    });
                     if let Some(r) = answer {
                         let bad = Transmit {
                             peer,

@@ -147,6 +147,8 @@ const CASES: &[(&str, &str)] = &[
     ("[server]\nlisten = [\"udp:[::]:5060\"]\n", "server.advertised_host: must be set when the first listen address is a wildcard"),
     ("[auth]\nalgorithms = [\"SHA-1\"]\n", "auth.algorithms[0]: unknown digest algorithm \"SHA-1\""),
     ("[auth]\nnonce_lifetime_s = 0\n", "auth.nonce_lifetime_s: must be at least 1"),
+    ("[auth]\nban_s = 0\n", "auth.ban_s: must be at least 1"),
+    ("[registrar]\nmax_bindings = 300\n", "registrar.max_bindings: must not exceed 256"),
     ("[[carrier]]\nname = \"c2\"\naddress = \"127.0.0.3:5090\"\n", "carrier[c2].address: \"127.0.0.3:5090\": must start with udp: or tcp:"),
     ("[[carrier]]\nname = \"c2\"\naddress = \"udp:127.0.0.3:5090\"\nsources = [\"10.0.0.1/8\"]\n", "carrier[c2].sources[0]: \"10.0.0.1/8\" has host bits set (did you mean 10.0.0.0/8?)"),
     ("[[carrier]]\nname = \"c2\"\naddress = \"udp:127.0.0.3:5090\"\nsources = [\"10.0.0.0/33\"]\n", "carrier[c2].sources[0]: \"10.0.0.0/33\": prefix length must be 0 to 32"),

@@ -2522,3 +2522,37 @@ fn a_carrier_s_caller_reaches_a_friend_in_the_friend_s_format() {
         assert_eq!(busy.status(), 486, "{}", busy.0);
     }
 }
+
+/// The 400 for a request that cannot be framed (Content-Length past the
+/// datagram) carries a To tag of the switch's own like its other answers,
+/// so the carrier's ACK of it ends at the switch (it reached the friend).
+#[test]
+fn the_ack_of_a_400_for_an_unframed_invite_goes_nowhere() {
+    let sw = Switch::start("carrier-unframed-ack", 25360);
+    let friend = Phone::at("127.0.0.1:25370", sw.addr());
+    let carrier = Phone::new("127.0.0.2", sw.addr());
+    let local = carrier.local();
+    let head = |method: &str, to: &str, length: usize, body: &str| {
+        format!(
+            "{method} sip:+34944000200@{switch} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {local};branch=z9hG4bK-unf1\r\nMax-Forwards: 70\r\n\
+             From: <sip:+34600111222@pstn.example.net>;tag=unf1\r\nTo: {to}\r\n\
+             Call-ID: unf1@carrier\r\nCSeq: 1 {method}\r\n\
+             Content-Type: application/sdp\r\nContent-Length: {length}\r\n\r\n{body}",
+            switch = sw.addr()
+        )
+    };
+    let body = "v=0\r\no=- 1 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\n";
+    carrier.send(&head(
+        "INVITE",
+        "<sip:+34944000200@pstn.example.net>",
+        500,
+        body,
+    ));
+    let answer = carrier.final_response().expect("an answer");
+    assert_eq!(answer.status(), 400, "{}", answer.0);
+    let to = answer.header("To").unwrap().to_owned();
+    carrier.send(&head("ACK", &to, 0, ""));
+    let stray = friend.recv_where(Duration::from_secs(1), |_| true);
+    assert!(stray.is_none(), "the friend got {:?}", stray.map(|m| m.0));
+}
