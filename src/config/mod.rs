@@ -45,8 +45,6 @@ pub mod values;
 use std::fmt;
 use std::path::Path;
 
-use serde::Deserialize;
-
 pub use error::{ConfigError, ConfigErrors, ErrorKind, Place};
 pub use model::{
     AclRule, Auth, CallAcl, Carrier, Company, Config, Connection, Ddi, Extension, Friend, Policy,
@@ -108,19 +106,14 @@ fn parse_lenient(text: &str) -> Result<(Config, ConfigErrors, types::Checked), C
     for e in schema::strip_unknown(&mut table) {
         errors.extend(e.into());
     }
-    if let Ok(config) = Config::deserialize(toml::Value::Table(table.clone())) {
-        return Ok((config, errors, types::Checked::default()));
-    }
-    let checked = types::check(text, &mut table);
+    let (config, checked) = types::read(text, table);
     for e in &checked.errors {
         errors.extend(e.clone().into());
     }
-    match serde_path_to_error::deserialize::<_, Config>(toml::Value::Table(table)) {
+    match config {
         Ok(config) => Ok((config, errors, checked)),
         Err(e) => {
-            let place = Place::key(&e.path().to_string());
-            let message = e.inner().message().trim().replace('\n', " ");
-            errors.extend(ConfigError::new(place, ErrorKind::Toml(message)).into());
+            errors.extend(e.into());
             Err(errors)
         }
     }

@@ -3,24 +3,30 @@
 //! "5060"` for a friend would learn of the second (and of every problem
 //! validation finds) only after fixing the first.
 //!
-//! When the whole tree does not deserialise, each table of it is read on
-//! its own — `server`, `auth`, `registrar`, each carrier, each item of a
-//! company's arrays, each company — and for each wrong value one error is
-//! reported with its place and its line and column, and the key removed
-//! before the table is read again. What still cannot be read (a required
-//! key missing or removed) is left out of the model, so that validation
-//! checks the rest; references to what was left out are not reported again
-//! as unknown names. The result is never used as a configuration: any
+//! [`read`] first reports every date or time (no key takes one; read as
+//! the model reads a tree, it would pass as a string). When the tree then
+//! does not deserialise, each table is read on its own — `server`,
+//! `auth`, `registrar`, each carrier, each item of a company's arrays, each
+//! company — and each wrong value is reported with its place, line and
+//! column, and replaced by a stand-in of the expected type (the largest
+//! number, an empty string, a variant) so that the rest is still read and
+//! validated. A wrong `name` or `number` (what names an item), a wrong
+//! value with no stand-in, or a missing required key leaves the item out
+//! of the model. Validation then skips what was reported (a stand-in's
+//! place and what is under it) and references, in the same company, to
+//! what was left out. The model is never used as a configuration: any
 //! error here refuses it.
 
-use std::ops::Range;
+use std::collections::HashSet;
 
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use toml::{Table, Value};
 
 use super::error::{ConfigError, ErrorKind, Place};
 use super::model::{
-    Auth, CallAcl, Carrier, Company, Ddi, Extension, Friend, Registrar, Server, Terminal, User,
+    Auth, CallAcl, Carrier, Company, Config, Ddi, Extension, Friend, Registrar, Server, Terminal,
+    User,
 };
 
 /// A step of a path in the tree: a key or an array index.
@@ -30,142 +36,330 @@ enum Step {
     Index(usize),
 }
 
-/// What [`check`] found.
+/// What [`read`] found besides the model.
 #[derive(Debug, Default)]
 pub(super) struct Checked {
-    /// One error per wrong value (or missing required key).
+    /// One error per wrong value or missing required key, in file order.
     pub errors: Vec<ConfigError>,
-    /// The named items left out of the model: (array key, name), e.g.
-    /// `("terminal", "alice-phone")`.
-    pub left_out: Vec<(String, String)>,
-    /// The places of the errors, e.g. `company[acme].friend[branch].port`.
-    pub places: Vec<String>,
+    /// Items left out of the model: (company place or "" for carriers,
+    /// array key, name), e.g. `("company[acme]", "terminal", "alice-phone")`.
+    left_out: HashSet<(String, String, String)>,
+    /// Whether a whole company was left out.
+    company_left_out: bool,
+    /// Places of the values reported (stand-ins stand there).
+    places: HashSet<String>,
 }
 
 impl Checked {
-    /// Whether `e` (a validation error) is about a value already reported
-    /// (or its stand-in), only says that a reference names something that
-    /// was left out, or that no company is left.
+    /// Whether `e`, a validation error, is about a value already reported
+    /// (at its place or under it), only says that a reference names an
+    /// item left out of the same company (or a carrier left out), or that
+    /// no company is left.
     pub fn explains(&self, e: &ConfigError) -> bool {
         let at = e.place().as_str();
-        let under = |p: &String| {
-            at.strip_prefix(p.as_str())
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
-        };
-        if self.places.iter().any(under) {
+        let cut = at
+            .char_indices()
+            .filter(|&(_, c)| c == '.' || c == '[')
+            .map(|(i, _)| &at[..i]);
+        if self.places.contains(at) || cut.clone().any(|p| self.places.contains(p)) {
             return true;
         }
         match e.kind() {
             ErrorKind::Dangling { what, name } => {
-                self.left_out.iter().any(|(k, n)| k == what && n == name)
+                let scope = if *what == "carrier" {
+                    ""
+                } else {
+                    at.find(']').map_or("", |i| &at[..=i])
+                };
+                self.left_out
+                    .contains(&(scope.to_owned(), (*what).to_owned(), name.clone()))
             }
-            ErrorKind::Invalid(_) if e.place().as_str() == "company" => {
-                self.left_out.iter().any(|(k, _)| k == "company")
-            }
+            ErrorKind::Invalid(_) if at == "company" => self.company_left_out,
             _ => false,
         }
     }
 }
 
-/// Reads `root` table by table, as described in the module doc; `root` is
-/// left with what can be read.
-pub(super) fn check(text: &str, root: &mut Table) -> Checked {
-    let doc = toml_edit::ImDocument::parse(text.to_owned()).ok();
-    let mut c = Checker {
-        text,
-        doc: doc.as_ref(),
-        found: Checked::default(),
+/// Reads `root` (unknown keys already removed) into the model as described
+/// in the module doc: the model, if one could be read at all, and what was
+/// found. The model comes with errors whenever `Checked::errors` is not
+/// empty.
+pub(super) fn read(text: &str, mut root: Table) -> (Result<Config, ConfigError>, Checked) {
+    let mut c = Checker::new(text);
+    let here = Place::root();
+    for (k, v) in root.iter_mut() {
+        c.dates(v, &here.field(k), &mut vec![Step::Key(k.clone())]);
+    }
+    if c.errors.is_empty() {
+        if let Ok(config) = Config::deserialize(Value::Table(root.clone())) {
+            return (Ok(config), c.found);
+        }
+    }
+    c.sections(&mut root);
+    let config = match serde_path_to_error::deserialize::<_, Config>(Value::Table(root)) {
+        Ok(config) => Ok(config),
+        Err(e) => {
+            let steps = steps_of(e.path());
+            let message = c.message(e.inner().message(), &steps);
+            Err(ConfigError::new(
+                Place::key(&e.path().to_string()),
+                ErrorKind::Toml(message),
+            ))
+        }
     };
-    for key in ["server", "auth", "registrar"] {
-        let Some(v) = root.get_mut(key) else { continue };
-        let at = vec![Step::Key(key.into())];
-        let ok = match key {
-            "server" => c.item::<Server>(v, &Place::key(key), &at),
-            "auth" => c.item::<Auth>(v, &Place::key(key), &at),
-            _ => c.item::<Registrar>(v, &Place::key(key), &at),
-        };
-        if !ok {
-            root.remove(key);
-        }
-    }
-    c.array::<Carrier>(root, &Place::root(), &[], "carrier");
-    let Some(Value::Array(companies)) = root.get_mut("company") else {
-        return c.found;
-    };
-    let mut bad = Vec::new();
-    for (i, company) in companies.iter_mut().enumerate() {
-        let place = label(company, &Place::key("company"), i);
-        let at = vec![Step::Key("company".into()), Step::Index(i)];
-        if let Value::Table(t) = company {
-            c.array::<Terminal>(t, &place, &at, "terminal");
-            c.array::<User>(t, &place, &at, "user");
-            c.array::<Extension>(t, &place, &at, "extension");
-            c.array::<Friend>(t, &place, &at, "friend");
-            c.array::<Ddi>(t, &place, &at, "ddi");
-            c.array::<CallAcl>(t, &place, &at, "call_acl");
-        }
-        if !c.item::<Company>(company, &place, &at) {
-            bad.push(i);
-        }
-    }
-    for i in bad.into_iter().rev() {
-        let company = companies.remove(i);
-        let name = company.get("name").and_then(Value::as_str).unwrap_or("");
-        c.found.left_out.push(("company".into(), name.to_owned()));
-    }
-    c.found
+    c.errors.sort_by_key(|(line, _)| line.unwrap_or(usize::MAX));
+    c.found.errors.extend(c.errors.into_iter().map(|(_, e)| e));
+    (config, c.found)
+}
+
+fn steps_of(path: &serde_path_to_error::Path) -> Vec<Step> {
+    path.iter()
+        .filter_map(|s| match s {
+            serde_path_to_error::Segment::Map { key } => Some(Step::Key(key.clone())),
+            serde_path_to_error::Segment::Seq { index } => Some(Step::Index(*index)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// An item of an array of tables is named like validation names it: by
 /// `name`, else `number`, else its index.
 fn label(item: &Value, array: &Place, index: usize) -> Place {
-    let name = ["name", "number"]
-        .iter()
-        .find_map(|k| item.get(k).and_then(Value::as_str));
-    match name {
+    match name_of(item) {
         Some(n) => array.named(n),
         None => array.index(index),
     }
 }
 
-/// A value of the type serde expected, from its message ("invalid type:
-/// string \"x\", expected u32"), to stand in for a wrong required one.
-fn stand_in(message: &str) -> Option<Value> {
-    let expected = message.rsplit_once("expected ")?.1;
-    let number = [
-        "u8", "u16", "u32", "u64", "i8", "i16", "i32", "i64", "usize",
-    ];
-    if number.contains(&expected) {
-        return Some(Value::Integer(0));
+fn name_of(item: &Value) -> Option<&str> {
+    ["name", "number"]
+        .iter()
+        .find_map(|k| item.get(k).and_then(Value::as_str))
+}
+
+/// A value of the type serde expected, to stand in for a wrong one: from
+/// the key for the model's enums, else from serde's message ("invalid
+/// type: string \"x\", expected u32"). `item` is the table holding it.
+fn stand_in(message: &str, key: &str, item: &Table) -> Option<Value> {
+    let variant = match key {
+        // A direct friend's address is still checked.
+        "connection" if item.contains_key("address") => Some("direct"),
+        "connection" => Some("register"),
+        "transport" => Some("udp"),
+        "default" => Some("allow"),
+        _ => None,
+    };
+    if let Some(v) = variant {
+        return Some(Value::String(v.into()));
     }
-    match expected {
-        "a string" => Some(Value::String(String::new())),
-        "a boolean" => Some(Value::Boolean(false)),
-        "a sequence" => Some(Value::Array(Vec::new())),
-        // An enum: "`register` or `direct`", "one of `a`, `b`, `c`".
-        _ => {
-            let variant = expected.split('`').nth(1)?;
-            Some(Value::String(variant.to_owned()))
-        }
+    let expected = message.rsplit_once("expected ")?.1;
+    // The largest value: a stand-in number must not be taken for another
+    // item's (two friends of one priority).
+    let number = match expected {
+        "u8" => i64::from(u8::MAX),
+        "u16" => i64::from(u16::MAX),
+        "u32" => i64::from(u32::MAX),
+        "u64" | "i64" | "usize" => i64::MAX,
+        "a string" => return Some(Value::String(String::new())),
+        "a boolean" => return Some(Value::Boolean(false)),
+        "a sequence" => return Some(Value::Array(Vec::new())),
+        _ => return None,
+    };
+    Some(Value::Integer(number))
+}
+
+/// The variants of the model's enum at `rel` (a key of an item), as
+/// serde's messages quote them.
+fn variants_of(rel: &[Step]) -> Option<&'static str> {
+    match rel {
+        [Step::Key(k)] => match k.as_str() {
+            "connection" => Some("`register` or `direct`"),
+            "transport" => Some("`udp` or `tcp`"),
+            "default" => Some("`allow` or `deny`"),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// What kind of TOML value `v` is, as serde's messages say it.
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::String(_) => "a string",
+        Value::Integer(_) => "an integer",
+        Value::Float(_) => "a float",
+        Value::Boolean(_) => "a boolean",
+        Value::Datetime(_) => "a date-time",
+        Value::Array(_) => "an array",
+        Value::Table(_) => "a table",
     }
 }
 
 struct Checker<'a> {
     text: &'a str,
-    doc: Option<&'a toml_edit::ImDocument<String>>,
+    doc: Option<toml_edit::ImDocument<String>>,
+    /// Byte offsets where each line starts.
+    lines: Vec<usize>,
     found: Checked,
+    /// Errors with their line, sorted at the end.
+    errors: Vec<(Option<usize>, ConfigError)>,
 }
 
-impl Checker<'_> {
+impl<'a> Checker<'a> {
+    fn new(text: &'a str) -> Checker<'a> {
+        let lines = std::iter::once(0)
+            .chain(memchr::memchr_iter(b'\n', text.as_bytes()).map(|i| i + 1))
+            .collect();
+        Checker {
+            text,
+            doc: toml_edit::ImDocument::parse(text.to_owned()).ok(),
+            lines,
+            found: Checked::default(),
+            errors: Vec::new(),
+        }
+    }
+
+    /// Reports every date or time under `v` and replaces it with its text.
+    fn dates(&mut self, v: &mut Value, here: &Place, steps: &mut Vec<Step>) {
+        match v {
+            Value::Datetime(d) => {
+                let text = d.to_string();
+                self.report(
+                    here.clone(),
+                    steps,
+                    &format!("invalid type: date-time {text}, no key takes one"),
+                );
+                self.found.places.insert(here.as_str().to_owned());
+                *v = Value::String(text);
+            }
+            Value::Array(items) => {
+                for (i, item) in items.iter_mut().enumerate() {
+                    let at = match item {
+                        Value::Table(_) => label(item, here, i),
+                        _ => here.index(i),
+                    };
+                    steps.push(Step::Index(i));
+                    self.dates(item, &at, steps);
+                    steps.pop();
+                }
+            }
+            Value::Table(t) => {
+                for (k, item) in t.iter_mut() {
+                    steps.push(Step::Key(k.clone()));
+                    self.dates(item, &here.field(k), steps);
+                    steps.pop();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Reads the sections one by one (see the module doc).
+    fn sections(&mut self, root: &mut Table) {
+        for key in ["server", "auth", "registrar"] {
+            let Some(v) = root.get_mut(key) else { continue };
+            let at = [Step::Key(key.into())];
+            let readable = match key {
+                "server" => self.item::<Server>(v, &Place::key(key), &at),
+                "auth" => self.item::<Auth>(v, &Place::key(key), &at),
+                _ => self.item::<Registrar>(v, &Place::key(key), &at),
+            };
+            if !readable {
+                root.remove(key);
+            }
+        }
+        self.array::<Carrier>(root, &Place::root(), &[], "carrier", "");
+        if !self.shape(root, &Place::root(), &[], "company", "") {
+            return;
+        }
+        let Some(Value::Array(companies)) = root.get_mut("company") else {
+            return;
+        };
+        let mut bad = Vec::new();
+        for (i, company) in companies.iter_mut().enumerate() {
+            let place = label(company, &Place::key("company"), i);
+            let at = vec![Step::Key("company".into()), Step::Index(i)];
+            if let Value::Table(t) = company {
+                let scope = place.as_str().to_owned();
+                self.array::<Terminal>(t, &place, &at, "terminal", &scope);
+                self.array::<User>(t, &place, &at, "user", &scope);
+                self.array::<Extension>(t, &place, &at, "extension", &scope);
+                self.array::<Friend>(t, &place, &at, "friend", &scope);
+                self.array::<Ddi>(t, &place, &at, "ddi", &scope);
+                self.array::<CallAcl>(t, &place, &at, "call_acl", &scope);
+            }
+            if !self.item::<Company>(company, &place, &at) {
+                bad.push(i);
+            }
+        }
+        for i in bad.into_iter().rev() {
+            companies.remove(i);
+            self.found.company_left_out = true;
+        }
+    }
+
+    /// Whether `parent.key`, if present, is an array (of tables, for the
+    /// model's arrays); if not, it is reported and removed, and the named
+    /// tables in it are recorded as left out.
+    fn shape(
+        &mut self,
+        parent: &mut Table,
+        place: &Place,
+        at: &[Step],
+        key: &str,
+        scope: &str,
+    ) -> bool {
+        match parent.get(key) {
+            None => return false,
+            Some(Value::Array(_)) => return true,
+            Some(_) => {}
+        }
+        let mut steps = at.to_vec();
+        steps.push(Step::Key(key.into()));
+        self.report(
+            place.field(key),
+            &steps,
+            &format!("expected an array of tables ([[{key}]] or {key} = [{{ … }}])"),
+        );
+        if let Some(v) = parent.remove(key) {
+            self.left_out(scope, key, &v);
+        }
+        false
+    }
+
+    /// Records the named tables in `v` (a table, or an array of them) as
+    /// left out of `scope`.
+    fn left_out(&mut self, scope: &str, key: &str, v: &Value) {
+        let items: Vec<&Value> = match v {
+            Value::Array(items) => items.iter().collect(),
+            one => vec![one],
+        };
+        for item in items {
+            if let Some(name) = name_of(item) {
+                if key == "company" {
+                    self.found.company_left_out = true;
+                }
+                self.found
+                    .left_out
+                    .insert((scope.to_owned(), key.to_owned(), name.to_owned()));
+            }
+        }
+    }
+
     /// Checks each table of the array `key` of `parent` as a `T`; the
-    /// tables that cannot be read are removed from the array.
+    /// tables that cannot be read are removed from the array and recorded
+    /// as left out of `scope`.
     fn array<T: DeserializeOwned>(
         &mut self,
         parent: &mut Table,
         place: &Place,
         at: &[Step],
         key: &str,
+        scope: &str,
     ) {
+        if !self.shape(parent, place, at, key, scope) {
+            return;
+        }
         let Some(Value::Array(items)) = parent.get_mut(key) else {
             return;
         };
@@ -178,117 +372,202 @@ impl Checker<'_> {
                 bad.push(i);
             }
         }
+        let mut gone = Vec::new();
         for i in bad.into_iter().rev() {
-            let item = items.remove(i);
-            if let Some(name) = ["name", "number"]
-                .iter()
-                .find_map(|k| item.get(k).and_then(Value::as_str))
-            {
-                self.found.left_out.push((key.to_owned(), name.to_owned()));
-            }
+            gone.push(items.remove(i));
+        }
+        for item in gone {
+            self.left_out(scope, key, &item);
         }
     }
 
-    /// Reads `item` as a `T`, reporting and removing each key of the wrong
-    /// type until it reads or cannot (a required key is missing or was
-    /// removed). Whether it reads.
+    /// Reads `item` as a `T`, reporting each wrong value and putting a
+    /// stand-in in its place, until it reads (true) or cannot (false: a
+    /// wrong name or number, a wrong value with no stand-in, a missing
+    /// required key). The places reported count for validation only when
+    /// the item is read: one left out is not validated, and another item
+    /// of the same name must not lose its errors.
     fn item<T: DeserializeOwned>(&mut self, item: &mut Value, place: &Place, at: &[Step]) -> bool {
-        let mut removed = Vec::new();
-        let mut found: Vec<(Option<usize>, ConfigError)> = Vec::new();
-        let read = self.read::<T>(item, place, at, &mut removed, &mut found);
-        // In the order of the file (serde meets keys in sorted order).
-        found.sort_by_key(|(line, _)| *line);
-        self.found.errors.extend(found.into_iter().map(|(_, e)| e));
-        read
-    }
-
-    /// The loop of [`Checker::item`]: `removed` holds each wrong key with
-    /// a stand-in of the type serde expected, put back if the key turns out
-    /// to be required (validation does not look at a reported place again).
-    fn read<T: DeserializeOwned>(
-        &mut self,
-        item: &mut Value,
-        place: &Place,
-        at: &[Step],
-        removed: &mut Vec<(String, Option<Value>)>,
-        found: &mut Vec<(Option<usize>, ConfigError)>,
-    ) -> bool {
-        // Each pass removes a key or puts one stand-in back, so this ends;
-        // the bound is a guard.
-        for _ in 0..64 {
+        let mut places = Vec::new();
+        let mut removed: Vec<(String, Option<Value>)> = Vec::new();
+        // Each pass replaces a value or puts a stand-in back; the bound is
+        // a guard.
+        for _ in 0..256 {
             let e = match serde_path_to_error::deserialize::<_, T>(item.clone()) {
-                Ok(_) => return true,
+                Ok(_) => {
+                    self.found.places.extend(places);
+                    return true;
+                }
                 Err(e) => e,
             };
-            let message = e.inner().message().trim().replace('\n', " ");
-            let missing = message
+            let mut raw = e.inner().message().trim().replace('\n', " ");
+            let Value::Table(t) = item else {
+                self.report(place.clone(), at, &raw);
+                return false;
+            };
+            if let Some(k) = raw
                 .strip_prefix("missing field `")
                 .and_then(|m| m.strip_suffix('`'))
-                .map(str::to_owned);
-            if let Some(k) = &missing {
-                if let Some((_, stand_in)) = removed.iter_mut().find(|(r, _)| r == k) {
+            {
+                match removed.iter_mut().find(|(r, _)| r == k) {
                     // Required, and already reported as the wrong type.
-                    let (Some(v), Value::Table(t)) = (stand_in.take(), &mut *item) else {
+                    Some((_, stand_in)) => match stand_in.take() {
+                        Some(v) => {
+                            t.insert(k.to_owned(), v);
+                            continue;
+                        }
+                        None => return false,
+                    },
+                    None => {
+                        self.report(place.clone(), at, &raw);
                         return false;
-                    };
-                    t.insert(k.clone(), v);
-                    continue;
+                    }
                 }
             }
+            let rel = steps_of(e.path());
             let mut steps = at.to_vec();
-            let mut here = place.clone();
-            let mut first_key = None;
-            for s in e.path().iter() {
-                match s {
-                    serde_path_to_error::Segment::Map { key } => {
-                        first_key.get_or_insert_with(|| key.clone());
-                        here = here.field(key);
-                        steps.push(Step::Key(key.clone()));
-                    }
-                    serde_path_to_error::Segment::Seq { index } => {
-                        here = here.index(*index);
-                        steps.push(Step::Index(*index));
-                    }
-                    _ => {}
+            steps.extend(rel.iter().cloned());
+            let here = rel.iter().fold(place.clone(), |p, s| match s {
+                Step::Key(k) => p.field(k),
+                Step::Index(i) => p.index(*i),
+            });
+            // serde's message for an enum given another type than a
+            // string ("invalid type: unit variant, expected string only")
+            // says nothing useful: name the variants and what was found.
+            if let (Some(variants), [Step::Key(k)]) = (variants_of(&rel), &rel[..]) {
+                if raw.contains("unit variant") {
+                    let found = t.get(k.as_str()).map_or("nothing", type_name);
+                    raw = format!("invalid type: {found}, expected {variants}");
                 }
             }
-            let at_text = self.line_col(&steps);
-            let text = match at_text {
-                Some((line, col)) => format!("{message} (line {line}, column {col})"),
-                None => message.clone(),
-            };
-            self.found.places.push(here.as_str().to_owned());
-            found.push((
-                at_text.map(|(line, _)| line),
-                ConfigError::new(here, ErrorKind::Toml(text)),
-            ));
-            let Some(key) = first_key.filter(|_| missing.is_none()) else {
-                return false;
-            };
-            let Value::Table(t) = item else { return false };
-            if t.remove(&key).is_none() || removed.iter().any(|(r, _)| *r == key) {
-                return false;
+            // A date already reported there (now its text) is not again.
+            if !self.found.places.contains(here.as_str()) {
+                self.report(here.clone(), &steps, &raw);
             }
-            // A stand-in only for a wrong top-level value of the table (a
-            // wrong element of an array has no stand-in: the array goes).
-            let whole = e.path().iter().count() == 1;
-            removed.push((key, whole.then(|| stand_in(&message)).flatten()));
+            places.push(here.as_str().to_owned());
+            let Some(Step::Key(key)) = rel.first().cloned() else {
+                return false;
+            };
+            if rel.len() == 1 {
+                if key == "name" || key == "number" || removed.iter().any(|(r, _)| *r == key) {
+                    return false;
+                }
+                let stand = stand_in(&raw, &key, t);
+                t.remove(&key);
+                removed.push((key, stand));
+                continue;
+            }
+            // Deeper (an element of an array, a key of a table in one):
+            // the stand-in goes where the wrong value was; without one the
+            // whole key goes.
+            let last = match rel.last() {
+                Some(Step::Key(k)) => k.as_str(),
+                _ => "",
+            };
+            let holder = parent_of(t, &rel);
+            let stand = holder
+                .as_ref()
+                .and_then(|h| stand_in(&raw, last, h.table().unwrap_or(&Table::new())));
+            match (stand, holder) {
+                (Some(v), Some(h)) => h.put(v),
+                _ => {
+                    if removed.iter().any(|(r, _)| *r == key) {
+                        return false;
+                    }
+                    t.remove(&key);
+                    removed.push((key, None));
+                }
+            }
         }
         false
     }
 
-    /// The 1-based line and column of the value at `steps` in the text,
-    /// when the parser kept its span.
-    fn line_col(&self, steps: &[Step]) -> Option<(usize, usize)> {
-        let mut item = self.doc?.as_item();
-        let mut span: Option<Range<usize>> = None;
+    /// Records an error at `place` with the line and column of `steps`.
+    fn report(&mut self, place: Place, steps: &[Step], message: &str) {
+        let line = self.position(steps).map(|(l, _)| l);
+        let message = self.message(message, steps);
+        self.errors
+            .push((line, ConfigError::new(place, ErrorKind::Toml(message))));
+    }
+
+    /// `message` with the line and column of `steps`, when known.
+    fn message(&self, message: &str, steps: &[Step]) -> String {
+        let message = message.trim().replace('\n', " ");
+        match self.position(steps) {
+            Some((line, col)) => format!("{message} (line {line}, column {col})"),
+            None => message,
+        }
+    }
+
+    /// The 1-based line and column of the value at `steps` in the text
+    /// (or of the nearest table holding it), when the parser kept a span.
+    fn position(&self, steps: &[Step]) -> Option<(usize, usize)> {
+        let mut item = self.doc.as_ref()?.as_item();
+        let mut span = None;
         for s in steps {
             item = match s {
-                Step::Key(k) => item.get(k.as_str())?,
-                Step::Index(i) => item.get(*i)?,
-            };
+                Step::Key(k) => item.get(k.as_str()),
+                Step::Index(i) => item.get(*i),
+            }?;
             span = item.span().or(span);
         }
-        Some(super::line_col(self.text, span?.start))
+        let offset = span?.start.min(self.text.len());
+        let line = self.lines.partition_point(|&start| start <= offset);
+        let start = self.lines[line - 1];
+        let col = self
+            .text
+            .get(start..offset)
+            .map_or(1, |s| s.chars().count() + 1);
+        Some((line, col))
+    }
+}
+
+/// Where a value deeper in a table sits: the array or table holding it.
+enum Holder<'t> {
+    Element(&'t mut Vec<Value>, usize),
+    Key(&'t mut Table, String),
+}
+
+impl Holder<'_> {
+    /// The table the value sits in, if it is a key of one.
+    fn table(&self) -> Option<&Table> {
+        match self {
+            Holder::Key(t, _) => Some(t),
+            Holder::Element(..) => None,
+        }
+    }
+
+    fn put(self, v: Value) {
+        match self {
+            Holder::Element(items, i) => {
+                if let Some(slot) = items.get_mut(i) {
+                    *slot = v;
+                }
+            }
+            Holder::Key(t, k) => {
+                t.insert(k, v);
+            }
+        }
+    }
+}
+
+/// The holder of the value at `rel` (at least two steps) under `t`.
+fn parent_of<'t>(t: &'t mut Table, rel: &[Step]) -> Option<Holder<'t>> {
+    let (last, path) = rel.split_last()?;
+    let (Step::Key(first), rest) = path.split_first()? else {
+        return None;
+    };
+    let mut v: &mut Value = t.get_mut(first.as_str())?;
+    for s in rest {
+        v = match (s, v) {
+            (Step::Key(k), Value::Table(inner)) => inner.get_mut(k.as_str())?,
+            (Step::Index(i), Value::Array(items)) => items.get_mut(*i)?,
+            _ => return None,
+        };
+    }
+    match (last, v) {
+        (Step::Index(i), Value::Array(items)) => Some(Holder::Element(items, *i)),
+        (Step::Key(k), Value::Table(inner)) => Some(Holder::Key(inner, k.clone())),
+        _ => None,
     }
 }

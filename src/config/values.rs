@@ -95,6 +95,10 @@ pub fn parse_address(s: &str) -> Result<(Proto, String, u16), String> {
         return Ok((proto, addr.ip().to_string(), addr.port()));
     }
     let (host, _) = rest.rsplit_once(':').ok_or_else(bad)?;
+    let literal = host.trim_start_matches('[').trim_end_matches(']');
+    if literal.parse::<std::net::IpAddr>().is_ok() {
+        return Err(format!("{s:?}: the port must be 1 to 65535"));
+    }
     if is_host(host) && !host.contains(':') {
         return Err(format!("{s:?}: {}", NOT_RESOLVED));
     }
@@ -408,6 +412,11 @@ mod tests {
         assert!(parse_address("udp:sip.carrier.example:5060")
             .unwrap_err()
             .contains("resolves no names"));
+        for bad_port in ["udp:127.0.0.2:70000", "udp:127.0.0.2:abc", "tcp:[::1]:-1"] {
+            assert!(parse_address(bad_port)
+                .unwrap_err()
+                .contains("port must be"));
+        }
         assert!(parse_address("udp:bad host:5060").is_err());
         assert!(check_regex("2[0-9]{3}").is_ok());
         assert!(check_regex("2[0-9").unwrap_err().contains("column"));

@@ -17,6 +17,15 @@ impl Proxy {
         self.is_my_host(host) && self.is_my_port(port)
     }
 
+    /// The port UDP peers reach the switch at: the shared listening one,
+    /// else (no UDP listen address) this worker's own.
+    pub(super) fn udp_port(&self) -> u16 {
+        match self.cfg.listen_port {
+            0 => self.cfg.worker_port,
+            p => p,
+        }
+    }
+
     /// Whether `port` is one of this worker's: a listening one or its own.
     fn is_my_port(&self, port: u16) -> bool {
         port == self.cfg.listen_port || port == self.cfg.tcp_port || port == self.cfg.worker_port
@@ -106,7 +115,7 @@ impl Proxy {
                 push_dec(&mut rr, u64::from(self.cfg.tcp_port));
                 rr.push_str(";transport=tcp");
             } else {
-                push_dec(&mut rr, u64::from(self.cfg.listen_port));
+                push_dec(&mut rr, u64::from(self.udp_port()));
             }
             rr.push_str(";lr");
             rr.push_str(&params);

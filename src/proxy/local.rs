@@ -286,7 +286,7 @@ impl Proxy {
         }
         self.counter += 1;
         let host = &self.uri_host;
-        let port = self.cfg.listen_port;
+        let port = self.udp_port();
         let tag = format!("{:x}{:x}", self.cfg.seed as u32, self.counter);
         let msg = format!(
             "OPTIONS {uri} SIP/2.0\r\n\

@@ -347,7 +347,8 @@ pub struct ProxyConfig {
     /// Host written in Via and Record-Route.
     pub advertised_host: String,
     /// The shared listening port for UDP (in Record-Route): the first UDP
-    /// listen address's.
+    /// listen address's; 0 when none listens on UDP (UDP entries then name
+    /// `worker_port`).
     pub listen_port: u16,
     /// The listening port for TCP (in TCP Record-Route entries and Vias):
     /// the first TCP listen address's, else `listen_port`.

@@ -221,7 +221,9 @@ pub fn run(path: &Path) -> Result<(), String> {
             .find(|l| l.transport == t)
             .map(|l| l.addr.port())
     };
-    let listen_port = port_of(Transport::Udp).unwrap_or(first.addr.port());
+    // No UDP listen address: 0, and UDP entries name the worker's own
+    // port (the only UDP socket there is).
+    let listen_port = port_of(Transport::Udp).unwrap_or(0);
     let tcp_port = port_of(Transport::Tcp).unwrap_or(listen_port);
     // The host as an address or name (an IPv6 one without brackets: the
     // proxy brackets it where a URI or Via needs them).

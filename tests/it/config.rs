@@ -70,6 +70,12 @@ const CASES: &[(&str, &str)] = &[
     ("  [[company.friend]]\n  name = \"f\"\n  priority = 1\n  password = \"p\"\n  connection = \"nat\"\n", "company[acme].friend[f].connection: unknown variant `nat`, expected `register` or `direct` (line 45, column 16)"),
     ("  [[company.friend]]\n  name = \"f\"\n  priority = 1\n  password = \"p\"\n", "company[acme].friend[f]: missing field `connection` (line 41, column 3)"),
     ("[server]\nworkers = \"two\"\n", "server.workers: invalid type: string \"two\", expected u32 (line 42, column 11)"),
+    // A date or time (no key takes one; read as a tree it would pass as a string).
+    ("  [[company.terminal]]\n  name = \"t2\"\n  password = 2024-01-01\n", "company[acme].terminal[t2].password: invalid type: date-time 2024-01-01, no key takes one (line 43, column 14)"),
+    // An element of the wrong type does not hide the next one's problem.
+    ("[server]\nlisten = [\"udp:127.0.0.1:5060\", 5061, \"bogus\"]\n", "server.listen[2]: \"bogus\""),
+    ("  [[company.friend]]\n  name = \"f\"\n  priority = 1\n  password = \"p\"\n  connection = 5\n", "company[acme].friend[f].connection: invalid type: an integer, expected `register` or `direct` (line 45, column 16)"),
+    ("[[carrier]]\nname = \"c2\"\naddress = \"udp:127.0.0.3:70000\"\n", "carrier[c2].address: \"udp:127.0.0.3:70000\": the port must be 1 to 65535"),
     ("[[company]]\nname = \"beta\"\ndomain = \"beta.example.com\"\ncountry_code = \"34\"\nnational_length = \"9\"\ncarrier = \"pstn\"\n", "company[beta].national_length: invalid type: string \"9\", expected u32 (line 45, column 19)"),
     // Namespaces and duplicates.
     ("  [[company.terminal]]\n  name = \"branch\"\n  password = \"x\"\n", "company[acme].friend[branch].name: duplicate terminal or friend name \"branch\""),
@@ -284,6 +290,46 @@ fn every_wrong_type_is_reported_with_the_other_problems() {
     assert_eq!(lines, want);
     // A reload of such a file is refused too.
     assert!(config::parse_unvalidated(MISTYPED).is_err());
+}
+
+/// What is left out for a wrong value is not an unknown name elsewhere in
+/// its company, but still is in another company; a table where an array
+/// of tables is expected is named with its line, and the rest validated.
+#[test]
+fn left_out_items_hide_nothing_else() {
+    let demo = std::fs::read_to_string("config/tandem.toml").unwrap();
+    let text = demo.replace("  password = \"Correct-Horse-42\"\n", "")
+        + "\n[[company]]\nname = \"beta\"\ndomain = \"beta.example.com\"\ncountry_code = \"34\"\n\
+           national_length = 9\ncarrier = \"pstn\"\n  [[company.user]]\n  name = \"bob\"\n  \
+           terminal = \"alice-phone\"\n";
+    let lines: Vec<String> = config::parse(&text)
+        .unwrap_err()
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "company[acme].terminal[alice-phone]: missing field `password` (line 59, column 3)",
+            "company[beta].user[bob].terminal: unknown terminal \"alice-phone\"",
+        ]
+    );
+
+    let text = demo
+        .replace("[[company]]", "[company]")
+        .replace("ban_s = 900", "ban_s = 0");
+    let lines: Vec<String> = config::parse(&text)
+        .unwrap_err()
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines[0].starts_with("company: expected an array of tables ([[company]]"),
+        "{lines:?}"
+    );
+    assert!(lines[0].ends_with("(line 46, column 1)"), "{lines:?}");
+    assert_eq!(lines[1], "auth.ban_s: must be at least 1");
 }
 
 #[test]

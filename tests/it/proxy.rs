@@ -62,11 +62,16 @@ impl Harness {
     }
 
     fn with_limit(max_transactions: usize) -> Harness {
+        Self::with_ports(max_transactions, 5060, 5060)
+    }
+
+    /// A proxy listening on UDP `listen_port` (0: none) and TCP `tcp_port`.
+    fn with_ports(max_transactions: usize, listen_port: u16, tcp_port: u16) -> Harness {
         Harness {
             proxy: Proxy::new(ProxyConfig {
                 advertised_host: "127.0.0.1".into(),
-                listen_port: 5060,
-                tcp_port: 5060,
+                listen_port,
+                tcp_port,
                 worker_port: 40000,
                 worker: 0,
                 max_transactions,
@@ -944,6 +949,35 @@ fn a_dialog_token_does_not_open_other_requests() {
          Call-ID: stray\nCSeq: 1 ACK\nContent-Length: 0\n\n"
     );
     assert!(h.recv(A, &ack).is_empty());
+}
+
+/// Each Record-Route entry names the port of its transport: TCP's where
+/// TCP listens elsewhere than UDP, the worker's own port for UDP where
+/// nothing listens on UDP (TCP only).
+#[test]
+fn record_route_names_the_port_of_each_transport() {
+    for (udp, tcp, want_udp, want_tcp) in [(5060, 5061, 5060, 5061), (0, 5061, 40000, 5061)] {
+        let mut h = Harness::with_ports(1000, udp, tcp);
+        let out = h.recv(A, &invite("tcp", "z9hG4bK-rp1"));
+        let (_, _, fwd) = out.last().unwrap();
+        let rrs: Vec<String> = fwd
+            .values(HeaderName::RecordRoute)
+            .map(|v| String::from_utf8(v.unwrap().to_vec()).unwrap())
+            .collect();
+        assert!(
+            rrs[0].starts_with(&format!("<sip:127.0.0.1:{want_tcp};transport=tcp;lr;")),
+            "{rrs:?}"
+        );
+        assert!(
+            rrs[1].starts_with(&format!("<sip:127.0.0.1:{want_udp};lr;")),
+            "{rrs:?}"
+        );
+        let via = String::from_utf8(fwd.header(HeaderName::Via).unwrap().to_vec()).unwrap();
+        assert!(
+            via.starts_with(&format!("SIP/2.0/TCP 127.0.0.1:{want_tcp};")),
+            "{via}"
+        );
+    }
 }
 
 /// A caller on UDP, a callee on TCP: the switch record-routes twice (RFC
