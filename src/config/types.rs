@@ -48,6 +48,8 @@ pub(super) struct Checked {
     company_left_out: bool,
     /// Places of the values reported (stand-ins stand there).
     places: HashSet<String>,
+    /// Places of the dates and times reported.
+    dated: HashSet<String>,
 }
 
 impl Checked {
@@ -61,7 +63,8 @@ impl Checked {
             .char_indices()
             .filter(|&(_, c)| c == '.' || c == '[')
             .map(|(i, _)| &at[..i]);
-        if self.places.contains(at) || cut.clone().any(|p| self.places.contains(p)) {
+        let reported = |p: &str| self.places.contains(p) || self.dated.contains(p);
+        if reported(at) || cut.clone().any(reported) {
             return true;
         }
         match e.kind() {
@@ -86,11 +89,16 @@ impl Checked {
 /// empty.
 pub(super) fn read(text: &str, mut root: Table) -> (Result<Config, ConfigError>, Checked) {
     let mut c = Checker::new(text);
-    let here = Place::root();
     for (k, v) in root.iter_mut() {
-        c.dates(v, &here.field(k), &mut vec![Step::Key(k.clone())]);
+        if SECTIONS.contains(&k.as_str()) && !v.is_table() {
+            c.odd_shape = true;
+        }
+        c.dates(v, &Place::key(k), &mut vec![Step::Key(k.clone())]);
     }
-    if c.errors.is_empty() {
+    // serde would take a list of values for a table (by position) and a
+    // table for an enum (`{ direct = {} }`): such shapes are read table by
+    // table, where they are reported.
+    if c.errors.is_empty() && !c.odd_shape {
         if let Ok(config) = Config::deserialize(Value::Table(root.clone())) {
             return (Ok(config), c.found);
         }
@@ -107,7 +115,8 @@ pub(super) fn read(text: &str, mut root: Table) -> (Result<Config, ConfigError>,
             ))
         }
     };
-    c.errors.sort_by_key(|(line, _)| line.unwrap_or(usize::MAX));
+    c.errors
+        .sort_by_key(|(at, _)| at.unwrap_or((usize::MAX, 0)));
     c.found.errors.extend(c.errors.into_iter().map(|(_, e)| e));
     (config, c.found)
 }
@@ -131,10 +140,13 @@ fn label(item: &Value, array: &Place, index: usize) -> Place {
     }
 }
 
+/// The `name` (else `number`) of an item, when a non-empty string
+/// (validation names an item with an empty one by its index).
 fn name_of(item: &Value) -> Option<&str> {
     ["name", "number"]
         .iter()
         .find_map(|k| item.get(k).and_then(Value::as_str))
+        .filter(|n| !n.is_empty())
 }
 
 /// A value of the type serde expected, to stand in for a wrong one: from
@@ -163,24 +175,61 @@ fn stand_in(message: &str, key: &str, item: &Table) -> Option<Value> {
         "a string" => return Some(Value::String(String::new())),
         "a boolean" => return Some(Value::Boolean(false)),
         "a sequence" => return Some(Value::Array(Vec::new())),
+        // A rule of an ACL that is not a table: an empty one (validation's
+        // complaint about it is under the reported place).
+        e if e.starts_with("struct ") => return Some(Value::Table(Table::new())),
         _ => return None,
     };
     Some(Value::Integer(number))
 }
 
-/// The variants of the model's enum at `rel` (a key of an item), as
-/// serde's messages quote them.
-fn variants_of(rel: &[Step]) -> Option<&'static str> {
-    match rel {
-        [Step::Key(k)] => match k.as_str() {
-            "connection" => Some("`register` or `direct`"),
-            "transport" => Some("`udp` or `tcp`"),
-            "default" => Some("`allow` or `deny`"),
-            _ => None,
-        },
+/// The variants of the model's enum `key`, as serde's messages quote them.
+fn variants_of(key: &str) -> Option<&'static str> {
+    match key {
+        "connection" => Some("`register` or `direct`"),
+        "transport" => Some("`udp` or `tcp`"),
+        "default" => Some("`allow` or `deny`"),
         _ => None,
     }
 }
+
+/// The stand-in of an enum key (see [`stand_in`]).
+fn first_variant(key: &str, has_address: bool) -> &'static str {
+    match key {
+        "connection" if has_address => "direct",
+        "connection" => "register",
+        "transport" => "udp",
+        _ => "allow",
+    }
+}
+
+/// The model's arrays of strings.
+const STRING_ARRAYS: [&str; 5] = [
+    "listen",
+    "algorithms",
+    "sources",
+    "patterns",
+    "allowed_codecs",
+];
+
+/// The model's arrays of tables.
+const TABLE_ARRAYS: [&str; 9] = [
+    "carrier",
+    "company",
+    "terminal",
+    "user",
+    "extension",
+    "friend",
+    "ddi",
+    "call_acl",
+    "rules",
+];
+
+/// The model's top-level tables.
+const SECTIONS: [&str; 3] = ["server", "auth", "registrar"];
+
+/// Passes over one item at most (each reports one wrong value).
+const MAX_PASSES: usize = 256;
 
 /// What kind of TOML value `v` is, as serde's messages say it.
 fn type_name(v: &Value) -> &'static str {
@@ -197,12 +246,15 @@ fn type_name(v: &Value) -> &'static str {
 
 struct Checker<'a> {
     text: &'a str,
-    doc: Option<toml_edit::ImDocument<String>>,
+    /// The text parsed again with spans, on the first error only.
+    doc: std::cell::OnceCell<Option<toml_edit::ImDocument<String>>>,
     /// Byte offsets where each line starts.
     lines: Vec<usize>,
     found: Checked,
-    /// Errors with their line, sorted at the end.
-    errors: Vec<(Option<usize>, ConfigError)>,
+    /// A list where a table is expected, or a table for an enum.
+    odd_shape: bool,
+    /// Errors with their line and column, sorted at the end.
+    errors: Vec<(Option<(usize, usize)>, ConfigError)>,
 }
 
 impl<'a> Checker<'a> {
@@ -212,9 +264,10 @@ impl<'a> Checker<'a> {
             .collect();
         Checker {
             text,
-            doc: toml_edit::ImDocument::parse(text.to_owned()).ok(),
+            doc: std::cell::OnceCell::new(),
             lines,
             found: Checked::default(),
+            odd_shape: false,
             errors: Vec::new(),
         }
     }
@@ -229,10 +282,25 @@ impl<'a> Checker<'a> {
                     steps,
                     &format!("invalid type: date-time {text}, no key takes one"),
                 );
-                self.found.places.insert(here.as_str().to_owned());
-                *v = Value::String(text);
+                self.found.dated.insert(here.as_str().to_owned());
+                // What names an item must be a string: the item is left
+                // out (its label stays the index the error gave).
+                let names =
+                    matches!(steps.last(), Some(Step::Key(k)) if k == "name" || k == "number");
+                *v = if names {
+                    Value::Integer(0)
+                } else {
+                    Value::String(text)
+                };
             }
             Value::Array(items) => {
+                let key = match steps.last() {
+                    Some(Step::Key(k)) => k.as_str(),
+                    _ => "",
+                };
+                if TABLE_ARRAYS.contains(&key) && items.iter().any(|i| !i.is_table()) {
+                    self.odd_shape = true;
+                }
                 for (i, item) in items.iter_mut().enumerate() {
                     let at = match item {
                         Value::Table(_) => label(item, here, i),
@@ -245,6 +313,9 @@ impl<'a> Checker<'a> {
             }
             Value::Table(t) => {
                 for (k, item) in t.iter_mut() {
+                    if variants_of(k).is_some() && !item.is_str() {
+                        self.odd_shape = true;
+                    }
                     steps.push(Step::Key(k.clone()));
                     self.dates(item, &here.field(k), steps);
                     steps.pop();
@@ -275,10 +346,15 @@ impl<'a> Checker<'a> {
         let Some(Value::Array(companies)) = root.get_mut("company") else {
             return;
         };
-        let mut bad = Vec::new();
+        let mut bad = HashSet::new();
         for (i, company) in companies.iter_mut().enumerate() {
             let place = label(company, &Place::key("company"), i);
             let at = vec![Step::Key("company".into()), Step::Index(i)];
+            // What the company's items leave out, and where they were
+            // reported, counts only if the company itself is read: another
+            // company of the same name must not lose its errors.
+            let places = std::mem::take(&mut self.found.places);
+            let left_out = std::mem::take(&mut self.found.left_out);
             if let Value::Table(t) = company {
                 let scope = place.as_str().to_owned();
                 self.array::<Terminal>(t, &place, &at, "terminal", &scope);
@@ -288,13 +364,25 @@ impl<'a> Checker<'a> {
                 self.array::<Ddi>(t, &place, &at, "ddi", &scope);
                 self.array::<CallAcl>(t, &place, &at, "call_acl", &scope);
             }
-            if !self.item::<Company>(company, &place, &at) {
-                bad.push(i);
+            let read = self.item::<Company>(company, &place, &at);
+            let (mine, my_left_out) = (
+                std::mem::replace(&mut self.found.places, places),
+                std::mem::replace(&mut self.found.left_out, left_out),
+            );
+            if read {
+                self.found.places.extend(mine);
+                self.found.left_out.extend(my_left_out);
+            } else {
+                bad.insert(i);
             }
         }
-        for i in bad.into_iter().rev() {
-            companies.remove(i);
+        if !bad.is_empty() {
             self.found.company_left_out = true;
+            let mut i = 0;
+            companies.retain(|_| {
+                i += 1;
+                !bad.contains(&(i - 1))
+            });
         }
     }
 
@@ -319,7 +407,14 @@ impl<'a> Checker<'a> {
         self.report(
             place.field(key),
             &steps,
-            &format!("expected an array of tables ([[{key}]] or {key} = [{{ … }}])"),
+            &format!(
+                "expected an array of tables ([[{header}]] or {key} = [{{ … }}])",
+                header = if at.is_empty() {
+                    key.to_owned()
+                } else {
+                    format!("company.{key}")
+                }
+            ),
         );
         if let Some(v) = parent.remove(key) {
             self.left_out(scope, key, &v);
@@ -372,57 +467,57 @@ impl<'a> Checker<'a> {
                 bad.push(i);
             }
         }
-        let mut gone = Vec::new();
-        for i in bad.into_iter().rev() {
-            gone.push(items.remove(i));
-        }
+        let gone: Vec<Value> = bad.iter().map(|&i| items[i].clone()).collect();
+        let bad: HashSet<usize> = bad.into_iter().collect();
+        let mut i = 0;
+        items.retain(|_| {
+            i += 1;
+            !bad.contains(&(i - 1))
+        });
         for item in gone {
             self.left_out(scope, key, &item);
         }
     }
 
     /// Reads `item` as a `T`, reporting each wrong value and putting a
-    /// stand-in in its place, until it reads (true) or cannot (false: a
-    /// wrong name or number, a wrong value with no stand-in, a missing
-    /// required key). The places reported count for validation only when
-    /// the item is read: one left out is not validated, and another item
-    /// of the same name must not lose its errors.
+    /// stand-in in its place, until it reads (true) or cannot (false: not
+    /// a table, a wrong name or number, a wrong value with no stand-in, a
+    /// missing required key). The places reported count for validation
+    /// only when the item is read: one left out is not validated, and
+    /// another item of the same name must not lose its errors.
     fn item<T: DeserializeOwned>(&mut self, item: &mut Value, place: &Place, at: &[Step]) -> bool {
+        let Value::Table(t) = item else {
+            let found = type_name(item);
+            self.report(
+                place.clone(),
+                at,
+                &format!("invalid type: {found}, expected a table"),
+            );
+            return false;
+        };
         let mut places = Vec::new();
-        let mut removed: Vec<(String, Option<Value>)> = Vec::new();
-        // Each pass replaces a value or puts a stand-in back; the bound is
-        // a guard.
-        for _ in 0..256 {
-            let e = match serde_path_to_error::deserialize::<_, T>(item.clone()) {
+        self.precheck(t, place, at, &mut places);
+        let mut removed: Vec<String> = Vec::new();
+        // Each pass replaces or removes a value; the bound is a guard (the
+        // arrays of strings were checked whole, above).
+        for _ in 0..MAX_PASSES {
+            let e = match serde_path_to_error::deserialize::<_, T>(Value::Table(t.clone())) {
                 Ok(_) => {
                     self.found.places.extend(places);
                     return true;
                 }
                 Err(e) => e,
             };
-            let mut raw = e.inner().message().trim().replace('\n', " ");
-            let Value::Table(t) = item else {
-                self.report(place.clone(), at, &raw);
-                return false;
-            };
-            if let Some(k) = raw
-                .strip_prefix("missing field `")
-                .and_then(|m| m.strip_suffix('`'))
-            {
-                match removed.iter_mut().find(|(r, _)| r == k) {
-                    // Required, and already reported as the wrong type.
-                    Some((_, stand_in)) => match stand_in.take() {
-                        Some(v) => {
-                            t.insert(k.to_owned(), v);
-                            continue;
-                        }
-                        None => return false,
-                    },
-                    None => {
-                        self.report(place.clone(), at, &raw);
-                        return false;
-                    }
+            let raw = e.inner().message().trim().replace('\n', " ");
+            if raw.starts_with("missing field `") {
+                // Removed for its wrong value (reported), or missing.
+                if !removed
+                    .iter()
+                    .any(|r| raw == format!("missing field `{r}`"))
+                {
+                    self.report(place.clone(), at, &raw);
                 }
+                return false;
             }
             let rel = steps_of(e.path());
             let mut steps = at.to_vec();
@@ -431,35 +526,19 @@ impl<'a> Checker<'a> {
                 Step::Key(k) => p.field(k),
                 Step::Index(i) => p.index(*i),
             });
-            // serde's message for an enum given another type than a
-            // string ("invalid type: unit variant, expected string only")
-            // says nothing useful: name the variants and what was found.
-            if let (Some(variants), [Step::Key(k)]) = (variants_of(&rel), &rel[..]) {
-                if raw.contains("unit variant") {
-                    let found = t.get(k.as_str()).map_or("nothing", type_name);
-                    raw = format!("invalid type: {found}, expected {variants}");
-                }
-            }
-            // A date already reported there (now its text) is not again.
-            if !self.found.places.contains(here.as_str()) {
+            // A date already reported there (now a stand-in) is not again.
+            if !self.found.dated.contains(here.as_str()) {
                 self.report(here.clone(), &steps, &raw);
             }
             places.push(here.as_str().to_owned());
             let Some(Step::Key(key)) = rel.first().cloned() else {
                 return false;
             };
-            if rel.len() == 1 {
-                if key == "name" || key == "number" || removed.iter().any(|(r, _)| *r == key) {
-                    return false;
-                }
-                let stand = stand_in(&raw, &key, t);
-                t.remove(&key);
-                removed.push((key, stand));
-                continue;
+            if rel.len() == 1 && (key == "name" || key == "number") {
+                return false;
             }
-            // Deeper (an element of an array, a key of a table in one):
-            // the stand-in goes where the wrong value was; without one the
-            // whole key goes.
+            // The stand-in goes where the wrong value was; without one the
+            // whole key goes (and the item with it if the key is required).
             let last = match rel.last() {
                 Some(Step::Key(k)) => k.as_str(),
                 _ => "",
@@ -471,23 +550,80 @@ impl<'a> Checker<'a> {
             match (stand, holder) {
                 (Some(v), Some(h)) => h.put(v),
                 _ => {
-                    if removed.iter().any(|(r, _)| *r == key) {
+                    if t.remove(&key).is_none() {
                         return false;
                     }
-                    t.remove(&key);
-                    removed.push((key, None));
+                    removed.push(key);
                 }
             }
         }
+        self.report(
+            place.clone(),
+            at,
+            &format!("more than {MAX_PASSES} wrong values: the rest of this item is not read"),
+        );
         false
+    }
+
+    /// Before serde reads an item: an enum key that is not a string, and
+    /// each element of an array of strings that is not one, reported and
+    /// replaced by a stand-in in one pass (serde would take one per pass).
+    fn precheck(&mut self, t: &mut Table, place: &Place, at: &[Step], places: &mut Vec<String>) {
+        let has_address = t.contains_key("address");
+        for (key, v) in t.iter_mut() {
+            let mut steps = at.to_vec();
+            steps.push(Step::Key(key.clone()));
+            if let (Some(variants), false) = (variants_of(key), v.is_str()) {
+                let here = place.field(key);
+                if !self.found.dated.contains(here.as_str()) {
+                    let found = type_name(v);
+                    self.report(
+                        here.clone(),
+                        &steps,
+                        &format!("invalid type: {found}, expected {variants}"),
+                    );
+                }
+                places.push(here.as_str().to_owned());
+                *v = Value::String(first_variant(key, has_address).into());
+                continue;
+            }
+            let want_table = key == "rules";
+            if !STRING_ARRAYS.contains(&key.as_str()) && !want_table {
+                continue;
+            }
+            let Value::Array(items) = v else { continue };
+            for (i, item) in items.iter_mut().enumerate() {
+                if item.is_str() != want_table {
+                    continue;
+                }
+                let here = place.field(key).index(i);
+                if !self.found.dated.contains(here.as_str()) {
+                    let found = type_name(item);
+                    let want = if want_table { "a table" } else { "a string" };
+                    steps.push(Step::Index(i));
+                    self.report(
+                        here.clone(),
+                        &steps,
+                        &format!("invalid type: {found}, expected {want}"),
+                    );
+                    steps.pop();
+                }
+                places.push(here.as_str().to_owned());
+                *item = if want_table {
+                    Value::Table(Table::new())
+                } else {
+                    Value::String(String::new())
+                };
+            }
+        }
     }
 
     /// Records an error at `place` with the line and column of `steps`.
     fn report(&mut self, place: Place, steps: &[Step], message: &str) {
-        let line = self.position(steps).map(|(l, _)| l);
+        let at = self.position(steps);
         let message = self.message(message, steps);
         self.errors
-            .push((line, ConfigError::new(place, ErrorKind::Toml(message))));
+            .push((at, ConfigError::new(place, ErrorKind::Toml(message))));
     }
 
     /// `message` with the line and column of `steps`, when known.
@@ -502,7 +638,10 @@ impl<'a> Checker<'a> {
     /// The 1-based line and column of the value at `steps` in the text
     /// (or of the nearest table holding it), when the parser kept a span.
     fn position(&self, steps: &[Step]) -> Option<(usize, usize)> {
-        let mut item = self.doc.as_ref()?.as_item();
+        let doc = self
+            .doc
+            .get_or_init(|| toml_edit::ImDocument::parse(self.text.to_owned()).ok());
+        let mut item = doc.as_ref()?.as_item();
         let mut span = None;
         for s in steps {
             item = match s {
@@ -517,7 +656,7 @@ impl<'a> Checker<'a> {
         let col = self
             .text
             .get(start..offset)
-            .map_or(1, |s| s.chars().count() + 1);
+            .map_or(1, |s| s.trim_start_matches('\u{feff}').chars().count() + 1);
         Some((line, col))
     }
 }
@@ -551,11 +690,13 @@ impl Holder<'_> {
     }
 }
 
-/// The holder of the value at `rel` (at least two steps) under `t`.
+/// The holder of the value at `rel` under `t`.
 fn parent_of<'t>(t: &'t mut Table, rel: &[Step]) -> Option<Holder<'t>> {
     let (last, path) = rel.split_last()?;
-    let (Step::Key(first), rest) = path.split_first()? else {
-        return None;
+    let (first, rest) = match (path.split_first(), last) {
+        (None, Step::Key(k)) => return Some(Holder::Key(t, k.clone())),
+        (Some((Step::Key(first), rest)), _) => (first, rest),
+        _ => return None,
     };
     let mut v: &mut Value = t.get_mut(first.as_str())?;
     for s in rest {

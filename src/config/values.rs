@@ -94,10 +94,15 @@ pub fn parse_address(s: &str) -> Result<(Proto, String, u16), String> {
         }
         return Ok((proto, addr.ip().to_string(), addr.port()));
     }
-    let (host, _) = rest.rsplit_once(':').ok_or_else(bad)?;
+    let (host, port) = rest.rsplit_once(':').ok_or_else(bad)?;
     let literal = host.trim_start_matches('[').trim_end_matches(']');
+    let port_ok = port.parse::<u16>().is_ok_and(|p| p != 0);
     if literal.parse::<std::net::IpAddr>().is_ok() {
-        return Err(format!("{s:?}: the port must be 1 to 65535"));
+        return Err(if port_ok {
+            format!("{s:?}: expected udp:IP:PORT or tcp:IP:PORT (an IPv6 address in brackets, an IPv4 one without)")
+        } else {
+            format!("{s:?}: the port must be 1 to 65535")
+        });
     }
     if is_host(host) && !host.contains(':') {
         return Err(format!("{s:?}: {}", NOT_RESOLVED));
@@ -416,6 +421,9 @@ mod tests {
             assert!(parse_address(bad_port)
                 .unwrap_err()
                 .contains("port must be"));
+        }
+        for brackets in ["udp:2001:db8::10:5060", "udp:[127.0.0.2]:5060"] {
+            assert!(parse_address(brackets).unwrap_err().contains("in brackets"));
         }
         assert!(parse_address("udp:bad host:5060").is_err());
         assert!(check_regex("2[0-9]{3}").is_ok());

@@ -76,6 +76,12 @@ const CASES: &[(&str, &str)] = &[
     ("[server]\nlisten = [\"udp:127.0.0.1:5060\", 5061, \"bogus\"]\n", "server.listen[2]: \"bogus\""),
     ("  [[company.friend]]\n  name = \"f\"\n  priority = 1\n  password = \"p\"\n  connection = 5\n", "company[acme].friend[f].connection: invalid type: an integer, expected `register` or `direct` (line 45, column 16)"),
     ("[[carrier]]\nname = \"c2\"\naddress = \"udp:127.0.0.3:70000\"\n", "carrier[c2].address: \"udp:127.0.0.3:70000\": the port must be 1 to 65535"),
+    // Shapes serde alone would take: a table for an enum, a list for a table.
+    ("  [[company.call_acl]]\n  name = \"x\"\n  default = { deny = {} }\n", "company[acme].call_acl[x].default: invalid type: a table, expected `allow` or `deny`"),
+    ("  [[company.call_acl]]\n  name = \"x\"\n  default = \"allow\"\n  rules = [ { deny = \"(\" }, \"deny premium\" ]\n", "company[acme].call_acl[x].rules[0]: invalid regex"),
+    ("  [[company.call_acl]]\n  name = \"x\"\n  default = \"allow\"\n  rules = [ { deny = \"(\" }, \"deny premium\" ]\n", "company[acme].call_acl[x].rules[1]: invalid type: a string, expected a table"),
+    ("  [[company.ddi]]\n  number = 1979-05-27\n  user = \"alice\"\n", ".number: invalid type: date-time 1979-05-27, no key takes one"),
+    ("[[carrier]]\nname = \"c2\"\naddress = \"udp:2001:db8::10:5060\"\n", "carrier[c2].address: \"udp:2001:db8::10:5060\": expected udp:IP:PORT or tcp:IP:PORT (an IPv6 address in brackets"),
     ("[[company]]\nname = \"beta\"\ndomain = \"beta.example.com\"\ncountry_code = \"34\"\nnational_length = \"9\"\ncarrier = \"pstn\"\n", "company[beta].national_length: invalid type: string \"9\", expected u32 (line 45, column 19)"),
     // Namespaces and duplicates.
     ("  [[company.terminal]]\n  name = \"branch\"\n  password = \"x\"\n", "company[acme].friend[branch].name: duplicate terminal or friend name \"branch\""),
