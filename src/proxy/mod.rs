@@ -500,6 +500,11 @@ pub struct Proxy {
     /// `[branch]`) still finds its transaction and is absorbed, not taken
     /// for the ACK of a 2xx and routed on to the callee.
     ack_index: HashMap<Vec<u8>, u32, foldhash::fast::RandomState>,
+    /// In-dialog INVITEs (re-INVITEs) the switch answered itself without a
+    /// transaction (483, 420, 482, ...), by [`ack_key`]: their ACK, which
+    /// carries the dialog's Route set, ends here instead of reaching a
+    /// callee that never saw them.
+    refused: Refused,
     timers: TimerQueue,
     out: VecDeque<Transmit>,
     persist: VecDeque<Persist>,
@@ -565,6 +570,7 @@ impl Proxy {
             server_index: HashMap::default(),
             client_index: HashMap::default(),
             ack_index: HashMap::default(),
+            refused: Refused::default(),
             timers: TimerQueue::default(),
             out: VecDeque::new(),
             persist: VecDeque::new(),
@@ -746,6 +752,9 @@ impl Proxy {
             return; // never answer an ACK
         }
         self.stats.rejected += 1;
+        if req.method() == Some(Method::INVITE) && req.tag(crate::sip::HeaderName::To).is_some() {
+            self.refused.insert(ack_key(req));
+        }
         let tag = self.new_tag();
         let r = response_to(req, status, reason, Some(tag.as_bytes()), extra);
         self.send(to, Source::Listen, r);
@@ -800,6 +809,36 @@ fn asks_privacy(msg: &Message, kinds: &[&[u8]]) -> bool {
 
 /// What an INVITE and the ACK of its non-2xx final share whatever their
 /// branches: Call-ID, From tag and CSeq number.
+/// The most keys [`Refused`] keeps (the oldest go first): a flood of
+/// refused re-INVITEs costs at most this much memory.
+const REFUSED_KEPT: usize = 4096;
+
+/// A bounded first-in-first-out set of [`ack_key`]s.
+#[derive(Debug, Default)]
+struct Refused {
+    keys: std::collections::HashSet<Vec<u8>, foldhash::fast::RandomState>,
+    order: VecDeque<Vec<u8>>,
+}
+
+impl Refused {
+    fn insert(&mut self, key: Vec<u8>) {
+        if self.keys.contains(&key) {
+            return;
+        }
+        if self.order.len() >= REFUSED_KEPT {
+            if let Some(old) = self.order.pop_front() {
+                self.keys.remove(&old);
+            }
+        }
+        self.keys.insert(key.clone());
+        self.order.push_back(key);
+    }
+
+    fn contains(&self, key: &[u8]) -> bool {
+        !self.keys.is_empty() && self.keys.contains(key)
+    }
+}
+
 fn ack_key(msg: &Message) -> Vec<u8> {
     let call_id = msg.header(crate::sip::HeaderName::CallId).unwrap_or(b"");
     let from_tag = msg.tag(crate::sip::HeaderName::From).unwrap_or(b"");
@@ -849,4 +888,23 @@ fn stamp_received(mut msg: Message, source: std::net::SocketAddr) -> Message {
 fn top_via(msg: &Message) -> Via<'_> {
     let top = msg.values(crate::sip::HeaderName::Via).next();
     Via::parse(top.expect("validated").expect("validated")).expect("validated")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Refused, REFUSED_KEPT};
+
+    #[test]
+    fn refused_keys_are_bounded_and_the_oldest_go_first() {
+        let mut r = Refused::default();
+        for i in 0..REFUSED_KEPT + 10 {
+            r.insert(i.to_be_bytes().to_vec());
+        }
+        assert_eq!(r.keys.len(), REFUSED_KEPT);
+        assert_eq!(r.order.len(), REFUSED_KEPT);
+        assert!(!r.contains(&0usize.to_be_bytes()));
+        assert!(r.contains(&(REFUSED_KEPT + 9).to_be_bytes()));
+        r.insert((REFUSED_KEPT + 9).to_be_bytes().to_vec());
+        assert_eq!(r.order.len(), REFUSED_KEPT, "a repeated key is kept once");
+    }
 }

@@ -2087,7 +2087,8 @@ fn answer_of(req: &Msg, code: u16, reason: &str, contact: &str, extra: &str) -> 
 /// carrier (its P-Asserted-Identity and Remote-Party-ID are removed, as
 /// from its requests). And the ACK of the 488 the switch gives a
 /// re-INVITE whose codecs the friend does not take ends at the switch: the
-/// friend never saw that re-INVITE.
+/// friend never saw that re-INVITE; so does the ACK of a 483 the switch
+/// gives one without a transaction.
 #[test]
 fn a_friend_s_answers_assert_nothing_and_a_refused_re_invite_s_ack_ends_here() {
     let sw = Switch::start("answer-identity", 25220);
@@ -2173,6 +2174,27 @@ fn a_friend_s_answers_assert_nothing_and_a_refused_re_invite_s_ack_ends_here() {
         &target,
         "id2",
         2,
+        &in_dialog,
+        "Content-Length: 0\r\n\r\n",
+    ));
+    let stray = friend.recv_where(Duration::from_secs(1), |m| !m.0.starts_with("SIP/2.0"));
+    assert!(stray.is_none(), "the friend got {:?}", stray.map(|m| m.0));
+
+    // A re-INVITE the switch refuses without a transaction (483: no hops
+    // left): its ACK, with the dialog's Route set, ends here too.
+    carrier.send(
+        &request("INVITE", &target, "id3", 3, &in_dialog, &sdp("PCMA"))
+            .replace("Max-Forwards: 70", "Max-Forwards: 0"),
+    );
+    let refused = carrier
+        .final_response()
+        .expect("an answer to the re-INVITE");
+    assert_eq!(refused.status(), 483, "{}", refused.0);
+    carrier.send(&request(
+        "ACK",
+        &target,
+        "id3",
+        3,
         &in_dialog,
         "Content-Length: 0\r\n\r\n",
     ));
