@@ -117,6 +117,7 @@ fn bench(c: &mut Criterion) {
             listen_port: 5060,
             tcp_port: 5060,
             worker_port: 40000,
+            alt: None,
             worker: 0,
             max_transactions: 1_000_000,
             timers: TimerConfig::default(),

@@ -141,6 +141,7 @@ pub fn proxy(data: &[u8]) {
             listen_port: 5060,
             tcp_port: 5060,
             worker_port: 40000,
+            alt: None,
             worker: 0,
             max_transactions: 64,
             timers: TimerConfig::default(),

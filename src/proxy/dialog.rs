@@ -28,7 +28,45 @@ impl Proxy {
 
     /// Whether `port` is one of this worker's: a listening one or its own.
     fn is_my_port(&self, port: u16) -> bool {
-        port == self.cfg.listen_port || port == self.cfg.tcp_port || port == self.cfg.worker_port
+        port == self.cfg.listen_port
+            || port == self.cfg.tcp_port
+            || port == self.cfg.worker_port
+            || self
+                .cfg
+                .alt
+                .is_some_and(|a| port == a.udp_port || port == a.tcp_port)
+    }
+
+    /// The other family's address and ports, when `peer` is of it.
+    fn alt_for(&self, peer: std::net::IpAddr) -> Option<(&str, super::AltFamily)> {
+        let alt = self.cfg.alt?;
+        (alt.host.is_ipv6() == peer.is_ipv6())
+            .then(|| (self.alt_uri_host.as_deref().unwrap_or(""), alt))
+    }
+
+    /// The host (as a URI writes it) and port a peer at `peer` reaches
+    /// this switch at over `transport`: in our Via (`via`: the worker's
+    /// own UDP port) or in Record-Route (the shared listening one).
+    pub(super) fn host_port(
+        &self,
+        transport: Transport,
+        peer: std::net::IpAddr,
+        via: bool,
+    ) -> (&str, u16) {
+        if let Some((host, alt)) = self.alt_for(peer) {
+            // The workers' own sockets are the other family's: the
+            // listening socket is the way in.
+            return match transport {
+                Transport::Udp => (host, alt.udp_port),
+                Transport::Tcp => (host, alt.tcp_port),
+            };
+        }
+        let port = match (transport, via) {
+            (Transport::Tcp, _) => self.cfg.tcp_port,
+            (Transport::Udp, true) => self.cfg.worker_port,
+            (Transport::Udp, false) => self.udp_port(),
+        };
+        (&self.uri_host, port)
     }
 
     /// Whether `host` is the host this switch writes in Via and Record-Route.
@@ -37,9 +75,10 @@ impl Proxy {
             crate::sip::Host::Domain(d) => {
                 d.eq_ignore_ascii_case(self.cfg.advertised_host.as_bytes())
             }
-            other => other
-                .ip()
-                .is_some_and(|ip| self.cfg.advertised_host.parse() == Ok(ip)),
+            other => other.ip().is_some_and(|ip| {
+                self.cfg.advertised_host.parse() == Ok(ip)
+                    || self.cfg.alt.is_some_and(|a| a.host == ip)
+            }),
         }
     }
 
@@ -85,8 +124,8 @@ impl Proxy {
     /// pops both.
     pub(super) fn record_route(
         &self,
-        out: Transport,
-        inbound: Transport,
+        out: (Transport, std::net::IpAddr),
+        inbound: (Transport, std::net::IpAddr),
         msg: &Message,
         edit: &DialogEdit,
         parties: &Parties,
@@ -100,7 +139,11 @@ impl Proxy {
             parties.callee(),
         );
         let mut rr = String::with_capacity(2 * (64 + params.len() + token.len()));
-        for (i, transport) in [Some(out), (inbound != out).then_some(inbound)]
+        // One entry facing each side (RFC 5658): twice when the request
+        // changes transport or address family.
+        let side = |(t, ip): (Transport, std::net::IpAddr)| (t, self.host_port(t, ip, false));
+        let (out, inbound) = (side(out), side(inbound));
+        for (i, (transport, (host, port))) in [Some(out), (inbound != out).then_some(inbound)]
             .into_iter()
             .flatten()
             .enumerate()
@@ -109,13 +152,11 @@ impl Proxy {
                 rr.push_str(", ");
             }
             rr.push_str("<sip:");
-            rr.push_str(&self.uri_host);
+            rr.push_str(host);
             rr.push(':');
+            push_dec(&mut rr, u64::from(port));
             if transport == Transport::Tcp {
-                push_dec(&mut rr, u64::from(self.cfg.tcp_port));
                 rr.push_str(";transport=tcp");
-            } else {
-                push_dec(&mut rr, u64::from(self.udp_port()));
             }
             rr.push_str(";lr");
             rr.push_str(&params);
@@ -218,7 +259,9 @@ impl Proxy {
     /// Whether a next hop is this switch itself: forwarding there would
     /// loop (e.g. an ACK whose Request-URI names the switch).
     pub(super) fn targets_me(&self, peer: &Peer) -> bool {
-        self.cfg.advertised_host.parse() == Ok(peer.addr.ip()) && self.is_my_port(peer.addr.port())
+        (self.cfg.advertised_host.parse() == Ok(peer.addr.ip())
+            || self.cfg.alt.is_some_and(|a| a.host == peer.addr.ip()))
+            && self.is_my_port(peer.addr.port())
     }
 }
 

@@ -285,8 +285,7 @@ impl Proxy {
             return;
         }
         self.counter += 1;
-        let host = &self.uri_host;
-        let port = self.udp_port();
+        let (host, port) = self.host_port(Transport::Udp, binding.source.ip(), false);
         let tag = format!("{:x}{:x}", self.cfg.seed as u32, self.counter);
         let msg = format!(
             "OPTIONS {uri} SIP/2.0\r\n\

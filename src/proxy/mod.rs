@@ -341,6 +341,19 @@ pub struct HandOver {
     pub hops: u8,
 }
 
+/// The switch's address and ports in the address family other than its
+/// advertised host's (a dual-stack switch: see [`ProxyConfig::alt`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AltFamily {
+    /// The first listen address of that family.
+    pub host: std::net::IpAddr,
+    /// Its first UDP listen port (0: none; the listen socket is the only
+    /// one of that family, the workers' own being the other family's).
+    pub udp_port: u16,
+    /// Its first TCP listen port (else `udp_port`).
+    pub tcp_port: u16,
+}
+
 /// Configuration of one worker's proxy.
 #[derive(Debug, Clone)]
 pub struct ProxyConfig {
@@ -355,6 +368,11 @@ pub struct ProxyConfig {
     pub tcp_port: u16,
     /// This worker's own port (in Via).
     pub worker_port: u16,
+    /// The other address family, when the switch also listens on it: its
+    /// address and ports are written in Via and Record-Route for peers of
+    /// that family (the advertised host and the ports above are the
+    /// advertised host's family's).
+    pub alt: Option<AltFamily>,
     /// This worker's index (in branches, for logs).
     pub worker: u16,
     /// The most live transactions; beyond it new requests get 503.
@@ -484,6 +502,8 @@ pub struct Proxy {
     /// `cfg.advertised_host` as a URI or Via writes it: an IPv6 address
     /// in brackets (RFC 3261 §25.1 `IPv6reference`).
     uri_host: Box<str>,
+    /// [`AltFamily::host`] as a URI writes it.
+    alt_uri_host: Option<Box<str>>,
     /// Boxed: a Tx holds its request (with the header index, ~1 KiB), and
     /// growing a vector of them inline would copy megabytes under load.
     slots: Vec<Option<Box<Tx>>>,
@@ -549,6 +569,10 @@ impl Proxy {
             Ok(v6) => format!("[{v6}]").into(),
             Err(_) => cfg.advertised_host.as_str().into(),
         };
+        let alt_uri_host = cfg.alt.map(|a| match a.host {
+            std::net::IpAddr::V6(v6) => format!("[{v6}]").into_boxed_str(),
+            std::net::IpAddr::V4(v4) => v4.to_string().into_boxed_str(),
+        });
         // Derived from the secret, not a piece of it: tags are public.
         let tag_mark = token_key
             .clone()
@@ -562,6 +586,7 @@ impl Proxy {
             token_key,
             tag_mark,
             uri_host,
+            alt_uri_host,
             cfg,
             slots: Vec::new(),
             generations: Vec::new(),

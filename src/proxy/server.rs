@@ -250,12 +250,12 @@ impl Proxy {
             branch.push('-');
             push_hex(&mut branch, u64::from(self.cfg.seed as u32));
             push_hex(&mut branch, self.counter);
-            let via = self.via_value(t.peer.transport, &branch);
+            let via = self.via_value(t.peer.transport, t.peer.addr.ip(), &branch);
             let rr = (creates_dialog && !in_dialog).then(|| {
                 let parties = Parties::of(router, from.addr.ip(), t.peer.addr.ip());
                 self.record_route(
-                    t.peer.transport,
-                    from.transport,
+                    (t.peer.transport, t.peer.addr.ip()),
+                    (from.transport, from.addr.ip()),
                     &msg,
                     &plan.record,
                     &parties,
@@ -602,22 +602,17 @@ impl Proxy {
         }
     }
 
-    pub(super) fn via_port(&self, transport: Transport) -> u16 {
-        match transport {
-            Transport::Udp => self.cfg.worker_port,
-            Transport::Tcp => self.cfg.tcp_port,
-        }
-    }
-
-    /// `SIP/2.0/<transport> <host>:<port>;branch=<branch>`: our Via.
-    fn via_value(&self, transport: Transport, branch: &str) -> String {
-        let mut via = String::with_capacity(40 + self.uri_host.len() + branch.len());
+    /// `SIP/2.0/<transport> <host>:<port>;branch=<branch>`: our Via on a
+    /// request to `to`.
+    fn via_value(&self, transport: Transport, to: std::net::IpAddr, branch: &str) -> String {
+        let (host, port) = self.host_port(transport, to, true);
+        let mut via = String::with_capacity(40 + host.len() + branch.len());
         via.push_str("SIP/2.0/");
         via.push_str(transport.as_str());
         via.push(' ');
-        via.push_str(&self.uri_host);
+        via.push_str(host);
         via.push(':');
-        push_dec(&mut via, u64::from(self.via_port(transport)));
+        push_dec(&mut via, u64::from(port));
         via.push_str(";branch=");
         via.push_str(branch);
         via
@@ -653,7 +648,7 @@ impl Proxy {
         branch.push_str("-T");
         push_hex8(&mut branch, hash);
         branch.push_str("-a");
-        let via = self.via_value(t.peer.transport, &branch);
+        let via = self.via_value(t.peer.transport, t.peer.addr.ip(), &branch);
         let mf = msg
             .header(HeaderName::MaxForwards)
             .and_then(crate::sip::parse_max_forwards)

@@ -105,6 +105,34 @@ pub struct Listen {
     pub addr: SocketAddr,
 }
 
+/// A dual-stack switch's other family (see `ProxyConfig::alt`): the
+/// first listen address of the family the advertised host is not of (not
+/// a wildcard: peers could not be told where to come back), with its UDP
+/// and TCP ports. `None` when the switch listens in one family only.
+fn alt_family(listen: &[Listen], advertised_host: &str) -> Option<crate::proxy::AltFamily> {
+    let v6 = match advertised_host.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_ipv6(),
+        Err(_) => listen.first()?.addr.is_ipv6(),
+    };
+    let host = listen
+        .iter()
+        .map(|l| l.addr.ip())
+        .find(|ip| ip.is_ipv6() != v6 && !ip.is_unspecified())?;
+    let port_of = |t: Transport| {
+        listen
+            .iter()
+            .find(|l| l.transport == t && l.addr.ip() == host)
+            .map(|l| l.addr.port())
+    };
+    let udp_port = port_of(Transport::Udp).unwrap_or(0);
+    let tcp_port = port_of(Transport::Tcp).unwrap_or(udp_port);
+    Some(crate::proxy::AltFamily {
+        host,
+        udp_port,
+        tcp_port,
+    })
+}
+
 /// Parses a `server.listen` entry (`udp:IP:PORT` / `tcp:IP:PORT`).
 pub fn parse_listen(s: &str) -> Option<Listen> {
     let (proto, rest) = s.split_once(':')?;
@@ -233,6 +261,7 @@ pub fn run(path: &Path) -> Result<(), String> {
         .as_deref()
         .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_owned())
         .unwrap_or_else(|| first.addr.ip().to_string());
+    let alt = alt_family(&listen, &advertised_host);
     let workers = match cfg.server.workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n as usize,
@@ -305,7 +334,7 @@ pub fn run(path: &Path) -> Result<(), String> {
     // each reloaded configuration to say so.
     let running = cfg.server.clone();
     let tunables = Arc::new(worker::Tunables::new(&cfg));
-    tracing::info!(workers, ?listen, %advertised_host, "tandem starting");
+    tracing::info!(workers, ?listen, %advertised_host, ?alt, "tandem starting");
 
     for index in 0..workers {
         let proxy_cfg = ProxyConfig {
@@ -313,6 +342,7 @@ pub fn run(path: &Path) -> Result<(), String> {
             listen_port,
             tcp_port,
             worker_port: 0,
+            alt,
             worker: index as u16,
             max_transactions: MAX_TRANSACTIONS_PER_WORKER,
             timers: TimerConfig::default(),

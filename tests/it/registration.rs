@@ -2578,3 +2578,87 @@ fn the_ack_of_a_400_for_an_unframed_invite_goes_nowhere() {
     let stray = friend.recv_where(Duration::from_secs(1), |_| true);
     assert!(stray.is_none(), "the friend got {:?}", stray.map(|m| m.0));
 }
+
+/// A dual-stack switch (listening on 127.0.0.1 and ::1) between a v4
+/// carrier and a v6 friend: the friend's INVITE names the switch by its v6
+/// address in Via and in the Record-Route entry facing the friend (the v4
+/// advertised host is unreachable from a v6-only peer), so the friend's
+/// answers, which follow the Via, and its BYE, which follows the route,
+/// come back. Skipped where the machine has no IPv6 loopback.
+#[test]
+fn a_dual_stack_switch_names_itself_to_each_peer_in_its_family() {
+    if UdpSocket::bind("[::1]:0").is_err() {
+        eprintln!(
+            "no IPv6 loopback: a_dual_stack_switch_names_itself_to_each_peer_in_its_family skipped"
+        );
+        return;
+    }
+    let port = 25380;
+    let sw = Switch::start_with("dual-stack-names", port, |c| {
+        c.replace(
+            &format!("\"tcp:127.0.0.1:{port}\"]"),
+            &format!("\"tcp:127.0.0.1:{port}\", \"udp:[::1]:{port}\"]"),
+        )
+        .replace("address = \"127.0.0.1\"", "address = \"::1\"")
+    });
+    let v6_switch: SocketAddr = format!("[::1]:{port}").parse().unwrap();
+    let friend = Phone::at(&format!("[::1]:{}", port + 10), v6_switch);
+    let carrier = Phone::new("127.0.0.2", sw.addr());
+    let local = carrier.local();
+    carrier.send(&format!(
+        "INVITE sip:+34944000200@{switch} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {local};branch=z9hG4bK-ds1\r\nMax-Forwards: 70\r\n\
+         From: <sip:+34600111222@pstn.example.net>;tag=ds1\r\n\
+         To: <sip:+34944000200@pstn.example.net>\r\n\
+         Call-ID: ds1@carrier\r\nCSeq: 1 INVITE\r\n\
+         Contact: <sip:carrier@{local}>\r\nContent-Length: 0\r\n\r\n",
+        switch = sw.addr()
+    ));
+    let invite = friend
+        .recv_where(Duration::from_secs(3), |m| m.0.starts_with("INVITE "))
+        .expect("the INVITE reaches the v6 friend");
+    let via = invite.header("Via").unwrap();
+    assert!(
+        via.starts_with(&format!("SIP/2.0/UDP [::1]:{port};")),
+        "{via}"
+    );
+    let routes: Vec<String> = invite
+        .headers("Record-Route")
+        .flat_map(|v| v.split(", "))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(routes.len(), 2, "{routes:?}");
+    assert!(
+        routes[0].starts_with(&format!("<sip:[::1]:{port};lr;")),
+        "{routes:?}"
+    );
+    assert!(
+        routes[1].starts_with(&format!("<sip:127.0.0.1:{port};lr;")),
+        "{routes:?}"
+    );
+    friend.reply(&invite, 200, "OK");
+    let ok = carrier
+        .recv_where(Duration::from_secs(3), |m| m.status() == 200)
+        .expect("the friend's 200, sent by its Via, reaches the carrier");
+    let to = ok.header("To").unwrap().to_owned();
+
+    // The friend hangs up along its route set (the Record-Route as it
+    // received it): its first entry is the switch's v6 address.
+    let friend_local = friend.local();
+    friend.send(&format!(
+        "BYE sip:carrier@{local} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {friend_local};branch=z9hG4bK-ds1bye\r\nMax-Forwards: 70\r\n\
+         Route: {route}\r\nFrom: {to}\r\nTo: {from}\r\n\
+         Call-ID: ds1@carrier\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n",
+        route = routes.join(", "),
+        from = invite.header("From").unwrap(),
+    ));
+    let bye = carrier
+        .recv_where(Duration::from_secs(3), |m| m.0.starts_with("BYE "))
+        .expect("the friend's BYE reaches the carrier");
+    carrier.reply(&bye, 200, "OK");
+    let done = friend
+        .recv_where(Duration::from_secs(3), |m| m.status() == 200)
+        .expect("the BYE's 200 reaches the friend");
+    assert!(done.first_line().contains("200"), "{}", done.0);
+}
