@@ -55,11 +55,13 @@ impl Proxy {
     ) -> (&str, u16) {
         if let Some((host, alt)) = self.alt_for(peer) {
             // The workers' own sockets are the other family's: the
-            // listening socket is the way in.
-            return match transport {
-                Transport::Udp => (host, alt.udp_port),
-                Transport::Tcp => (host, alt.tcp_port),
-            };
+            // listening socket is the way in (for UDP, if that family
+            // listens on UDP at all).
+            match transport {
+                Transport::Udp if alt.udp_port != 0 => return (host, alt.udp_port),
+                Transport::Tcp => return (host, alt.tcp_port),
+                Transport::Udp => {}
+            }
         }
         let port = match (transport, via) {
             (Transport::Tcp, _) => self.cfg.tcp_port,
