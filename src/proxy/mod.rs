@@ -859,8 +859,12 @@ impl Refused {
         self.order.push_back(key);
     }
 
+    fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
     fn contains(&self, key: &[u8]) -> bool {
-        !self.keys.is_empty() && self.keys.contains(key)
+        self.keys.contains(key)
     }
 }
 

@@ -89,7 +89,7 @@ impl Proxy {
                 // A non-2xx's ACK under a new branch (see `ack_index`).
                 return self.retransmission(now, slot, &msg, from, router);
             }
-            if !self.refused.keys.is_empty() && self.refused.contains(&super::ack_key(&msg)) {
+            if !self.refused.is_empty() && self.refused.contains(&super::ack_key(&msg)) {
                 // The ACK of a re-INVITE the switch refused itself.
                 self.stats.dropped += 1;
                 return;
