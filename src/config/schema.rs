@@ -143,17 +143,10 @@ fn each(
         return;
     };
     for (i, item) in items.iter_mut().enumerate() {
+        // Named the way validation names it (an empty name by its index).
+        let here = super::types::label(item, &at.field(key), i);
         let toml::Value::Table(t) = item else {
             continue;
-        };
-        // Name a table the way validation does: by `name`, else `number`,
-        // else its index.
-        let label = ["name", "number"]
-            .iter()
-            .find_map(|k| t.get(*k).and_then(toml::Value::as_str).map(str::to_owned));
-        let here = match label {
-            Some(l) => at.field(key).named(&l),
-            None => at.field(key).index(i),
         };
         strip(t, known, &here, errors);
         inner(t, &here, errors);

@@ -133,7 +133,7 @@ fn steps_of(path: &serde_path_to_error::Path) -> Vec<Step> {
 
 /// An item of an array of tables is named like validation names it: by
 /// `name`, else `number`, else its index.
-fn label(item: &Value, array: &Place, index: usize) -> Place {
+pub(super) fn label(item: &Value, array: &Place, index: usize) -> Place {
     match name_of(item) {
         Some(n) => array.named(n),
         None => array.index(index),

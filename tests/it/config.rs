@@ -338,6 +338,31 @@ fn left_out_items_hide_nothing_else() {
     assert_eq!(lines[1], "auth.ban_s: must be at least 1");
 }
 
+/// An item with an empty name is placed by its index in every error,
+/// unknown keys included (validation cannot name it otherwise).
+#[test]
+fn an_item_without_a_name_is_placed_by_its_index() {
+    let text = std::fs::read_to_string("config/tandem.toml")
+        .unwrap()
+        .replace(
+            "  name = \"alice-phone\"\n",
+            "  name = \"\"\n  pasword = \"x\"\n",
+        );
+    let lines: Vec<String> = config::parse(&text)
+        .unwrap_err()
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+    assert!(
+        lines[0].starts_with("company[acme].terminal[0].pasword: unknown key"),
+        "{lines:?}"
+    );
+    assert_eq!(
+        lines[1],
+        "company[acme].terminal[0].name: must not be empty"
+    );
+}
+
 #[test]
 fn defaults_and_summary() {
     let cfg = config::parse(BASE).unwrap();
